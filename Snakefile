@@ -1,0 +1,25 @@
+# inferbench: which way of running this transformer is fastest on our GPUs, by how much, and why.
+# This file only loads and checks the config and includes one rules file per stage.
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config.yaml"
+
+
+include: "rules/common.smk"
+include: "rules/dataset.smk"
+include: "rules/model.smk"
+include: "rules/tokens.smk"
+include: "rules/export.smk"
+include: "rules/correctness.smk"
+include: "rules/benchmark.smk"
+include: "rules/aggregate.smk"
+include: "rules/report.smk"
+
+
+rule all:
+    input:
+        REPORT_OUTPUTS,
+    default_target: True

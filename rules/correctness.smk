@@ -1,0 +1,38 @@
+# Correctness: the fp32 eager reference logits, and each engine x precision over the whole split.
+
+
+rule reference:
+    input:
+        model_dir="results/model",
+        tokens="results/tokens/seq{seq_len}.pt",
+    output:
+        reference="results/reference/seq{seq_len}.pt",
+    params:
+        device=DEVICE,
+        batch_size=config["correctness"]["batch_size"],
+    threads: TIMING_THREADS
+    log:
+        "results/logs/reference/seq{seq_len}.log",
+    script:
+        "../workflow_scripts/reference.py"
+
+
+rule accuracy:
+    input:
+        unpack(engine_artifacts),
+        model_dir="results/model",
+        tokens="results/tokens/seq{seq_len}.pt",
+        reference="results/reference/seq{seq_len}.pt",
+    output:
+        result="results/accuracy/{engine}/{precision}/seq{seq_len}_{padding}.json",
+    params:
+        device=DEVICE,
+        batch_size=config["correctness"]["batch_size"],
+        tolerance=tolerance,
+        engine_settings=engine_settings,
+        artifact_kinds=artifact_kinds,
+    threads: TIMING_THREADS
+    log:
+        "results/logs/accuracy/{engine}_{precision}_seq{seq_len}_{padding}.log",
+    script:
+        "../workflow_scripts/accuracy.py"

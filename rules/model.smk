@@ -1,0 +1,18 @@
+# Stage 2: the model and tokenizer, saved once; every later stage loads this folder.
+
+
+localrules:
+    model,
+
+
+rule model:
+    input:
+        rows="results/data/dataset.jsonl",
+    output:
+        model_dir=directory("results/model"),
+    params:
+        settings=config["model"],
+    log:
+        "results/logs/model.log",
+    script:
+        "../workflow_scripts/model.py"

@@ -1,0 +1,13 @@
+# Stage 3: token ids per sequence length (padded to seq_len; dynamic padding is cut from these per batch).
+
+
+rule tokenize:
+    input:
+        model_dir="results/model",
+        rows="results/data/dataset.jsonl",
+    output:
+        tokens="results/tokens/seq{seq_len}.pt",
+    log:
+        "results/logs/tokenize/seq{seq_len}.log",
+    script:
+        "../workflow_scripts/tokens.py"

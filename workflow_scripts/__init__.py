@@ -1,0 +1,1 @@
+"""inferbench: the Python side of the pipeline. One module per step, one module per engine."""

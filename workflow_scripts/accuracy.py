@@ -1,0 +1,88 @@
+"""Accuracy of one engine x precision over the whole split, and its agreement with the fp32 eager reference.
+
+Run once per engine and precision (not per batch size), at the configured correctness batch size.
+"""
+
+import argparse
+import logging
+
+import torch
+
+from workflow_scripts import environment
+from workflow_scripts.correctness import compare
+from workflow_scripts.engines import create
+from workflow_scripts.model import load_info
+from workflow_scripts.outcome import classify
+from workflow_scripts.reference import run_all_rows
+from workflow_scripts.results import SCHEMA_VERSION, write_cell_result
+from workflow_scripts.step_io import setup_logging, snakemake_log
+from workflow_scripts.tokens import load_tokens
+
+log = logging.getLogger("accuracy")
+
+
+def evaluate(cell: dict, model_dir: str, tokens_path: str, reference_path: str, artifacts: dict,
+             engine_settings: dict, tolerance: dict, out_path: str) -> dict:
+    device = environment.resolve_device(cell["device"])
+    cell = {**cell, "device": device}
+    result = {"schema_version": SCHEMA_VERSION, "kind": "accuracy", "cell": cell, "status": "ok", "reason": None,
+              "model": load_info(model_dir), "accuracy": None, "correctness": None}
+    try:
+        tokens = load_tokens(tokens_path)
+        engine = create(cell["engine"], model_dir=model_dir, device=device, precision=cell["precision"],
+                        settings=engine_settings, artifacts=artifacts)
+        engine.load()
+        logits = run_all_rows(engine, tokens, cell["batch_size"], cell["padding"], device)
+        result["accuracy"] = float((logits.argmax(dim=-1) == tokens["labels"]).float().mean())
+        result["correctness"] = compare(logits, torch.load(reference_path, weights_only=True), tolerance)
+        if not result["correctness"]["within_tolerance"]:
+            result["status"] = "mismatch"
+            result["reason"] = (f"logits differ from fp32 eager over the split: max |diff| "
+                                f"{result['correctness']['max_abs_diff']:.3g}, agreement "
+                                f"{result['correctness']['agreement']:.1%}")
+    except Exception as error:  # recorded, the workflow goes on
+        result["status"], result["reason"] = classify(error)
+    result["environment"] = environment.capture(device, {"cell": cell, "engine_settings": engine_settings,
+                                                         "tolerance": tolerance})
+    write_cell_result(out_path, result)
+    log.info("%s: %s accuracy=%s", out_path, result["status"], result["accuracy"])
+    return result
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--engine", required=True)
+    parser.add_argument("--precision", default="fp32")
+    parser.add_argument("--seq-len", type=int, default=128)
+    parser.add_argument("--padding", default="max_length")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--model-dir", required=True)
+    parser.add_argument("--tokens", required=True)
+    parser.add_argument("--reference", required=True)
+    parser.add_argument("--torchscript")
+    parser.add_argument("--max-abs-diff", type=float, default=1e-3)
+    parser.add_argument("--min-agreement", type=float, default=0.99)
+    parser.add_argument("--out", required=True)
+    args = parser.parse_args(argv)
+    setup_logging()
+    cell = {"engine": args.engine, "precision": args.precision, "batch_size": args.batch_size,
+            "seq_len": args.seq_len, "padding": args.padding, "device": args.device}
+    evaluate(cell, args.model_dir, args.tokens, args.reference,
+             {"torchscript": args.torchscript} if args.torchscript else {}, {},
+             {"max_abs_diff": args.max_abs_diff, "min_agreement": args.min_agreement}, args.out)
+
+
+if __name__ == "__main__":
+    if "snakemake" in globals():
+        smk = snakemake  # noqa: F821
+        setup_logging(snakemake_log(smk))
+        torch.set_num_threads(smk.threads)
+        w = smk.wildcards
+        evaluate({"engine": w.engine, "precision": w.precision, "batch_size": smk.params.batch_size,
+                  "seq_len": int(w.seq_len), "padding": w.padding, "device": smk.params.device},
+                 smk.input.model_dir, smk.input.tokens, smk.input.reference,
+                 {kind: smk.input[kind] for kind in smk.params.artifact_kinds},
+                 smk.params.engine_settings, smk.params.tolerance, smk.output.result)
+    else:
+        main()

@@ -1,0 +1,147 @@
+"""Step 5: one benchmark cell = one engine x precision x batch size x sequence length x padding.
+
+Loads the engine, times its first call (compilation) apart, checks its logits against the fp32 eager
+reference on the measured batches, then times warm-up and repeats. Writes one JSON result whatever happens:
+status ok / mismatch / skipped / oom / failed, with the reason.
+"""
+
+import argparse
+import gc
+import logging
+import resource
+import time
+
+import torch
+
+from workflow_scripts import environment, stats
+from workflow_scripts.correctness import compare
+from workflow_scripts.engines import create
+from workflow_scripts.measure import time_first_call, time_iterations
+from workflow_scripts.model import load_info
+from workflow_scripts.outcome import classify
+from workflow_scripts.results import SCHEMA_VERSION, write_cell_result
+from workflow_scripts.step_io import setup_logging, snakemake_log
+from workflow_scripts.tokens import batch_rows, load_tokens, make_batch
+
+log = logging.getLogger("benchmark")
+
+
+def run_cell(cell: dict, model_dir: str, tokens_path: str, reference_path: str, artifacts: dict,
+             engine_settings: dict, measurement: dict, tolerance: dict, out_path: str) -> dict:
+    device = environment.resolve_device(cell["device"])
+    cell = {**cell, "device": device}
+    config_slice = {"cell": cell, "engine_settings": engine_settings, "measurement": measurement,
+                    "tolerance": tolerance}
+    result = {"schema_version": SCHEMA_VERSION, "kind": "latency", "cell": cell, "status": "ok", "reason": None,
+              "model": load_info(model_dir), "measurement": measurement, "startup": None, "latency": None,
+              "throughput_samples_per_s": None, "memory": None, "correctness": None, "engine": None,
+              "tokens_per_batch": None}
+    try:
+        result.update(measure_cell(cell, model_dir, tokens_path, reference_path, artifacts, engine_settings,
+                                   measurement, tolerance))
+    except Exception as error:  # recorded in the result; the workflow goes on with the other cells
+        result["status"], result["reason"] = classify(error)
+    result["environment"] = environment.capture(device, config_slice)
+    write_cell_result(out_path, result)
+    log.info("%s: %s %s", out_path, result["status"], result["reason"] or "")
+    return result
+
+
+def measure_cell(cell, model_dir, tokens_path, reference_path, artifacts, engine_settings, measurement, tolerance):
+    device, batch_size = cell["device"], cell["batch_size"]
+    tokens = load_tokens(tokens_path)
+    reference = torch.load(reference_path, weights_only=True)
+    rows = batch_rows(tokens["input_ids"].shape[0], batch_size, measurement["max_distinct_batches"])
+    batches = [make_batch(tokens, r, cell["padding"], device) for r in rows]
+    engine = create(cell["engine"], model_dir=model_dir, device=device, precision=cell["precision"],
+                    settings=engine_settings, artifacts=artifacts)
+    if device == "cuda":
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+    start = time.perf_counter()
+    engine.load()
+    load_s = time.perf_counter() - start
+
+    def run_batch(batch):
+        return engine.run(batch["input_ids"], batch["attention_mask"])
+
+    first_call_s = time_first_call(run_batch, batches[0], device)
+    logits = torch.cat([run_batch(b).float().cpu() for b in batches])
+    correctness = compare(logits, reference[torch.cat([b["rows"] for b in batches])], tolerance)
+    repeats = time_iterations(run_batch, batches, device, measurement["warmup_iters"], measurement["min_iters"],
+                              measurement["min_seconds"], measurement["repeats"])
+    resamples = measurement["bootstrap_resamples"]
+    wall = [ms for r in repeats for ms in r["wall_ms"]]
+    gpu = [ms for r in repeats for ms in r["gpu_ms"] or []]
+    repeat_p50 = [float(torch.tensor(r["wall_ms"]).median()) for r in repeats]
+    wall_stats = stats.summarize(wall, batch_size, resamples)
+    latency = {
+        "wall_ms": wall_stats,
+        "gpu_ms": stats.summarize(gpu, batch_size, resamples) if gpu else None,
+        "repeat_p50_ms": repeat_p50,
+        "repeat_p50_cv": stats.coefficient_of_variation(repeat_p50),
+        "iterations": len(wall),
+    }
+    # dynamic padding shrinks batches: report how many tokens an average measured batch carries
+    tokens_per_batch = sum(b["input_ids"].numel() for b in batches) / len(batches)
+    del engine, batches
+    gc.collect()
+    return {
+        "status": "ok" if correctness["within_tolerance"] else "mismatch",
+        "reason": None if correctness["within_tolerance"] else
+        f"logits differ from fp32 eager: max |diff| {correctness['max_abs_diff']:.3g}, "
+        f"agreement {correctness['agreement']:.1%} (tolerance {tolerance})",
+        "startup": {"load_s": load_s, "first_call_s": first_call_s},
+        "latency": latency,
+        "throughput_samples_per_s": wall_stats["throughput_samples_per_s"],
+        "memory": {"peak_gpu_mb": torch.cuda.max_memory_allocated() / 2**20 if device == "cuda" else None,
+                   "peak_host_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024},
+        "correctness": correctness,
+        "tokens_per_batch": tokens_per_batch,
+    }
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--engine", required=True)
+    parser.add_argument("--precision", default="fp32")
+    parser.add_argument("--batch-size", type=int, default=1)
+    parser.add_argument("--seq-len", type=int, default=128)
+    parser.add_argument("--padding", default="max_length")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--model-dir", required=True)
+    parser.add_argument("--tokens", required=True)
+    parser.add_argument("--reference", required=True)
+    parser.add_argument("--torchscript", help="exported module, for the torchscript engine")
+    parser.add_argument("--warmup-iters", type=int, default=10)
+    parser.add_argument("--min-iters", type=int, default=50)
+    parser.add_argument("--min-seconds", type=float, default=2.0)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--max-abs-diff", type=float, default=1e-3)
+    parser.add_argument("--min-agreement", type=float, default=0.99)
+    parser.add_argument("--out", required=True)
+    args = parser.parse_args(argv)
+    setup_logging()
+    cell = {"engine": args.engine, "precision": args.precision, "batch_size": args.batch_size,
+            "seq_len": args.seq_len, "padding": args.padding, "device": args.device}
+    measurement = {"warmup_iters": args.warmup_iters, "min_iters": args.min_iters,
+                   "min_seconds": args.min_seconds, "repeats": args.repeats, "max_distinct_batches": 8,
+                   "bootstrap_resamples": 1000}
+    artifacts = {"torchscript": args.torchscript} if args.torchscript else {}
+    run_cell(cell, args.model_dir, args.tokens, args.reference, artifacts, {}, measurement,
+             {"max_abs_diff": args.max_abs_diff, "min_agreement": args.min_agreement}, args.out)
+
+
+if __name__ == "__main__":
+    if "snakemake" in globals():
+        smk = snakemake  # noqa: F821
+        setup_logging(snakemake_log(smk))
+        torch.set_num_threads(smk.threads)
+        w = smk.wildcards
+        run_cell({"engine": w.engine, "precision": w.precision, "batch_size": int(w.batch_size),
+                  "seq_len": int(w.seq_len), "padding": w.padding, "device": smk.params.device},
+                 smk.input.model_dir, smk.input.tokens, smk.input.reference,
+                 {kind: smk.input[kind] for kind in smk.params.artifact_kinds},
+                 smk.params.engine_settings, smk.params.measurement, smk.params.tolerance, smk.output.result)
+    else:
+        main()

@@ -1,0 +1,12 @@
+"""Compare an engine's logits with the fp32 eager reference on the same rows."""
+
+import torch
+
+
+def compare(logits: torch.Tensor, reference: torch.Tensor, tolerance: dict) -> dict:
+    logits, reference = logits.float().cpu(), reference.float().cpu()
+    max_abs_diff = float((logits - reference).abs().max())
+    agreement = float((logits.argmax(dim=-1) == reference.argmax(dim=-1)).float().mean())
+    within = max_abs_diff <= tolerance["max_abs_diff"] and agreement >= tolerance["min_agreement"]
+    return {"max_abs_diff": max_abs_diff, "agreement": agreement, "rows_compared": int(logits.shape[0]),
+            "tolerance": dict(tolerance), "within_tolerance": bool(within)}

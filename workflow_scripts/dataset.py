@@ -1,0 +1,95 @@
+"""Step 1: the evaluation sentences and labels (GLUE SST-2 from the hub, or the sample shipped here)."""
+
+import argparse
+import csv
+import json
+import logging
+from pathlib import Path
+
+from workflow_scripts.hub import go_offline_if_unreachable
+from workflow_scripts.results import atomic_write_text, write_json
+from workflow_scripts.step_io import setup_logging, snakemake_log
+
+log = logging.getLogger("dataset")
+SAMPLE_PATH = Path(__file__).resolve().parent / "data" / "sst2_sample.tsv"
+
+
+class HubUnavailable(RuntimeError):
+    pass
+
+
+def load_from_hub(name: str, config: str, split: str) -> list[dict]:
+    go_offline_if_unreachable()
+    import datasets
+
+    try:
+        rows = datasets.load_dataset(name, config, split=split)
+    except Exception as error:  # offline, unknown dataset, network: all end the hub attempt the same way
+        raise HubUnavailable(f"{type(error).__name__}: {error}") from error
+    return [{"sentence": row["sentence"], "label": int(row["label"])} for row in rows]
+
+
+def load_sample() -> list[dict]:
+    with SAMPLE_PATH.open(newline="") as handle:
+        return [{"sentence": row["sentence"], "label": int(row["label"])}
+                for row in csv.DictReader(handle, delimiter="\t")]
+
+
+def prepare(settings: dict, out_rows: str, out_info: str) -> dict:
+    """Write the rows (JSON lines) and an info file that says where they came from."""
+    source = settings["source"]
+    name, config, split = settings["name"], settings["config"], settings["split"]
+    origin, hub_error = None, None
+    rows: list[dict] = []
+    if source in ("auto", "hub"):
+        try:
+            rows = load_from_hub(name, config, split)
+            origin = "hub"
+        except HubUnavailable as error:
+            hub_error = str(error)
+            if source == "hub":
+                raise SystemExit(
+                    f"dataset.source is 'hub' but {name}/{config} split '{split}' could not be loaded: {hub_error}\n"
+                    "Run where the Hugging Face hub is reachable, pre-fill the datasets cache (HF_HOME), "
+                    "or set dataset.source: auto to allow the bundled SST-2-format sample.") from error
+            log.warning("hub unavailable (%s); using the bundled sample", hub_error)
+    if origin is None:
+        rows, origin = load_sample(), "sample"
+    if settings.get("max_samples"):
+        rows = rows[: settings["max_samples"]]
+    if not rows:
+        raise SystemExit("the dataset has no rows (check dataset.split and dataset.max_samples)")
+    info = {"origin": origin, "name": name, "config": config, "split": split,
+            "rows": len(rows), "hub_error": hub_error,
+            "sample_file": SAMPLE_PATH.name if origin == "sample" else None}
+    atomic_write_text(out_rows, "".join(json.dumps(row) + "\n" for row in rows))
+    write_json(out_info, info)
+    log.info("dataset: %d rows from %s", len(rows), origin)
+    return info
+
+
+def read_rows(path: str) -> list[dict]:
+    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--name", default="glue")
+    parser.add_argument("--config", default="sst2")
+    parser.add_argument("--split", default="validation")
+    parser.add_argument("--max-samples", type=int)
+    parser.add_argument("--source", choices=["auto", "hub", "sample"], default="auto")
+    parser.add_argument("--out-rows", required=True)
+    parser.add_argument("--out-info", required=True)
+    args = parser.parse_args(argv)
+    setup_logging()
+    prepare({"name": args.name, "config": args.config, "split": args.split, "max_samples": args.max_samples,
+             "source": args.source}, args.out_rows, args.out_info)
+
+
+if __name__ == "__main__":
+    if "snakemake" in globals():
+        setup_logging(snakemake_log(snakemake))  # noqa: F821
+        prepare(snakemake.params.settings, snakemake.output.rows, snakemake.output.info)  # noqa: F821
+    else:
+        main()

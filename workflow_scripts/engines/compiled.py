@@ -1,0 +1,23 @@
+"""torch.compile (Inductor); the engine name picks the mode: compile-default, compile-reduce-overhead
+(CUDA graphs), compile-max-autotune. Compilation happens on the first call, which the harness times apart."""
+
+import torch
+
+from workflow_scripts.engines.base import Engine, load_hf_model
+
+
+class CompiledEngine(Engine):
+    def load(self) -> None:
+        self.mode = self.name.removeprefix("compile-")
+        model = load_hf_model(self.model_dir, self.device, self.dtype, attn_implementation="sdpa")
+        if self.mode == "reduce-overhead" and self.device != "cuda":
+            self.notes.append("CUDA graphs exist only on CUDA: on CPU this mode compiles like 'default'")
+        self.model = torch.compile(model, mode=self.mode, fullgraph=self.settings.get("fullgraph", True),
+                                   dynamic=self.settings.get("dynamic"))
+
+    @torch.inference_mode()
+    def run(self, input_ids, attention_mask):
+        if self.mode == "reduce-overhead":
+            # a new graph replay may overwrite the previous outputs; callers copy what they keep
+            torch.compiler.cudagraph_mark_step_begin()
+        return self.model(input_ids=input_ids, attention_mask=attention_mask).logits

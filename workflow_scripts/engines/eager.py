@@ -1,0 +1,14 @@
+"""PyTorch eager mode with scaled-dot-product attention: the baseline every other engine is compared to."""
+
+import torch
+
+from workflow_scripts.engines.base import Engine, load_hf_model
+
+
+class EagerEngine(Engine):
+    def load(self) -> None:
+        self.model = load_hf_model(self.model_dir, self.device, self.dtype, attn_implementation="sdpa")
+
+    @torch.inference_mode()
+    def run(self, input_ids, attention_mask):
+        return self.model(input_ids=input_ids, attention_mask=attention_mask).logits

@@ -1,0 +1,15 @@
+"""A traced, frozen TorchScript module produced by the export step (also what Triton's pytorch backend serves)."""
+
+import torch
+
+from workflow_scripts.engines.base import Engine
+from workflow_scripts.export import load_verified_torchscript
+
+
+class TorchScriptEngine(Engine):
+    def load(self) -> None:
+        self.module = load_verified_torchscript(self.artifacts["torchscript"], self.device)
+
+    @torch.inference_mode()
+    def run(self, input_ids, attention_mask):
+        return self.module(input_ids, attention_mask)

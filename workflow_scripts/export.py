@@ -1,0 +1,125 @@
+"""Step 4: export the model to TorchScript (trace, freeze, optimize_for_inference) and verify it against
+eager on the same inputs before anything uses it. A checksum beside the file guards every later load."""
+
+import argparse
+import hashlib
+import io
+import logging
+from pathlib import Path
+
+import torch
+
+from workflow_scripts.correctness import compare
+from workflow_scripts.engines.base import PRECISION_DTYPES, EngineUnavailable, load_hf_model
+from workflow_scripts.environment import resolve_device
+from workflow_scripts.results import atomic_write_bytes, read_json, write_json
+from workflow_scripts.step_io import setup_logging, snakemake_log
+from workflow_scripts.tokens import batch_rows, load_tokens, make_batch
+
+log = logging.getLogger("export")
+
+
+class LogitsOnly(torch.nn.Module):
+    """(input_ids, attention_mask) -> logits: the plain-tensor signature TorchScript and Triton serve."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids, attention_mask):
+        return self.model(input_ids=input_ids, attention_mask=attention_mask).logits
+
+
+def sha256_of(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def sidecar(path: str | Path) -> Path:
+    return Path(path).with_suffix(".json")
+
+
+def verification_batches(tokens: dict, device: str) -> list[dict]:
+    """Two batch sizes and both paddings: a trace that baked in a shape or a mask path fails here."""
+    rows = tokens["input_ids"].shape[0]
+    return [make_batch(tokens, batch_rows(rows, size, 1)[0], padding, device)
+            for size in (1, 5) for padding in ("max_length", "dynamic")]
+
+
+def export_torchscript(model_dir: str, tokens_path: str, device: str, precision: str, tolerance: dict,
+                       out_path: str) -> dict:
+    device = resolve_device(device)
+    if device == "cpu" and precision == "fp16":
+        # recorded, not raised: the engines that need this file then skip their cells with the reason
+        info = {"format": "torchscript", "precision": precision, "device": device, "status": "skipped",
+                "reason": "fp16 matmuls are not supported on CPU"}
+        atomic_write_bytes(out_path, b"")
+        write_json(sidecar(out_path), info)
+        return info
+    dtype = PRECISION_DTYPES[precision]
+    model = LogitsOnly(load_hf_model(Path(model_dir), device, dtype, attn_implementation="sdpa"))
+    tokens = load_tokens(tokens_path)
+    batches = verification_batches(tokens, device)
+    with torch.inference_mode(False), torch.no_grad():
+        # trace a padded multi-row batch so the attention-mask path is part of the graph
+        example = next(b for b in batches if b["input_ids"].shape[0] > 1 and b["input_ids"].shape[1] ==
+                       tokens["seq_len"])
+        traced = torch.jit.trace(model, (example["input_ids"], example["attention_mask"]), check_trace=False)
+        module = torch.jit.optimize_for_inference(torch.jit.freeze(traced.eval()))
+        checks = []
+        for batch in batches:
+            expected = model(batch["input_ids"], batch["attention_mask"])
+            got = module(batch["input_ids"], batch["attention_mask"])
+            checks.append({"shape": list(batch["input_ids"].shape), **compare(got, expected, tolerance)})
+    failed = [c for c in checks if not c["within_tolerance"]]
+    if failed:
+        raise SystemExit(f"TorchScript export differs from eager beyond tolerance {tolerance}: {failed}")
+    buffer = io.BytesIO()
+    torch.jit.save(module, buffer)
+    atomic_write_bytes(out_path, buffer.getvalue())
+    info = {"format": "torchscript", "precision": precision, "device": device, "status": "ok",
+            "sha256": sha256_of(out_path),
+            "verification": checks, "torch": torch.__version__}
+    write_json(sidecar(out_path), info)
+    log.info("exported %s (%s on %s), verified on %d batches", out_path, precision, device, len(checks))
+    return info
+
+
+def load_verified_torchscript(path: str | Path, device: str):
+    """Load an exported module after checking it is the file the export step verified."""
+    info = read_json(sidecar(path))
+    if info["status"] != "ok":
+        raise EngineUnavailable(info["reason"])
+    actual = sha256_of(path)
+    if actual != info["sha256"]:
+        raise RuntimeError(f"{path} is corrupted or was changed after export (sha256 {actual[:12]} != "
+                           f"{info['sha256'][:12]}): delete it and rerun snakemake to re-export")
+    return torch.jit.load(str(path), map_location=device).eval()
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model-dir", required=True)
+    parser.add_argument("--tokens", required=True)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--precision", choices=list(PRECISION_DTYPES), default="fp32")
+    parser.add_argument("--max-abs-diff", type=float, default=1e-3)
+    parser.add_argument("--out", required=True)
+    args = parser.parse_args(argv)
+    setup_logging()
+    export_torchscript(args.model_dir, args.tokens, args.device, args.precision,
+                       {"max_abs_diff": args.max_abs_diff, "min_agreement": 1.0}, args.out)
+
+
+if __name__ == "__main__":
+    if "snakemake" in globals():
+        smk = snakemake  # noqa: F821
+        setup_logging(snakemake_log(smk))
+        torch.set_num_threads(smk.threads)
+        export_torchscript(smk.input.model_dir, smk.input.tokens, smk.params.device, smk.wildcards.precision,
+                           smk.params.tolerance, smk.output.module)
+    else:
+        main()

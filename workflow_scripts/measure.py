@@ -1,0 +1,58 @@
+"""The timing loop shared by every engine: first call (compilation) apart, warm-up, then timed repeats."""
+
+import itertools
+import time
+
+import torch
+
+
+def _synchronize(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def time_first_call(run_batch, batch: dict, device: str) -> float:
+    """Seconds of the first call: compilation and graph capture for compiled engines."""
+    _synchronize(device)
+    start = time.perf_counter()
+    run_batch(batch)
+    _synchronize(device)
+    return time.perf_counter() - start
+
+
+def time_iterations(run_batch, batches: list[dict], device: str, warmup_iters: int, min_iters: int,
+                    min_seconds: float, repeats: int) -> list[dict]:
+    """Per repeat, per iteration: host wall time (synchronised) and, on CUDA, GPU time from CUDA events.
+
+    Each repeat runs until both `min_iters` iterations and `min_seconds` have passed, cycling through
+    `batches` (which are already on the device, so input preparation is never timed).
+    """
+    cycle = itertools.cycle(batches)
+    for _ in range(warmup_iters):
+        run_batch(next(cycle))
+    _synchronize(device)
+    results = []
+    for _ in range(repeats):
+        wall_ms: list[float] = []
+        gpu_ms: list[float] = []
+        events = []
+        repeat_start = time.perf_counter()
+        while len(wall_ms) < min_iters or time.perf_counter() - repeat_start < min_seconds:
+            batch = next(cycle)
+            if device == "cuda":
+                begin, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+                torch.cuda.synchronize()
+                t0 = time.perf_counter()
+                begin.record()
+                run_batch(batch)
+                end.record()
+                torch.cuda.synchronize()
+                wall_ms.append((time.perf_counter() - t0) * 1000.0)
+                events.append((begin, end))
+            else:
+                t0 = time.perf_counter()
+                run_batch(batch)
+                wall_ms.append((time.perf_counter() - t0) * 1000.0)
+        gpu_ms = [begin.elapsed_time(end) for begin, end in events]
+        results.append({"wall_ms": wall_ms, "gpu_ms": gpu_ms or None})
+    return results

@@ -1,0 +1,169 @@
+"""Step 2: the model and tokenizer, saved once to a local folder that every later step loads from.
+
+`weights: pretrained` downloads them from the hub; `random` builds the same architecture with random
+weights (valid for latency, meaningless for accuracy) and, when the hub's tokenizer is out of reach,
+trains a WordPiece tokenizer on the dataset text; `auto` tries pretrained and falls back to random.
+"""
+
+import argparse
+import logging
+import tempfile
+from pathlib import Path
+
+from workflow_scripts.dataset import read_rows
+from workflow_scripts.hub import go_offline_if_unreachable
+from workflow_scripts.results import write_json
+from workflow_scripts.step_io import setup_logging, snakemake_log
+
+log = logging.getLogger("model")
+INFO_FILE = "inferbench_model.json"
+RANDOM_SEED = 0
+
+
+def architecture_config(model_id: str, overrides: dict, num_labels: int, trust_remote_code: bool):
+    """The model's config from the hub or cache; offline, transformers' defaults for its model type."""
+    from transformers import AutoConfig, CONFIG_MAPPING
+
+    try:
+        config = AutoConfig.from_pretrained(model_id, num_labels=num_labels, trust_remote_code=trust_remote_code)
+        source = "hub"
+    except OSError as error:
+        model_type = guess_model_type(model_id, CONFIG_MAPPING.keys())
+        if model_type is None:
+            raise SystemExit(f"model.id {model_id!r}: its config is not reachable ({error}) and no known "
+                             "architecture name occurs in the id to fall back on") from error
+        config = CONFIG_MAPPING[model_type](num_labels=num_labels)
+        source = f"transformers defaults for model_type '{model_type}' (hub unreachable)"
+    for key, value in overrides.items():
+        if not hasattr(config, key):
+            raise SystemExit(f"model.config_overrides.{key}: {type(config).__name__} has no such field")
+        setattr(config, key, value)
+    return config, source
+
+
+def guess_model_type(model_id: str, known_types) -> str | None:
+    """Longest known model type that occurs in the id: 'distilbert-base-uncased' -> 'distilbert'."""
+    name = model_id.lower().rsplit("/", 1)[-1]
+    matches = [t for t in known_types if t in name]
+    return max(matches, key=len) if matches else None
+
+
+def train_wordpiece_tokenizer(sentences: list[str], vocab_size: int, out_dir: Path):
+    from tokenizers import BertWordPieceTokenizer
+    from transformers import BertTokenizer
+
+    trainer = BertWordPieceTokenizer(lowercase=True)
+    trainer.train_from_iterator(sentences, vocab_size=vocab_size, min_frequency=1)
+    with tempfile.TemporaryDirectory() as tmp:
+        trainer.save_model(tmp)
+        # BertTokenizerFast(vocab_file=...) silently ignores the file in transformers 5; this form reads it
+        tokenizer = BertTokenizer(vocab=str(Path(tmp) / "vocab.txt"))
+    tokenizer.save_pretrained(out_dir)
+    return tokenizer
+
+
+def prepare(settings: dict, dataset_rows: str, out_dir: str) -> dict:
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    hub_ok = go_offline_if_unreachable()
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    model_id, weights = settings["id"], settings["weights"]
+    overrides = settings.get("config_overrides") or {}
+    trust = bool(settings.get("trust_remote_code", False))
+    if trust:
+        log.warning("trust_remote_code is on: code from the model repository %s will run", model_id)
+    warnings: list[str] = []
+    origin = None
+    if weights in ("pretrained", "auto"):
+        if overrides and weights == "pretrained":
+            raise SystemExit("model.config_overrides changes the architecture: it needs model.weights: random")
+        if not overrides:
+            try:
+                tokenizer = AutoTokenizer.from_pretrained(model_id, trust_remote_code=trust)
+                model, loading = AutoModelForSequenceClassification.from_pretrained(
+                    model_id, num_labels=settings["num_labels"], trust_remote_code=trust,
+                    output_loading_info=True)
+                origin, config_source = "pretrained", "hub"
+                if loading["missing_keys"]:
+                    warnings.append(f"{model_id} has no trained classification head (newly initialised: "
+                                    f"{', '.join(sorted(loading['missing_keys'])[:4])}): accuracy is near chance "
+                                    "unless a checkpoint fine-tuned on the task is configured.")
+            except OSError as error:
+                if weights == "pretrained":
+                    raise SystemExit(
+                        f"model.weights is 'pretrained' but {model_id} could not be loaded "
+                        f"(hub reachable: {hub_ok}): {error}\nRun where the hub is reachable, pre-fill the "
+                        "cache (HF_HOME), or set model.weights: random (latency only) or auto.") from error
+                log.warning("pretrained %s unavailable (%s); building random weights", model_id, error)
+    if origin is None:
+        config, config_source = architecture_config(model_id, overrides, settings["num_labels"], trust)
+        torch.manual_seed(RANDOM_SEED)
+        model = AutoModelForSequenceClassification.from_config(config, trust_remote_code=trust)
+        origin = "random"
+        warnings.append("Random weights: latencies are valid, accuracy is meaningless.")
+        try:
+            if overrides:
+                raise OSError("the architecture was changed, so the hub tokenizer's vocabulary may not fit")
+            tokenizer = AutoTokenizer.from_pretrained(model_id, trust_remote_code=trust)
+            tokenizer_source = "hub"
+        except OSError:
+            sentences = [row["sentence"] for row in read_rows(dataset_rows)]
+            tokenizer = train_wordpiece_tokenizer(sentences, min(config.vocab_size, 30000), out)
+            tokenizer_source = "WordPiece trained on the dataset text"
+            warnings.append("Tokenizer trained locally on the dataset text (the hub's was unreachable).")
+        if len(tokenizer) > config.vocab_size:
+            raise SystemExit(f"tokenizer has {len(tokenizer)} tokens but the model's vocab_size is "
+                             f"{config.vocab_size}: raise model.config_overrides.vocab_size")
+    else:
+        tokenizer_source = "hub"
+    model.eval()
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    config = model.config
+    info = {
+        "model_id": model_id,
+        "weights": origin,
+        "model_type": config.model_type,
+        "config_source": config_source,
+        "tokenizer_source": tokenizer_source,
+        "num_parameters": sum(p.numel() for p in model.parameters()),
+        "num_hidden_layers": config.num_hidden_layers if hasattr(config, "num_hidden_layers") else config.n_layers,
+        "hidden_size": getattr(config, "hidden_size", getattr(config, "dim", None)),
+        "config_overrides": overrides,
+        "warnings": warnings,
+    }
+    write_json(out / INFO_FILE, info)
+    log.info("model %s (%s weights, %d parameters) saved to %s", model_id, origin, info["num_parameters"], out)
+    return info
+
+
+def load_info(model_dir: str | Path) -> dict:
+    from workflow_scripts.results import read_json
+
+    return read_json(Path(model_dir) / INFO_FILE)
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--id", default="bert-base-uncased")
+    parser.add_argument("--weights", choices=["auto", "pretrained", "random"], default="auto")
+    parser.add_argument("--num-labels", type=int, default=2)
+    parser.add_argument("--override", action="append", default=[], metavar="KEY=INT",
+                        help="architecture override, e.g. num_hidden_layers=2")
+    parser.add_argument("--dataset-rows", required=True)
+    parser.add_argument("--out-dir", required=True)
+    args = parser.parse_args(argv)
+    setup_logging()
+    overrides = {k: int(v) for k, v in (item.split("=", 1) for item in args.override)}
+    prepare({"id": args.id, "weights": args.weights, "num_labels": args.num_labels,
+             "config_overrides": overrides}, args.dataset_rows, args.out_dir)
+
+
+if __name__ == "__main__":
+    if "snakemake" in globals():
+        setup_logging(snakemake_log(snakemake))  # noqa: F821
+        prepare(snakemake.params.settings, snakemake.input.rows, snakemake.output.model_dir)  # noqa: F821
+    else:
+        main()

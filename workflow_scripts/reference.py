@@ -1,0 +1,61 @@
+"""The correctness yardstick: fp32 eager logits for every dataset row (TF32 off), once per sequence length."""
+
+import argparse
+import io
+import logging
+
+import torch
+
+from workflow_scripts.engines import create
+from workflow_scripts.environment import resolve_device
+from workflow_scripts.results import atomic_write_bytes
+from workflow_scripts.step_io import setup_logging, snakemake_log
+from workflow_scripts.tokens import batch_rows, load_tokens, make_batch
+
+log = logging.getLogger("reference")
+
+
+def run_all_rows(engine, tokens: dict, batch_size: int, padding: str, device: str) -> torch.Tensor:
+    """Logits (float32, CPU) of every dataset row, in order."""
+    num_rows = tokens["input_ids"].shape[0]
+    outputs = []
+    for rows in batch_rows(num_rows, batch_size):
+        batch = make_batch(tokens, rows, padding, device)
+        outputs.append(engine.run(batch["input_ids"], batch["attention_mask"]).float().cpu())
+    return torch.cat(outputs)[:num_rows]
+
+
+def compute_reference(model_dir: str, tokens_path: str, device: str, batch_size: int, out_path: str) -> None:
+    device = resolve_device(device)
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    engine = create("eager", model_dir=model_dir, device=device, precision="fp32")
+    engine.load()
+    logits = run_all_rows(engine, load_tokens(tokens_path), batch_size, "max_length", device)
+    buffer = io.BytesIO()
+    torch.save(logits, buffer)
+    atomic_write_bytes(out_path, buffer.getvalue())
+    log.info("reference logits %s written to %s", tuple(logits.shape), out_path)
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--model-dir", required=True)
+    parser.add_argument("--tokens", required=True)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--out", required=True)
+    args = parser.parse_args(argv)
+    setup_logging()
+    compute_reference(args.model_dir, args.tokens, args.device, args.batch_size, args.out)
+
+
+if __name__ == "__main__":
+    if "snakemake" in globals():
+        smk = snakemake  # noqa: F821
+        setup_logging(snakemake_log(smk))
+        torch.set_num_threads(smk.threads)
+        compute_reference(smk.input.model_dir, smk.input.tokens, smk.params.device, smk.params.batch_size,
+                          smk.output.reference)
+    else:
+        main()

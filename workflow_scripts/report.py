@@ -1,0 +1,264 @@
+"""Step 7: the report, results/report/report.md and a self-contained report.html (figures embedded).
+
+Warnings come first (sample dataset, random weights, CPU run, mismatching or failed cells), then the
+headline table in the original study's form, figures, the full tables and the environment.
+"""
+
+import argparse
+import base64
+import html
+import logging
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from workflow_scripts.results import atomic_write_bytes, atomic_write_text, read_json  # noqa: E402
+from workflow_scripts.step_io import setup_logging, snakemake_log  # noqa: E402
+
+log = logging.getLogger("report")
+UNSTABLE_CV = {"cuda": 0.01, "cpu": 0.05}  # repeat-p50 spread above which a cell is flagged unstable
+NUMBER_FORMATS = {"ms": "{:.3f}", "x": "{:.2f}×", "pct": "{:.1%}", "rate": "{:,.1f}", "s": "{:.1f}",
+                  "sci": "{:.2e}"}
+
+
+# ---------------------------------------------------------------- analysis
+def with_speedup(table: pd.DataFrame, baseline: dict) -> pd.DataFrame:
+    """Speedup = baseline p50 / cell p50 at the same batch size, sequence length and padding."""
+    keys = ["batch_size", "seq_len", "padding"]
+    base = table[(table.engine == baseline["engine"]) & (table.precision == baseline["precision"])
+                 & table.status.isin(["ok", "mismatch"])][keys + ["p50_ms"]].rename(columns={"p50_ms": "base_p50"})
+    merged = table.merge(base, on=keys, how="left")
+    merged["speedup"] = merged["base_p50"] / merged["p50_ms"]
+    return merged.drop(columns="base_p50")
+
+
+def warnings_for(table: pd.DataFrame, dataset: dict, model: dict) -> list[str]:
+    notes = []
+    if dataset["origin"] == "sample":
+        why = "the configuration asked for it" if not dataset.get("hub_error") else "the Hugging Face hub was unreachable"
+        notes.append(f"DATASET: this run used the {dataset['rows']}-sentence SST-2-format sample bundled with "
+                     f"inferbench ({why}), not {dataset['name']}/{dataset['config']} {dataset['split']}. "
+                     "Accuracy figures are not comparable with published SST-2 numbers.")
+    for warning in model.get("warnings", []):
+        notes.append(f"MODEL: {warning}")
+    devices = sorted(set(table.device))
+    if devices == ["cpu"]:
+        notes.append("CPU RUN: no GPU was used; latencies describe this CPU, not a GPU.")
+    for status, meaning in (("mismatch", "outputs differ from fp32 eager beyond tolerance: their speed "
+                                         "cannot be trusted"),
+                            ("failed", "crashed"), ("oom", "ran out of memory"), ("skipped", "could not run here")):
+        bad = table[table.status == status]
+        for reason, group in bad.groupby(bad.reason.fillna("")):
+            cells = ", ".join(f"{r.engine}/{r.precision}/bs{r.batch_size}/seq{r.seq_len}/{r.padding}"
+                              for r in group.itertuples())
+            notes.append(f"{status.upper()}: {len(group)} cell(s) {meaning}: {reason} ({cells})")
+    ok = table[table.status == "ok"]
+    unstable = ok[ok.repeat_p50_cv > ok.device.map(UNSTABLE_CV)]
+    if len(unstable):
+        cells = ", ".join(f"{r.engine}/{r.precision}/bs{r.batch_size} ({r.repeat_p50_cv:.1%})"
+                          for r in unstable.itertuples())
+        notes.append(f"UNSTABLE: repeat medians spread more than {UNSTABLE_CV[devices[0]]:.0%} (CV) in: {cells}")
+    return notes
+
+
+def headline(table: pd.DataFrame) -> pd.DataFrame:
+    smallest = table.batch_size.min()
+    rows = table[(table.batch_size == smallest)].sort_values("p50_ms", na_position="last")
+    out = pd.DataFrame({
+        "engine": rows.engine, "precision": rows.precision, "seq_len": rows.seq_len, "padding": rows.padding,
+        f"p50 ms (bs{smallest})": rows.p50_ms.map(_fmt("ms")),
+        "95% CI of p50": [f"{lo:.3f}–{hi:.3f}" if pd.notna(lo) else "" for lo, hi in
+                          zip(rows.p50_ci_low_ms, rows.p50_ci_high_ms)],
+        "speedup": rows.speedup.map(_fmt("x")),
+        "accuracy": rows.accuracy.map(_fmt("pct")) if "accuracy" in rows else "",
+        "status": rows.status,
+    })
+    return out
+
+
+def full_table(table: pd.DataFrame) -> pd.DataFrame:
+    columns = {"engine": None, "precision": None, "batch_size": None, "seq_len": None, "padding": None,
+               "status": None, "p50_ms": "ms", "p90_ms": "ms", "p99_ms": "ms", "mean_ms": "ms", "std_ms": "ms",
+               "gpu_p50_ms": "ms", "throughput_samples_per_s": "rate", "speedup": "x", "repeat_p50_cv": "pct",
+               "first_call_s": "s", "peak_gpu_mb": "rate", "max_abs_diff": "sci", "agreement": "pct"}
+    out = table[[c for c in columns if c in table]].copy()
+    for column, kind in columns.items():
+        if kind and column in out:
+            out[column] = out[column].map(_fmt(kind))
+    return out.rename(columns={"throughput_samples_per_s": "samples/s", "repeat_p50_cv": "repeat CV",
+                               "first_call_s": "first call s"})
+
+
+def _fmt(kind: str):
+    return lambda value: "" if pd.isna(value) else NUMBER_FORMATS[kind].format(value)
+
+
+# ---------------------------------------------------------------- figures
+def _series(table: pd.DataFrame):
+    measured = table[table.status.isin(["ok", "mismatch"])]
+    for (engine, precision, seq_len, padding), group in measured.groupby(["engine", "precision", "seq_len",
+                                                                         "padding"]):
+        yield f"{engine} {precision} seq{seq_len} {padding}", group.sort_values("batch_size")
+
+
+def plot_versus_batch(table: pd.DataFrame, column: str, ylabel: str, path: str) -> None:
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for label, group in _series(table):
+        ax.plot(group.batch_size, group[column], marker="o", label=label)
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xlabel("batch size")
+    ax.set_ylabel(ylabel)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7)
+    _save(fig, path)
+
+
+def plot_speedup(table: pd.DataFrame, baseline: dict, path: str) -> None:
+    measured = table[table.status.isin(["ok", "mismatch"]) & table.speedup.notna()]
+    pivot = measured.pivot_table(index=["engine", "precision"], columns="batch_size", values="speedup")
+    fig, ax = plt.subplots(figsize=(8, 5))
+    if not pivot.empty:
+        pivot.index = [f"{e} {p}" for e, p in pivot.index]
+        pivot.plot.bar(ax=ax)
+    ax.axhline(1.0, color="black", linewidth=0.8)
+    ax.set_ylabel(f"speedup over {baseline['engine']} {baseline['precision']} (p50 ratio)")
+    ax.legend(title="batch size", fontsize=7)
+    _save(fig, path)
+
+
+def _save(fig, path: str) -> None:
+    import io
+
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110)
+    plt.close(fig)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+# ---------------------------------------------------------------- rendering
+def markdown_table(frame: pd.DataFrame) -> str:
+    cells = frame.astype(str).replace({"nan": "", "None": ""})
+    lines = ["| " + " | ".join(map(str, frame.columns)) + " |", "|" + "---|" * len(frame.columns)]
+    lines += ["| " + " | ".join(v.replace("|", "\\|") for v in row) + " |" for row in cells.values.tolist()]
+    return "\n".join(lines)
+
+
+def render(blocks: list[tuple], figure_dir: Path, out_md: str, out_html: str) -> None:
+    md, body = [], []
+    for kind, *content in blocks:
+        if kind == "h1":
+            md.append(f"# {content[0]}")
+            body.append(f"<h1>{html.escape(content[0])}</h1>")
+        elif kind == "h2":
+            md.append(f"## {content[0]}")
+            body.append(f"<h2>{html.escape(content[0])}</h2>")
+        elif kind == "p":
+            md.append(content[0])
+            body.append(f"<p>{html.escape(content[0])}</p>")
+        elif kind == "warnings":
+            md.append("\n".join(f"> **⚠ {w}**" for w in content[0]))
+            body.append("".join(f'<p class="warn">⚠ {html.escape(w)}</p>' for w in content[0]))
+        elif kind == "table":
+            md.append(markdown_table(content[0]))
+            body.append(content[0].to_html(index=False, na_rep="", border=0))
+        elif kind == "figure":
+            name, caption = content
+            md.append(f"![{caption}](figures/{name}.png)\n\n*{caption}*")
+            data = base64.b64encode((figure_dir / f"{name}.png").read_bytes()).decode()
+            body.append(f'<figure><img src="data:image/png;base64,{data}" alt="{html.escape(caption)}">'
+                        f"<figcaption>{html.escape(caption)}</figcaption></figure>")
+    atomic_write_text(out_md, "\n\n".join(md) + "\n")
+    style = ("body{font-family:sans-serif;max-width:1200px;margin:2em auto;padding:0 1em}"
+             "table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ccc;padding:3px 6px}"
+             ".warn{background:#fff3cd;border-left:5px solid #d39e00;padding:6px;font-weight:bold}"
+             "img{max-width:100%}")
+    atomic_write_text(out_html, f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>inferbench report"
+                                f"</title><style>{style}</style></head><body>{''.join(body)}</body></html>\n")
+
+
+def build(table_path: str, dataset_info: str, model_dir: str, baseline: dict, out_md: str, out_html: str,
+          figure_paths: dict[str, str]) -> list[str]:
+    table = with_speedup(pd.read_csv(table_path), baseline)
+    dataset, model = read_json(dataset_info), read_json(Path(model_dir) / "inferbench_model.json")
+    plot_versus_batch(table, "p50_ms", "p50 latency per batch (ms)", figure_paths["latency_vs_batch"])
+    plot_versus_batch(table, "throughput_samples_per_s", "throughput (samples/s)",
+                      figure_paths["throughput_vs_batch"])
+    plot_speedup(table, baseline, figure_paths["speedup"])
+    warnings = warnings_for(table, dataset, model)
+    env = table.iloc[0]
+    machine = env.gpu_name if isinstance(env.gpu_name, str) else f"CPU: {env.cpu}"
+    counts = ", ".join(f"{n} {s}" for s, n in table.status.value_counts().items())
+    blocks = [
+        ("h1", f"inferbench report: {model['model_id']} ({model['num_hidden_layers']} layers, hidden "
+               f"{model['hidden_size']}) on {machine}"),
+        ("warnings", warnings) if warnings else ("p", "No warnings."),
+        ("p", f"{len(table)} cells ({counts}). Dataset: {dataset['origin']} ({dataset['rows']} sentences). "
+              f"Model: {model['model_id']} ({model['weights']} weights, {model['num_parameters']:,} parameters). "
+              f"Latency is the synchronised host wall time per batch; speedup is the p50 ratio against "
+              f"{baseline['engine']} {baseline['precision']} at the same batch size."),
+        ("h2", "Headline: smallest batch"),
+        ("table", headline(table)),
+        ("h2", "Latency and throughput versus batch size"),
+        ("figure", "latency_vs_batch", "p50 latency per batch versus batch size (log-log)"),
+        ("figure", "throughput_vs_batch", "throughput (samples/s) versus batch size"),
+        ("figure", "speedup", f"speedup over {baseline['engine']} {baseline['precision']}"),
+        ("h2", "All cells"),
+        ("table", full_table(table)),
+        ("h2", "Correctness and accuracy"),
+        ("p", "max |diff| and agreement: the cell's measured batches against fp32 eager; accuracy and split "
+              "agreement: the whole split, once per engine and precision."),
+        ("table", correctness_table(table)),
+        ("h2", "Environment"),
+        ("table", environment_table(table)),
+    ]
+    render(blocks, Path(figure_paths["latency_vs_batch"]).parent, out_md, out_html)
+    return warnings
+
+
+def correctness_table(table: pd.DataFrame) -> pd.DataFrame:
+    columns = [c for c in ("engine", "precision", "batch_size", "seq_len", "padding", "status", "max_abs_diff",
+                           "agreement", "accuracy", "split_max_abs_diff", "split_agreement", "accuracy_status")
+               if c in table]
+    return table[columns]
+
+
+def environment_table(table: pd.DataFrame) -> pd.DataFrame:
+    columns = ["hostname", "gpu_name", "cpu", "torch", "git_commit", "slurm_job_id"]
+    env = table[columns].drop_duplicates()
+    env.insert(0, "cells", [int((table[columns] == row).all(axis=1).sum()) for row in env.itertuples(index=False)])
+    return env
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--table", required=True)
+    parser.add_argument("--dataset-info", required=True)
+    parser.add_argument("--model-dir", required=True)
+    parser.add_argument("--baseline-engine", default="eager")
+    parser.add_argument("--baseline-precision", default="fp32")
+    parser.add_argument("--out-dir", required=True)
+    args = parser.parse_args(argv)
+    setup_logging()
+    out = Path(args.out_dir)
+    build(args.table, args.dataset_info, args.model_dir,
+          {"engine": args.baseline_engine, "precision": args.baseline_precision}, str(out / "report.md"),
+          str(out / "report.html"),
+          {name: str(out / "figures" / f"{name}.png") for name in ("latency_vs_batch", "throughput_vs_batch",
+                                                                   "speedup")})
+
+
+if __name__ == "__main__":
+    if "snakemake" in globals():
+        smk = snakemake  # noqa: F821
+        setup_logging(snakemake_log(smk))
+        build(smk.input.table, smk.input.dataset_info, smk.input.model_dir, smk.params.baseline, smk.output.md,
+              smk.output.html, {name: smk.output[name] for name in ("latency_vs_batch", "throughput_vs_batch",
+                                                                    "speedup")})
+    else:
+        main()

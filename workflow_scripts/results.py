@@ -1,0 +1,66 @@
+"""The one result schema every step writes, and atomic writes so a killed job never leaves half a file."""
+
+import json
+import os
+import tempfile
+from functools import cache
+from pathlib import Path
+
+import jsonschema
+import yaml
+
+SCHEMA_VERSION = 1
+SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
+STATUSES = ("ok", "skipped", "oom", "mismatch", "failed")
+
+
+@cache
+def _schema(name: str) -> dict:
+    return yaml.safe_load((SCHEMA_DIR / name).read_text())
+
+
+def validate_cell_result(result: dict) -> None:
+    """Raise jsonschema.ValidationError when a cell result does not follow the schema."""
+    jsonschema.validate(result, _schema("cell_result.schema.yaml"))
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write to a temporary file in the same folder, fsync, then rename over the target."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    atomic_write_bytes(path, text.encode())
+
+
+def write_json(path: str | os.PathLike, payload: dict) -> None:
+    atomic_write_text(path, json.dumps(payload, indent=2, sort_keys=True, default=_json_default) + "\n")
+
+
+def read_json(path: str | os.PathLike) -> dict:
+    return json.loads(Path(path).read_text())
+
+
+def write_cell_result(path: str | os.PathLike, result: dict) -> None:
+    validate_cell_result(json.loads(json.dumps(result, default=_json_default)))
+    write_json(path, result)
+
+
+def _json_default(value):
+    # numpy scalars and paths end up in results; store them as plain JSON values
+    if hasattr(value, "item"):
+        return value.item()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"cannot store {type(value).__name__} in a result file")
