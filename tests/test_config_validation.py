@@ -1,0 +1,41 @@
+"""A bad config fails before any job runs, with a message that names the key."""
+import pytest
+
+from conftest import overlay, snakemake
+
+BAD_CONFIGS = [
+    ("unknown engine", {"sweep": {"engines": ["eager", "warp-drive"]}}, "sweep.engines[1]"),
+    ("unknown precision", {"sweep": {"precisions": ["fp8"]}}, "sweep.precisions[0]"),
+    ("batch size 0", {"sweep": {"batch_sizes": [0]}}, "sweep.batch_sizes[0]"),
+    ("negative batch size", {"sweep": {"batch_sizes": [4, -1]}}, "sweep.batch_sizes[1]"),
+    ("empty sweep", {"sweep": {"batch_sizes": []}}, "sweep.batch_sizes"),
+    ("negative iterations", {"measurement": {"min_iters": -5}}, "measurement.min_iters"),
+    ("typo in a key", {"measurement": {"warmup_iter": 3}}, "'warmup_iter' was unexpected"),
+    ("typo at top level", {"sweeps": {}}, "'sweeps' was unexpected"),
+    ("wrong type", {"sweep": {"seq_lens": ["long"]}}, "sweep.seq_lens[0]"),
+    ("unknown device", {"device": "tpu"}, "device"),
+    ("baseline not in sweep", {"report": {"baseline": {"engine": "torchscript", "precision": "fp32"}},
+                               "sweep": {"engines": ["eager"]}}, "report.baseline.engine"),
+]
+
+
+@pytest.mark.parametrize("name,values,expected", BAD_CONFIGS, ids=[c[0] for c in BAD_CONFIGS])
+def test_bad_config_fails_before_any_job_naming_the_key(tmp_path, name, values, expected):
+    proc = snakemake(tmp_path, overlay(tmp_path, "bad", values), args=["-n"], check=False)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert "Invalid config" in output
+    assert expected in output
+    assert "Job stats" not in output
+    assert not (tmp_path / "results").exists()
+
+
+def test_unknown_engine_message_lists_the_allowed_values(tmp_path):
+    proc = snakemake(tmp_path, overlay(tmp_path, "bad", {"sweep": {"engines": ["warp-drive"]}}), args=["-n"],
+                     check=False)
+    assert "compile-reduce-overhead" in proc.stderr + proc.stdout
+
+
+def test_good_config_plans_every_cell(tmp_path):
+    proc = snakemake(tmp_path, args=["-n"])
+    assert "Job stats" in proc.stdout

@@ -1,0 +1,125 @@
+"""The whole pipeline through snakemake on CPU with the small test config, then partial reruns."""
+import json
+
+import pandas as pd
+import pytest
+
+from conftest import overlay, scheduled_jobs, snakemake
+from workflow_scripts.results import validate_cell_result
+
+pytestmark = pytest.mark.slow
+ENGINES = ["eager", "compile-default", "compile-reduce-overhead", "compile-max-autotune", "torchscript"]
+
+
+@pytest.fixture(scope="module")
+def table(pipeline_run):
+    workdir, _ = pipeline_run
+    return pd.read_csv(workdir / "results" / "aggregate" / "cells.csv")
+
+
+def test_every_cell_has_a_row_with_its_status(table):
+    assert len(table) == len(ENGINES) * 2 * 2  # engines x {fp32, fp16} x {bs1, bs4}
+    assert set(table.engine) == set(ENGINES)
+    fp32, fp16 = table[table.precision == "fp32"], table[table.precision == "fp16"]
+    assert (fp32.status == "ok").all(), fp32[["engine", "batch_size", "status", "reason"]]
+    assert (fp16.status == "skipped").all()
+    assert fp16.reason.str.contains("fp16").all()
+
+
+def test_numbers_are_sane(table):
+    ok = table[table.status == "ok"]
+    assert (ok.p50_ms > 0).all()
+    assert (ok.min_ms <= ok.p50_ms).all() and (ok.p50_ms <= ok.p99_ms).all() and (ok.p99_ms <= ok.max_ms).all()
+    assert (ok.p50_ci_low_ms <= ok.p50_ms).all() and (ok.p50_ms <= ok.p50_ci_high_ms).all()
+    expected_throughput = ok.batch_size * 1000.0 / ok.mean_ms
+    assert ((ok.throughput_samples_per_s - expected_throughput).abs() / expected_throughput < 0.01).all()
+    assert (ok.iterations >= 10 * 3).all()  # min_iters x repeats of the test config
+    compiled = ok[ok.engine.str.startswith("compile")]
+    assert (compiled.first_call_s > 0).all()
+
+
+def test_outputs_agree_with_fp32_eager_within_tolerance(table):
+    ok = table[table.status == "ok"]
+    assert (ok.max_abs_diff <= 1e-3).all()
+    assert (ok.agreement >= 0.99).all()
+    assert (ok.accuracy_status == "ok").all()
+    # the same model and rows: every engine classifies the split alike
+    assert ok.accuracy.nunique() == 1
+
+
+def test_cell_files_follow_the_one_schema(pipeline_run):
+    workdir, _ = pipeline_run
+    files = sorted((workdir / "results").glob("bench/*/*/*.json")) + sorted(
+        (workdir / "results").glob("accuracy/*/*/*.json"))
+    assert len(files) == 20 + 10
+    for path in files:
+        result = json.loads(path.read_text())
+        validate_cell_result(result)
+        env = result["environment"]
+        assert env["torch"] and env["hostname"] and env["config_hash"] and env["time_utc"]
+    assert not list((workdir / "results").rglob("*.tmp"))
+
+
+def test_report_states_what_was_used_and_shows_every_engine(pipeline_run):
+    workdir, _ = pipeline_run
+    report = (workdir / "results" / "report" / "report.md").read_text()
+    head = report[:3000]
+    assert "SST-2-format sample bundled with inferbench" in head
+    assert "Random weights" in head
+    assert "CPU RUN" in head
+    assert "SKIPPED: 10 cell(s)" in head
+    assert "## Headline: smallest batch" in report
+    for engine in ENGINES:
+        assert f"| {engine} | fp32 |" in report
+    for figure in ("latency_vs_batch", "throughput_vs_batch", "speedup"):
+        assert (workdir / "results" / "report" / "figures" / f"{figure}.png").stat().st_size > 5000
+    html = (workdir / "results" / "report" / "report.html").read_text()
+    assert html.count("data:image/png;base64,") == 3
+    assert "<table" in html
+
+
+def test_baseline_speedup_is_one(table, pipeline_run):
+    workdir, _ = pipeline_run
+    report = (workdir / "results" / "report" / "report.md").read_text()
+    eager_row = next(line for line in report.splitlines() if line.startswith("| eager | fp32 | 32 |"))
+    assert "1.00×" in eager_row
+
+
+def test_nothing_to_do_after_a_complete_run(pipeline_run):
+    workdir, _ = pipeline_run
+    assert scheduled_jobs(snakemake(workdir, args=["-n"]).stdout) == {}
+
+
+def test_adding_a_batch_size_schedules_only_the_new_cells(pipeline_run, tmp_path):
+    workdir, _ = pipeline_run
+    jobs = scheduled_jobs(snakemake(workdir, overlay(tmp_path, "more", {"sweep": {"batch_sizes": [1, 4, 2]}}),
+                                    args=["-n"]).stdout)
+    assert jobs == {"benchmark_cell": len(ENGINES) * 2, "aggregate": 1, "report": 1, "all": 1}
+
+
+def test_changing_one_engine_setting_reruns_only_that_engine(pipeline_run, tmp_path):
+    workdir, _ = pipeline_run
+    changed = overlay(tmp_path, "engine", {"engine_settings": {"compile-default": {"fullgraph": False}}})
+    jobs = scheduled_jobs(snakemake(workdir, changed, args=["-n"]).stdout)
+    # its 4 cells (2 precisions x 2 batch sizes) and its 2 whole-split passes, then aggregate and report
+    assert jobs == {"benchmark_cell": 4, "accuracy": 2, "aggregate": 1, "report": 1, "all": 1}
+    dry = snakemake(workdir, changed, args=["-n"]).stdout
+    planned = [line.split("output:")[1] for line in dry.splitlines() if "output: results/bench" in line]
+    assert planned and all("compile-default" in line for line in planned)
+
+
+def test_changing_measurement_reruns_cells_but_not_model_or_export(pipeline_run, tmp_path):
+    workdir, _ = pipeline_run
+    jobs = scheduled_jobs(snakemake(workdir, overlay(tmp_path, "m", {"measurement": {"repeats": 2}}),
+                                    args=["-n"]).stdout)
+    assert jobs == {"benchmark_cell": 20, "aggregate": 1, "report": 1, "all": 1}
+
+
+def test_changing_the_model_reruns_everything_downstream(pipeline_run, tmp_path):
+    workdir, _ = pipeline_run
+    jobs = scheduled_jobs(snakemake(workdir, overlay(tmp_path, "model", {"model": {"config_overrides": {
+        "num_hidden_layers": 3}}}), args=["-n"]).stdout)
+    assert "dataset" not in jobs
+    assert jobs["model"] == 1 and jobs["tokenize"] == 1 and jobs["reference"] == 1
+    assert jobs["export_torchscript"] == 2 and jobs["accuracy"] == 10 and jobs["benchmark_cell"] == 20
+    assert jobs["report"] == 1

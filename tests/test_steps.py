@@ -1,0 +1,152 @@
+"""The steps as command-line-free Python calls on a tiny model: dataset, model, tokens, export, cells."""
+import json
+
+import pytest
+import torch
+
+from workflow_scripts import accuracy, benchmark, dataset, export, model, reference, tokens
+
+TINY = {"num_hidden_layers": 2, "hidden_size": 64, "num_attention_heads": 2, "intermediate_size": 128,
+        "vocab_size": 2000}
+MEASUREMENT = {"warmup_iters": 1, "min_iters": 5, "min_seconds": 0.0, "repeats": 2, "max_distinct_batches": 3,
+               "bootstrap_resamples": 100}
+FP32 = {"max_abs_diff": 1e-3, "min_agreement": 0.99}
+DATASET = {"name": "glue", "config": "sst2", "split": "validation", "max_samples": 40, "source": "auto"}
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory):
+    root = tmp_path_factory.mktemp("steps")
+    info = dataset.prepare(DATASET, root / "rows.jsonl", root / "info.json")
+    model.prepare({"id": "bert-base-uncased", "weights": "auto", "num_labels": 2, "config_overrides": TINY},
+                  root / "rows.jsonl", root / "model")
+    tokens.tokenize(root / "model", root / "rows.jsonl", 32, root / "tokens.pt")
+    reference.compute_reference(root / "model", root / "tokens.pt", "cpu", 16, root / "reference.pt")
+    return root, info
+
+
+def test_offline_auto_falls_back_to_the_bundled_sample(prepared):
+    root, info = prepared
+    assert info["origin"] == "sample" and info["rows"] == 40
+    assert info["hub_error"]  # the hub was tried first, and why it failed is kept
+    rows = dataset.read_rows(root / "rows.jsonl")
+    assert {row["label"] for row in rows} == {0, 1}
+
+
+def test_hub_only_source_fails_fast_saying_what_to_do(tmp_path):
+    with pytest.raises(SystemExit, match="dataset.source: auto"):
+        dataset.prepare({**DATASET, "source": "hub"}, tmp_path / "rows.jsonl", tmp_path / "info.json")
+    assert not list(tmp_path.iterdir())
+
+
+def test_pretrained_weights_offline_fail_with_advice(tmp_path, prepared):
+    root, _ = prepared
+    with pytest.raises(SystemExit, match="weights: random"):
+        model.prepare({"id": "bert-base-uncased", "weights": "pretrained", "num_labels": 2, "config_overrides": {}},
+                      root / "rows.jsonl", tmp_path / "model")
+
+
+def test_random_model_records_its_origin_and_a_usable_tokenizer(prepared):
+    root, _ = prepared
+    info = model.load_info(root / "model")
+    assert info["weights"] == "random" and info["num_hidden_layers"] == 2 and info["hidden_size"] == 64
+    toks = tokens.load_tokens(root / "tokens.pt")
+    assert toks["input_ids"].shape == (40, 32)
+    unk_share = (toks["input_ids"] == 100).float().mean()  # [UNK] in a BERT vocabulary
+    assert unk_share < 0.01
+
+
+@pytest.mark.parametrize("model_id", ["distilbert-base-uncased", "roberta-base"])
+def test_other_encoders_build_and_run(tmp_path, prepared, model_id):
+    root, _ = prepared
+    overrides = ({"n_layers": 2, "dim": 64, "n_heads": 2, "hidden_dim": 128, "vocab_size": 2000}
+                 if model_id.startswith("distil") else TINY)
+    info = model.prepare({"id": model_id, "weights": "random", "num_labels": 2, "config_overrides": overrides},
+                         root / "rows.jsonl", tmp_path / "model")
+    assert info["model_type"] == model_id.split("-")[0]
+    tokens.tokenize(tmp_path / "model", root / "rows.jsonl", 32, tmp_path / "tokens.pt")
+    reference.compute_reference(tmp_path / "model", tmp_path / "tokens.pt", "cpu", 16, tmp_path / "ref.pt")
+    result = benchmark.run_cell(
+        {"engine": "eager", "precision": "fp32", "batch_size": 2, "seq_len": 32, "padding": "max_length",
+         "device": "cpu"}, tmp_path / "model", tmp_path / "tokens.pt", tmp_path / "ref.pt", {}, {}, MEASUREMENT,
+        FP32, tmp_path / "cell.json")
+    assert result["status"] == "ok", result["reason"]
+
+
+def test_dynamic_padding_trims_batches_and_matches_the_reference(prepared, tmp_path):
+    root, _ = prepared
+    result = benchmark.run_cell(
+        {"engine": "eager", "precision": "fp32", "batch_size": 4, "seq_len": 32, "padding": "dynamic",
+         "device": "cpu"}, root / "model", root / "tokens.pt", root / "reference.pt", {}, {}, MEASUREMENT, FP32,
+        tmp_path / "cell.json")
+    assert result["status"] == "ok", result["reason"]
+    assert result["tokens_per_batch"] < 4 * 32
+    assert result["correctness"]["max_abs_diff"] < 1e-4
+
+
+def test_bf16_cell_runs_on_cpu_within_its_tolerance(prepared, tmp_path):
+    root, _ = prepared
+    result = benchmark.run_cell(
+        {"engine": "eager", "precision": "bf16", "batch_size": 4, "seq_len": 32, "padding": "max_length",
+         "device": "cpu"}, root / "model", root / "tokens.pt", root / "reference.pt", {}, {}, MEASUREMENT,
+        {"max_abs_diff": 0.1, "min_agreement": 0.5}, tmp_path / "cell.json")
+    assert result["status"] == "ok", result["reason"]
+    assert 0 < result["correctness"]["max_abs_diff"] < 0.1
+
+
+def test_torchscript_export_is_verified_and_a_corrupted_file_is_refused(prepared, tmp_path):
+    root, _ = prepared
+    module = tmp_path / "seq32.pt"
+    info = export.export_torchscript(root / "model", root / "tokens.pt", "cpu", "fp32", FP32, module)
+    assert info["status"] == "ok" and len(info["verification"]) == 4
+    assert all(check["within_tolerance"] for check in info["verification"])
+    cell = {"engine": "torchscript", "precision": "fp32", "batch_size": 3, "seq_len": 32, "padding": "dynamic",
+            "device": "cpu"}
+    good = benchmark.run_cell(cell, root / "model", root / "tokens.pt", root / "reference.pt",
+                              {"torchscript": module}, {}, MEASUREMENT, FP32, tmp_path / "good.json")
+    assert good["status"] == "ok", good["reason"]
+    module.write_bytes(module.read_bytes()[: module.stat().st_size // 2])  # truncate
+    bad = benchmark.run_cell(cell, root / "model", root / "tokens.pt", root / "reference.pt",
+                             {"torchscript": module}, {}, MEASUREMENT, FP32, tmp_path / "bad.json")
+    assert bad["status"] == "failed" and "corrupted" in bad["reason"]
+
+
+def test_a_perturbed_engine_is_marked_mismatch(prepared, tmp_path, monkeypatch):
+    root, _ = prepared
+    from workflow_scripts.engines.eager import EagerEngine
+
+    original = EagerEngine.run
+    monkeypatch.setattr(EagerEngine, "run", lambda self, ids, mask: original(self, ids, mask) + 0.5)
+    cell = {"engine": "eager", "precision": "fp32", "batch_size": 2, "seq_len": 32, "padding": "max_length",
+            "device": "cpu"}
+    result = benchmark.run_cell(cell, root / "model", root / "tokens.pt", root / "reference.pt", {}, {},
+                                MEASUREMENT, FP32, tmp_path / "cell.json")
+    assert result["status"] == "mismatch" and "differ from fp32 eager" in result["reason"]
+    split = accuracy.evaluate(cell, root / "model", root / "tokens.pt", root / "reference.pt", {}, {}, FP32,
+                              tmp_path / "acc.json")
+    assert split["status"] == "mismatch"
+    assert json.loads((tmp_path / "acc.json").read_text())["status"] == "mismatch"
+
+
+def test_fp16_on_cpu_is_skipped_with_a_reason(prepared, tmp_path):
+    root, _ = prepared
+    cell = {"engine": "compile-default", "precision": "fp16", "batch_size": 1, "seq_len": 32,
+            "padding": "max_length", "device": "cpu"}
+    result = benchmark.run_cell(cell, root / "model", root / "tokens.pt", root / "reference.pt", {}, {},
+                                MEASUREMENT, FP32, tmp_path / "cell.json")
+    assert result["status"] == "skipped" and "fp16" in result["reason"]
+
+
+def test_out_of_memory_is_recorded_as_oom(prepared, tmp_path, monkeypatch):
+    root, _ = prepared
+    from workflow_scripts.engines.eager import EagerEngine
+
+    def exhausted(self, ids, mask):
+        raise RuntimeError("[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: can't allocate memory")
+
+    monkeypatch.setattr(EagerEngine, "run", exhausted)
+    cell = {"engine": "eager", "precision": "fp32", "batch_size": 2, "seq_len": 32, "padding": "max_length",
+            "device": "cpu"}
+    result = benchmark.run_cell(cell, root / "model", root / "tokens.pt", root / "reference.pt", {}, {},
+                                MEASUREMENT, FP32, tmp_path / "cell.json")
+    assert result["status"] == "oom"
