@@ -1,0 +1,24 @@
+import yaml
+
+from conftest import REPO
+from workflow_scripts.engines import ENGINES, engine_class
+from workflow_scripts.engines.base import Engine
+
+
+def test_registry_and_config_schema_name_the_same_engines():
+    schema = yaml.safe_load((REPO / "schemas" / "config.schema.yaml").read_text())
+    assert schema["$defs"]["engine"]["enum"] == list(ENGINES)
+
+
+def test_every_registered_engine_implements_the_interface():
+    for name in ENGINES:
+        cls = engine_class(name)
+        assert issubclass(cls, Engine)
+        assert cls.load is not Engine.load and cls.run is not Engine.run, name
+
+
+def test_every_artifact_kind_has_a_path_in_the_rules():
+    common = (REPO / "rules" / "common.smk").read_text()
+    for spec in ENGINES.values():
+        for kind in spec.artifacts:
+            assert f'"{kind}": "results/export/' in common
