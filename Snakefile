@@ -14,6 +14,7 @@ include: "rules/model.smk"
 include: "rules/tokens.smk"
 include: "rules/export.smk"
 include: "rules/correctness.smk"
+include: "rules/serving.smk"
 include: "rules/benchmark.smk"
 include: "rules/aggregate.smk"
 include: "rules/report.smk"
@@ -21,5 +22,6 @@ include: "rules/report.smk"
 
 rule all:
     input:
-        REPORT_OUTPUTS,
+        rules.report.output,
+        STRICT_TARGETS,
     default_target: True

@@ -5,7 +5,8 @@ sys.path.insert(0, workflow.basedir)  # the workflow_scripts package, also when 
 
 from snakemake.utils import validate
 
-from workflow_scripts.engines import ENGINES
+from workflow_scripts.engines import ENGINES, is_served
+from workflow_scripts.serving.launchers import resolve_launcher_name
 from workflow_scripts.experiment import ConfigError, cells, effective, schema_errors
 
 CONFIG_SCHEMA = f"{workflow.basedir}/schemas/config.schema.yaml"
@@ -28,7 +29,11 @@ TIMING_THREADS = max(1, min(workflow.cores or 1, 64))
 # Where each kind of exported model lives; engines name the kinds they need in workflow_scripts/engines.
 ARTIFACT_PATHS = {
     "torchscript": "results/export/torchscript/{precision}/seq{seq_len}.pt",
+    "triton_python": "results/triton/python/{precision}/seq{seq_len}",
+    "triton_pytorch": "results/triton/pytorch/{precision}/seq{seq_len}",
 }
+TRITON_LAUNCHER = resolve_launcher_name(config["triton"]["launcher"])
+SERVED_ENGINES = [engine for engine in SWEEP["engines"] if is_served(engine)]
 
 
 wildcard_constraints:
@@ -40,8 +45,11 @@ wildcard_constraints:
 
 
 def engine_artifacts(wildcards):
-    """Exported models the engine of this job loads, as named inputs."""
-    return {kind: ARTIFACT_PATHS[kind] for kind in ENGINES[wildcards.engine].artifacts}
+    """Exported models the engine of this job loads (and the Triton image it starts), as named inputs."""
+    inputs = {kind: ARTIFACT_PATHS[kind] for kind in ENGINES[wildcards.engine].artifacts}
+    if is_served(wildcards.engine) and TRITON_LAUNCHER == "apptainer":
+        inputs["triton_image"] = config["triton"]["apptainer"]["sif"]
+    return inputs
 
 
 def artifact_kinds(wildcards):
@@ -49,6 +57,10 @@ def artifact_kinds(wildcards):
 
 
 def engine_settings(wildcards):
+    if is_served(wildcards.engine):
+        triton = config["triton"]
+        return {"launcher": TRITON_LAUNCHER, "apptainer": triton["apptainer"],
+                "startup_timeout_s": triton["startup_timeout_s"], "stop_grace_s": triton["stop_grace_s"]}
     return config["engine_settings"].get(wildcards.engine, {})
 
 
@@ -66,9 +78,22 @@ ACCURACY_RESULTS = sorted(
         for cell in cells(SWEEP)
     }
 )
-FIGURES = ["latency_vs_batch", "throughput_vs_batch", "speedup"]
-REPORT_OUTPUTS = ["results/report/report.md", "results/report/report.html"] + [
-    f"results/report/figures/{name}.png" for name in FIGURES
+# The concurrency sweep drives gRPC clients from threads (tritonclient.http's gevent client is not
+# thread-safe), so it runs for the gRPC engines.
+LOAD_RESULTS = [
+    f"results/serving/{engine}/{precision}/seq{seq_len}_c{concurrency}.json"
+    for engine in SERVED_ENGINES
+    if engine.endswith("-grpc")
+    for precision in SWEEP["precisions"]
+    for seq_len in SWEEP["seq_lens"]
+    for concurrency in config["triton"]["load"]["concurrency"]
 ]
-if config["strict"]:
-    REPORT_OUTPUTS.append("results/report/strict_check.passed")
+# The in-process engine that runs what each Triton backend serves: their difference is the serving cost.
+SERVING_TWINS = {
+    "python": {"none": "eager", "default": "compile-default", "reduce-overhead": "compile-reduce-overhead"}[
+        config["triton"]["repository"]["python_compile_mode"]
+    ],
+    "pytorch": "torchscript",
+}
+# With strict=true, the run fails after the report when any cell is mismatch or failed.
+STRICT_TARGETS = ["results/report/strict_check.passed"] if config["strict"] else []

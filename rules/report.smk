@@ -4,6 +4,7 @@
 rule report:
     input:
         table="results/aggregate/cells.csv",
+        serving="results/aggregate/serving.csv",
         dataset_info="results/data/dataset_info.json",
         model_dir="results/model",
     output:
@@ -24,8 +25,14 @@ rule report:
             caption="captions/speedup.rst",
             category="Speedup",
         ),
+        throughput_vs_concurrency=report(
+            "results/report/figures/throughput_vs_concurrency.png",
+            caption="captions/throughput_vs_concurrency.rst",
+            category="Serving",
+        ),
     params:
         baseline=config["report"]["baseline"],
+        serving_twins=SERVING_TWINS,
     log:
         "results/logs/report.log",
     script:

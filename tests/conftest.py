@@ -53,3 +53,22 @@ def pipeline_run(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("pipeline")
     proc = snakemake(workdir)
     return workdir, proc
+
+
+TINY = {"num_hidden_layers": 2, "hidden_size": 64, "num_attention_heads": 2, "intermediate_size": 128,
+        "vocab_size": 2000}
+DATASET = {"name": "glue", "config": "sst2", "split": "validation", "max_samples": 40, "source": "auto"}
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory):
+    """Dataset rows, a tiny random BERT, tokens (seq 32) and fp32 reference logits, made by the steps."""
+    from workflow_scripts import dataset, model, reference, tokens
+
+    root = tmp_path_factory.mktemp("tiny")
+    info = dataset.prepare(DATASET, root / "rows.jsonl", root / "info.json")
+    model.prepare({"id": "bert-base-uncased", "weights": "auto", "num_labels": 2, "config_overrides": TINY},
+                  root / "rows.jsonl", root / "model")
+    tokens.tokenize(root / "model", root / "rows.jsonl", 32, root / "tokens.pt")
+    reference.compute_reference(root / "model", root / "tokens.pt", "cpu", 16, root / "reference.pt")
+    return root, info

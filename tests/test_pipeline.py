@@ -8,7 +8,9 @@ from conftest import overlay, scheduled_jobs, snakemake
 from workflow_scripts.results import validate_cell_result
 
 pytestmark = pytest.mark.slow
-ENGINES = ["eager", "compile-default", "compile-reduce-overhead", "compile-max-autotune", "torchscript"]
+IN_PROCESS = ["eager", "compile-default", "compile-reduce-overhead", "compile-max-autotune", "torchscript"]
+SERVED = ["triton-python-grpc", "triton-python-http"]
+ENGINES = IN_PROCESS + SERVED
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +53,7 @@ def test_cell_files_follow_the_one_schema(pipeline_run):
     workdir, _ = pipeline_run
     files = sorted((workdir / "results").glob("bench/*/*/*.json")) + sorted(
         (workdir / "results").glob("accuracy/*/*/*.json"))
-    assert len(files) == 20 + 10
+    assert len(files) == len(ENGINES) * 2 * 2 + len(ENGINES) * 2
     for path in files:
         result = json.loads(path.read_text())
         validate_cell_result(result)
@@ -67,14 +69,15 @@ def test_report_states_what_was_used_and_shows_every_engine(pipeline_run):
     assert "SST-2-format sample bundled with inferbench" in head
     assert "Random weights" in head
     assert "CPU RUN" in head
-    assert "SKIPPED: 10 cell(s)" in head
+    assert "SKIPPED: 14 cell(s)" in head
+    assert "## Serving with Triton" in report
     assert "## Headline: smallest batch" in report
     for engine in ENGINES:
         assert f"| {engine} | fp32 |" in report
-    for figure in ("latency_vs_batch", "throughput_vs_batch", "speedup"):
+    for figure in ("latency_vs_batch", "throughput_vs_batch", "speedup", "throughput_vs_concurrency"):
         assert (workdir / "results" / "report" / "figures" / f"{figure}.png").stat().st_size > 5000
     html = (workdir / "results" / "report" / "report.html").read_text()
-    assert html.count("data:image/png;base64,") == 3
+    assert html.count("data:image/png;base64,") == 4
     assert "<table" in html
 
 
@@ -112,7 +115,7 @@ def test_changing_measurement_reruns_cells_but_not_model_or_export(pipeline_run,
     workdir, _ = pipeline_run
     jobs = scheduled_jobs(snakemake(workdir, overlay(tmp_path, "m", {"measurement": {"repeats": 2}}),
                                     args=["-n"]).stdout)
-    assert jobs == {"benchmark_cell": 20, "aggregate": 1, "report": 1, "all": 1}
+    assert jobs == {"benchmark_cell": len(ENGINES) * 4, "aggregate": 1, "report": 1, "all": 1}
 
 
 def test_changing_the_model_reruns_everything_downstream(pipeline_run, tmp_path):
@@ -121,5 +124,42 @@ def test_changing_the_model_reruns_everything_downstream(pipeline_run, tmp_path)
         "num_hidden_layers": 3}}}), args=["-n"]).stdout)
     assert "dataset" not in jobs
     assert jobs["model"] == 1 and jobs["tokenize"] == 1 and jobs["reference"] == 1
-    assert jobs["export_torchscript"] == 2 and jobs["accuracy"] == 10 and jobs["benchmark_cell"] == 20
+    assert jobs["export_torchscript"] == 2 and jobs["triton_repository"] == 2 and jobs["load_sweep"] == 2
+    assert jobs["accuracy"] == len(ENGINES) * 2 and jobs["benchmark_cell"] == len(ENGINES) * 4
     assert jobs["report"] == 1
+
+
+def test_served_cells_report_the_server_side_breakdown_and_keep_the_server_log(table, pipeline_run):
+    workdir, _ = pipeline_run
+    served = table[table.engine.isin(SERVED) & (table.status == "ok")]
+    assert len(served) == len(SERVED) * 2
+    assert (served.server_server_total_ms > 0).all() and (served.server_compute_infer_ms > 0).all()
+    # the client waits at least as long as the server works on its request
+    assert (served.mean_ms >= served.server_server_total_ms).all()
+    for row in served.itertuples():
+        server_log = (workdir / row.result_file).with_suffix(".server.log")
+        assert "--http-address=127.0.0.1" in server_log.read_text()
+
+
+def test_concurrency_sweep_results(pipeline_run):
+    workdir, _ = pipeline_run
+    serving = pd.read_csv(workdir / "results" / "aggregate" / "serving.csv")
+    ok = serving[serving.status == "ok"]
+    assert sorted(ok.concurrency) == [1, 4] and set(ok.engine) == {"triton-python-grpc"}
+    assert (ok.throughput_samples_per_s > 0).all() and (ok.p50_ms <= ok.p99_ms).all()
+    assert (serving[serving.precision == "fp16"].status == "skipped").all()
+
+
+def test_no_server_outlives_the_run(pipeline_run):
+    workdir, _ = pipeline_run
+    import os
+
+    leftovers = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            cmdline = open(f"/proc/{pid}/cmdline", "rb").read().decode(errors="replace")
+        except OSError:
+            continue
+        if "tritonserver" in cmdline and str(workdir) in cmdline:
+            leftovers.append(cmdline)
+    assert leftovers == []

@@ -6,23 +6,16 @@ import torch
 
 from workflow_scripts import accuracy, benchmark, dataset, export, model, reference, tokens
 
-TINY = {"num_hidden_layers": 2, "hidden_size": 64, "num_attention_heads": 2, "intermediate_size": 128,
-        "vocab_size": 2000}
+from conftest import DATASET, TINY
+
 MEASUREMENT = {"warmup_iters": 1, "min_iters": 5, "min_seconds": 0.0, "repeats": 2, "max_distinct_batches": 3,
                "bootstrap_resamples": 100}
 FP32 = {"max_abs_diff": 1e-3, "min_agreement": 0.99}
-DATASET = {"name": "glue", "config": "sst2", "split": "validation", "max_samples": 40, "source": "auto"}
 
 
 @pytest.fixture(scope="module")
-def prepared(tmp_path_factory):
-    root = tmp_path_factory.mktemp("steps")
-    info = dataset.prepare(DATASET, root / "rows.jsonl", root / "info.json")
-    model.prepare({"id": "bert-base-uncased", "weights": "auto", "num_labels": 2, "config_overrides": TINY},
-                  root / "rows.jsonl", root / "model")
-    tokens.tokenize(root / "model", root / "rows.jsonl", 32, root / "tokens.pt")
-    reference.compute_reference(root / "model", root / "tokens.pt", "cpu", 16, root / "reference.pt")
-    return root, info
+def prepared(tiny_model):
+    return tiny_model
 
 
 def test_offline_auto_falls_back_to_the_bundled_sample(prepared):

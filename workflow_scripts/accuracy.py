@@ -30,9 +30,12 @@ def evaluate(cell: dict, model_dir: str, tokens_path: str, reference_path: str, 
     try:
         tokens = load_tokens(tokens_path)
         engine = create(cell["engine"], model_dir=model_dir, device=device, precision=cell["precision"],
-                        settings=engine_settings, artifacts=artifacts)
-        engine.load()
-        logits = run_all_rows(engine, tokens, cell["batch_size"], cell["padding"], device)
+                        settings=engine_settings, artifacts=artifacts, result_path=out_path)
+        try:
+            engine.load()
+            logits = run_all_rows(engine, tokens, cell["batch_size"], cell["padding"], device)
+        finally:
+            engine.close()
         result["accuracy"] = float((logits.argmax(dim=-1) == tokens["labels"]).float().mean())
         result["correctness"] = compare(logits, torch.load(reference_path, weights_only=True), tolerance)
         if not result["correctness"]["within_tolerance"]:

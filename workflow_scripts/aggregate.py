@@ -60,12 +60,36 @@ def accuracy_row(result: dict) -> dict:
             "split_agreement": correctness.get("agreement")}
 
 
-def aggregate(result_paths: list[str]) -> pd.DataFrame:
-    latency, accuracy = [], []
+def server_columns(result: dict) -> dict:
+    server = result.get("server") or {}
+    return {f"server_{key}": value for key, value in server.items() if key != "requests"}
+
+
+def load_row(result: dict, path: str) -> dict:
+    row = latency_row(result, path)
+    row["concurrency"] = result["cell"]["concurrency"]
+    row.update(server_columns(result))
+    return row
+
+
+SERVING_COLUMNS = ["engine", "precision", "seq_len", "concurrency", "status", "reason", "p50_ms", "p90_ms",
+                   "p99_ms", "mean_ms", "throughput_samples_per_s", "iterations"]
+
+
+def aggregate(result_paths: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(one row per benchmark cell with its accuracy pass joined in, one row per served load level)."""
+    latency, accuracy, load = [], [], []
     for path in result_paths:
         result = read_json(path)
-        (latency if result["kind"] == "latency" else accuracy).append(
-            latency_row(result, path) if result["kind"] == "latency" else accuracy_row(result))
+        if result["kind"] == "latency":
+            latency.append({**latency_row(result, path), **server_columns(result)})
+        elif result["kind"] == "accuracy":
+            accuracy.append(accuracy_row(result))
+        else:
+            load.append(load_row(result, path))
+    serving = pd.DataFrame(load, columns=None if load else SERVING_COLUMNS)
+    if load:
+        serving = serving.sort_values(["engine", "precision", "seq_len", "concurrency"]).reset_index(drop=True)
     table = pd.DataFrame(latency)
     if table.empty:
         raise SystemExit("no benchmark cell results to aggregate")
@@ -75,7 +99,7 @@ def aggregate(result_paths: list[str]) -> pd.DataFrame:
         split_mismatch = (table["status"] == "ok") & (table["accuracy_status"] == "mismatch")
         table.loc[split_mismatch, "status"] = "mismatch"
         table.loc[split_mismatch, "reason"] = table.loc[split_mismatch, "accuracy_reason"]
-    return table.sort_values(CELL_KEYS).reset_index(drop=True)
+    return table.sort_values(CELL_KEYS).reset_index(drop=True), serving
 
 
 def write_csv(table: pd.DataFrame, out_path: str) -> None:
@@ -88,17 +112,22 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("results", nargs="+", help="cell result JSON files (benchmark and accuracy)")
     parser.add_argument("--out", required=True)
+    parser.add_argument("--out-serving", help="CSV of the served load levels")
     args = parser.parse_args(argv)
     setup_logging()
-    write_csv(aggregate(args.results), args.out)
+    table, serving = aggregate(args.results)
+    write_csv(table, args.out)
+    if args.out_serving:
+        write_csv(serving, args.out_serving)
 
 
 if __name__ == "__main__":
     if "snakemake" in globals():
         smk = snakemake  # noqa: F821
         setup_logging(snakemake_log(smk))
-        table = aggregate(list(smk.input.bench) + list(smk.input.accuracy))
+        table, serving = aggregate(list(smk.input.bench) + list(smk.input.accuracy) + list(smk.input.load))
         write_csv(table, smk.output.table)
+        write_csv(serving, smk.output.serving)
         log.info("%d cells: %s", len(table), table["status"].value_counts().to_dict())
     else:
         main()

@@ -35,10 +35,10 @@ def run_cell(cell: dict, model_dir: str, tokens_path: str, reference_path: str, 
     result = {"schema_version": SCHEMA_VERSION, "kind": "latency", "cell": cell, "status": "ok", "reason": None,
               "model": load_info(model_dir), "measurement": measurement, "startup": None, "latency": None,
               "throughput_samples_per_s": None, "memory": None, "correctness": None, "engine": None,
-              "tokens_per_batch": None}
+              "tokens_per_batch": None, "server": None}
     try:
         result.update(measure_cell(cell, model_dir, tokens_path, reference_path, artifacts, engine_settings,
-                                   measurement, tolerance))
+                                   measurement, tolerance, out_path))
     except Exception as error:  # recorded in the result; the workflow goes on with the other cells
         result["status"], result["reason"] = classify(error)
     result["environment"] = environment.capture(device, config_slice)
@@ -47,14 +47,22 @@ def run_cell(cell: dict, model_dir: str, tokens_path: str, reference_path: str, 
     return result
 
 
-def measure_cell(cell, model_dir, tokens_path, reference_path, artifacts, engine_settings, measurement, tolerance):
-    device, batch_size = cell["device"], cell["batch_size"]
+def measure_cell(cell, model_dir, tokens_path, reference_path, artifacts, engine_settings, measurement, tolerance,
+                 out_path):
     tokens = load_tokens(tokens_path)
     reference = torch.load(reference_path, weights_only=True)
-    rows = batch_rows(tokens["input_ids"].shape[0], batch_size, measurement["max_distinct_batches"])
-    batches = [make_batch(tokens, r, cell["padding"], device) for r in rows]
-    engine = create(cell["engine"], model_dir=model_dir, device=device, precision=cell["precision"],
-                    settings=engine_settings, artifacts=artifacts)
+    rows = batch_rows(tokens["input_ids"].shape[0], cell["batch_size"], measurement["max_distinct_batches"])
+    engine = create(cell["engine"], model_dir=model_dir, device=cell["device"], precision=cell["precision"],
+                    settings=engine_settings, artifacts=artifacts, result_path=out_path)
+    try:
+        return measure_engine(engine, cell, tokens, reference, rows, measurement, tolerance)
+    finally:
+        engine.close()
+
+
+def measure_engine(engine, cell, tokens, reference, rows, measurement, tolerance):
+    device, batch_size = cell["device"], cell["batch_size"]
+    batches = [make_batch(tokens, r, cell["padding"], engine.input_device or device) for r in rows]
     if device == "cuda":
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
@@ -68,8 +76,10 @@ def measure_cell(cell, model_dir, tokens_path, reference_path, artifacts, engine
     first_call_s = time_first_call(run_batch, batches[0], device)
     logits = torch.cat([run_batch(b).float().cpu() for b in batches])
     correctness = compare(logits, reference[torch.cat([b["rows"] for b in batches])], tolerance)
+    engine.begin_window()
     repeats = time_iterations(run_batch, batches, device, measurement["warmup_iters"], measurement["min_iters"],
                               measurement["min_seconds"], measurement["repeats"])
+    server = engine.end_window()
     resamples = measurement["bootstrap_resamples"]
     wall = [ms for r in repeats for ms in r["wall_ms"]]
     gpu = [ms for r in repeats for ms in r["gpu_ms"] or []]
@@ -84,8 +94,9 @@ def measure_cell(cell, model_dir, tokens_path, reference_path, artifacts, engine
     }
     # dynamic padding shrinks batches: report how many tokens an average measured batch carries
     tokens_per_batch = sum(b["input_ids"].numel() for b in batches) / len(batches)
-    del engine, batches
-    gc.collect()
+    described = engine.describe()
+    del batches
+    gc.collect()  # a cell may run right after another in the same process (tests, command line)
     return {
         "status": "ok" if correctness["within_tolerance"] else "mismatch",
         "reason": None if correctness["within_tolerance"] else
@@ -98,6 +109,8 @@ def measure_cell(cell, model_dir, tokens_path, reference_path, artifacts, engine
                    "peak_host_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024},
         "correctness": correctness,
         "tokens_per_batch": tokens_per_batch,
+        "engine": described,
+        "server": server,
     }
 
 

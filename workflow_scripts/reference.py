@@ -20,7 +20,7 @@ def run_all_rows(engine, tokens: dict, batch_size: int, padding: str, device: st
     num_rows = tokens["input_ids"].shape[0]
     outputs = []
     for rows in batch_rows(num_rows, batch_size):
-        batch = make_batch(tokens, rows, padding, device)
+        batch = make_batch(tokens, rows, padding, engine.input_device or device)
         outputs.append(engine.run(batch["input_ids"], batch["attention_mask"]).float().cpu())
     return torch.cat(outputs)[:num_rows]
 

@@ -21,6 +21,7 @@ from workflow_scripts.step_io import setup_logging, snakemake_log  # noqa: E402
 
 log = logging.getLogger("report")
 UNSTABLE_CV = {"cuda": 0.01, "cpu": 0.05}  # repeat-p50 spread above which a cell is flagged unstable
+FIGURES = ("latency_vs_batch", "throughput_vs_batch", "speedup", "throughput_vs_concurrency")
 NUMBER_FORMATS = {"ms": "{:.3f}", "x": "{:.2f}×", "pct": "{:.1%}", "rate": "{:,.1f}", "s": "{:.1f}",
                   "sci": "{:.2e}"}
 
@@ -95,6 +96,60 @@ def full_table(table: pd.DataFrame) -> pd.DataFrame:
 
 def _fmt(kind: str):
     return lambda value: "" if pd.isna(value) else NUMBER_FORMATS[kind].format(value)
+
+
+def serving_overhead(table: pd.DataFrame, twins: dict) -> pd.DataFrame:
+    """Served p50 minus the same model in-process (its twin engine) at the same cell, per served cell."""
+    served = table[table.engine.str.startswith("triton-") & table.status.isin(["ok", "mismatch"])]
+    rows = []
+    for row in served.itertuples():
+        twin = twins[row.engine.split("-")[1]]
+        match = table[(table.engine == twin) & (table.precision == row.precision) & (table.batch_size == row.batch_size)
+                      & (table.seq_len == row.seq_len) & (table.padding == row.padding)
+                      & table.status.isin(["ok", "mismatch"])]
+        in_process = match.p50_ms.iloc[0] if len(match) else float("nan")
+        server_total = getattr(row, "server_server_total_ms", float("nan"))
+        rows.append({
+            "served engine": row.engine, "precision": row.precision, "batch_size": row.batch_size,
+            "seq_len": row.seq_len, "served p50 ms": row.p50_ms, "in-process engine": twin,
+            "in-process p50 ms": in_process, "overhead ms": row.p50_ms - in_process,
+            "client mean ms": row.mean_ms, "server total ms": server_total,
+            "network+serialisation ms": row.mean_ms - server_total,
+            "queue ms": getattr(row, "server_queue_ms", float("nan")),
+            "compute input ms": getattr(row, "server_compute_input_ms", float("nan")),
+            "compute infer ms": getattr(row, "server_compute_infer_ms", float("nan")),
+            "compute output ms": getattr(row, "server_compute_output_ms", float("nan")),
+        })
+    out = pd.DataFrame(rows)
+    return out.round(3) if len(out) else out
+
+
+def concurrency_table(serving: pd.DataFrame) -> pd.DataFrame:
+    columns = ["engine", "precision", "seq_len", "concurrency", "status", "p50_ms", "p99_ms",
+               "throughput_samples_per_s", "server_mean_batch_per_execution", "server_queue_ms",
+               "server_compute_infer_ms"]
+    out = serving[[c for c in columns if c in serving]].rename(columns={
+        "throughput_samples_per_s": "requests/s", "server_mean_batch_per_execution": "mean server batch",
+        "server_queue_ms": "queue ms", "server_compute_infer_ms": "compute infer ms"})
+    return out.round(3)
+
+
+def plot_concurrency(serving: pd.DataFrame, path: str) -> None:
+    fig, ax = plt.subplots(figsize=(8, 5))
+    measured = serving[serving.status == "ok"] if len(serving) else serving
+    for (engine, precision, seq_len), group in (measured.groupby(["engine", "precision", "seq_len"])
+                                                if len(measured) else []):
+        group = group.sort_values("concurrency")
+        ax.plot(group.concurrency, group.throughput_samples_per_s, marker="o", label=f"{engine} {precision} seq{seq_len}")
+    if len(measured):
+        ax.set_xscale("log", base=2)
+        ax.legend(fontsize=7)
+    else:
+        ax.text(0.5, 0.5, "no served engine in this sweep", ha="center", va="center", transform=ax.transAxes)
+    ax.set_xlabel("concurrent clients (batch-1 requests, closed loop)")
+    ax.set_ylabel("throughput (requests/s)")
+    ax.grid(True, which="both", alpha=0.3)
+    _save(fig, path)
 
 
 # ---------------------------------------------------------------- figures
@@ -182,9 +237,11 @@ def render(blocks: list[tuple], figure_dir: Path, out_md: str, out_html: str) ->
                                 f"</title><style>{style}</style></head><body>{''.join(body)}</body></html>\n")
 
 
-def build(table_path: str, dataset_info: str, model_dir: str, baseline: dict, out_md: str, out_html: str,
-          figure_paths: dict[str, str]) -> list[str]:
+def build(table_path: str, serving_path: str, dataset_info: str, model_dir: str, baseline: dict, twins: dict,
+          out_md: str, out_html: str, figure_paths: dict[str, str]) -> list[str]:
     table = with_speedup(pd.read_csv(table_path), baseline)
+    serving = pd.read_csv(serving_path)
+    plot_concurrency(serving, figure_paths["throughput_vs_concurrency"])
     dataset, model = read_json(dataset_info), read_json(Path(model_dir) / "inferbench_model.json")
     plot_versus_batch(table, "p50_ms", "p50 latency per batch (ms)", figure_paths["latency_vs_batch"])
     plot_versus_batch(table, "throughput_samples_per_s", "throughput (samples/s)",
@@ -208,6 +265,7 @@ def build(table_path: str, dataset_info: str, model_dir: str, baseline: dict, ou
         ("figure", "latency_vs_batch", "p50 latency per batch versus batch size (log-log)"),
         ("figure", "throughput_vs_batch", "throughput (samples/s) versus batch size"),
         ("figure", "speedup", f"speedup over {baseline['engine']} {baseline['precision']}"),
+        *serving_blocks(table, serving, twins),
         ("h2", "All cells"),
         ("table", full_table(table)),
         ("h2", "Correctness and accuracy"),
@@ -219,6 +277,22 @@ def build(table_path: str, dataset_info: str, model_dir: str, baseline: dict, ou
     ]
     render(blocks, Path(figure_paths["latency_vs_batch"]).parent, out_md, out_html)
     return warnings
+
+
+def serving_blocks(table: pd.DataFrame, serving: pd.DataFrame, twins: dict) -> list[tuple]:
+    if not table.engine.str.startswith("triton-").any():
+        return []
+    blocks = [("h2", "Serving with Triton"),
+              ("p", "What serving costs on top of running the same model in-process (python backend: "
+                    f"{twins['python']}; pytorch backend: {twins['pytorch']}), and where the time goes: the "
+                    "server's own statistics split each request into queue, compute input, compute infer and "
+                    "compute output; the rest of the client's time is network and (de)serialisation.")]
+    overhead = serving_overhead(table, twins)
+    blocks.append(("table", overhead) if len(overhead) else ("p", "No served cell produced numbers."))
+    blocks += [("figure", "throughput_vs_concurrency", "served throughput versus concurrent clients (dynamic "
+                                                       "batching)"),
+               ("table", concurrency_table(serving))]
+    return blocks
 
 
 def correctness_table(table: pd.DataFrame) -> pd.DataFrame:
@@ -238,6 +312,7 @@ def environment_table(table: pd.DataFrame) -> pd.DataFrame:
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--table", required=True)
+    parser.add_argument("--serving", required=True, help="serving.csv from the aggregate step")
     parser.add_argument("--dataset-info", required=True)
     parser.add_argument("--model-dir", required=True)
     parser.add_argument("--baseline-engine", default="eager")
@@ -246,19 +321,17 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     setup_logging()
     out = Path(args.out_dir)
-    build(args.table, args.dataset_info, args.model_dir,
-          {"engine": args.baseline_engine, "precision": args.baseline_precision}, str(out / "report.md"),
-          str(out / "report.html"),
-          {name: str(out / "figures" / f"{name}.png") for name in ("latency_vs_batch", "throughput_vs_batch",
-                                                                   "speedup")})
+    build(args.table, args.serving, args.dataset_info, args.model_dir,
+          {"engine": args.baseline_engine, "precision": args.baseline_precision},
+          {"python": "eager", "pytorch": "torchscript"}, str(out / "report.md"), str(out / "report.html"),
+          {name: str(out / "figures" / f"{name}.png") for name in FIGURES})
 
 
 if __name__ == "__main__":
     if "snakemake" in globals():
         smk = snakemake  # noqa: F821
         setup_logging(snakemake_log(smk))
-        build(smk.input.table, smk.input.dataset_info, smk.input.model_dir, smk.params.baseline, smk.output.md,
-              smk.output.html, {name: smk.output[name] for name in ("latency_vs_batch", "throughput_vs_batch",
-                                                                    "speedup")})
+        build(smk.input.table, smk.input.serving, smk.input.dataset_info, smk.input.model_dir, smk.params.baseline,
+              smk.params.serving_twins, smk.output.md, smk.output.html, {name: smk.output[name] for name in FIGURES})
     else:
         main()

@@ -21,7 +21,16 @@ ENGINES: dict[str, EngineSpec] = {
     "compile-reduce-overhead": EngineSpec("workflow_scripts.engines.compiled", "CompiledEngine"),
     "compile-max-autotune": EngineSpec("workflow_scripts.engines.compiled", "CompiledEngine"),
     "torchscript": EngineSpec("workflow_scripts.engines.torchscript", "TorchScriptEngine", ("torchscript",)),
+    "triton-python-grpc": EngineSpec("workflow_scripts.engines.triton", "TritonEngine", ("triton_python",)),
+    "triton-python-http": EngineSpec("workflow_scripts.engines.triton", "TritonEngine", ("triton_python",)),
+    "triton-pytorch-grpc": EngineSpec("workflow_scripts.engines.triton", "TritonEngine", ("triton_pytorch",)),
+    "triton-pytorch-http": EngineSpec("workflow_scripts.engines.triton", "TritonEngine", ("triton_pytorch",)),
 }
+
+
+def is_served(name: str) -> bool:
+    """Engines behind a server: their settings come from the config's `triton` section."""
+    return name.startswith("triton-")
 
 
 def engine_class(name: str):

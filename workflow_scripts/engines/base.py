@@ -12,9 +12,14 @@ class EngineUnavailable(Exception):
 
 
 class Engine:
+    # where input batches must live: None = the engine's device; a served engine takes host memory
+    input_device: str | None = None
+
     def __init__(self, name: str, model_dir: str | Path, device: str, precision: str,
-                 settings: dict | None = None, artifacts: dict[str, str] | None = None):
+                 settings: dict | None = None, artifacts: dict[str, str] | None = None,
+                 result_path: str | Path | None = None):
         self.name = name
+        self.result_path = Path(result_path) if result_path else None  # side files (server logs) go beside it
         self.model_dir = Path(model_dir)
         self.device = device
         self.precision = precision
@@ -38,6 +43,16 @@ class Engine:
     def run(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """Logits for one batch. Inputs are on the device; the result may be reused by the next call."""
         raise NotImplementedError
+
+    def begin_window(self) -> None:
+        """Called just before the timed iterations (served engines snapshot server statistics here)."""
+
+    def end_window(self) -> dict | None:
+        """Called just after them; whatever it returns is stored in the result as `server`."""
+        return None
+
+    def close(self) -> None:
+        """Release what load() started (a server process); always called, also after errors."""
 
     def describe(self) -> dict:
         return {"settings": self.settings, "notes": self.notes}

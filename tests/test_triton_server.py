@@ -1,0 +1,235 @@
+"""A real tritonserver (the binary bundled in nvidia-pytriton) on CPU: lifecycle, failures, isolation."""
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import REPO
+from workflow_scripts.engines import create
+from workflow_scripts.serving import model_repository, server as server_module
+from workflow_scripts.serving.launchers import ApptainerLauncher, LocalLauncher
+from workflow_scripts.serving.server import ServerError, TritonServer
+
+SETTINGS = {"max_batch_size": 8, "instance_count": 1, "python_compile_mode": "none",
+            "dynamic_batching": {"preferred_batch_sizes": [4, 8], "max_queue_delay_us": 100}}
+LOOPBACK_HEX = {"0100007F", "0000000000000000FFFF00000100007F", "00000000000000000000000001000000"}
+
+
+@pytest.fixture(scope="module")
+def repository(tiny_model, tmp_path_factory):
+    root, _ = tiny_model
+    out = tmp_path_factory.mktemp("repo") / "python"
+    model_repository.build("python", "fp32", 32, root / "model", None, "cpu", SETTINGS, out)
+    return out
+
+
+def group_processes(group: int) -> list[str]:
+    """Live (non-zombie) processes of a process group, from the process table."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[1].split()
+        if int(fields[2]) == group and fields[0] != "Z":
+            found.append(f"{pid} {stat.split('(')[1].split(')')[0]}")
+    return found
+
+
+def processes_with(text: str) -> list[str]:
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").replace("\0", " ")
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if text in cmdline and "pytest" not in cmdline and state != "Z":
+            found.append(f"{pid} {cmdline[:200]}")
+    return found
+
+
+def wait_until_gone(check, timeout=15.0):
+    deadline = time.monotonic() + timeout
+    while check() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return check()
+
+
+def listening_addresses(pids: list[int]) -> set[str]:
+    """Local addresses (hex, as in /proc/net/tcp*) of the LISTEN sockets these processes hold."""
+    inodes = set()
+    for pid in pids:
+        try:
+            for fd in os.listdir(f"/proc/{pid}/fd"):
+                target = os.readlink(f"/proc/{pid}/fd/{fd}")
+                if target.startswith("socket:["):
+                    inodes.add(target[8:-1])
+        except OSError:
+            continue
+    addresses = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] == "0A" and fields[9] in inodes:  # 0A = LISTEN
+                addresses.add(fields[1].split(":")[0])
+    return addresses
+
+
+def test_serves_over_grpc_and_http_matching_eager_loopback_only_and_stops_clean(tiny_model, repository, tmp_path):
+    root, _ = tiny_model
+    tokens = torch.load(root / "tokens.pt", weights_only=True)
+    reference = torch.load(root / "reference.pt", weights_only=True)
+    for protocol in ("grpc", "http"):
+        engine = create(f"triton-python-{protocol}", model_dir=root / "model", device="cpu", precision="fp32",
+                        settings={"launcher": "local", "startup_timeout_s": 120, "stop_grace_s": 10},
+                        artifacts={"triton_python": repository}, result_path=tmp_path / f"{protocol}.json")
+        try:
+            engine.load()
+            group = engine.server.process.pid
+            pids = [int(p.split()[0]) for p in group_processes(group)]
+            addresses = listening_addresses(pids)
+            assert len(addresses) >= 1 and addresses <= LOOPBACK_HEX, addresses
+            logits = engine.run(tokens["input_ids"][:5], tokens["attention_mask"][:5])
+            assert torch.allclose(logits, reference[:5], atol=1e-4)
+            engine.begin_window()
+            engine.run(tokens["input_ids"][:1], tokens["attention_mask"][:1])
+            window = engine.end_window()
+            assert window["requests"] == 1 and window["compute_infer_ms"] > 0
+        finally:
+            engine.close()
+        assert wait_until_gone(lambda: group_processes(group)) == []
+        assert "--grpc-address=127.0.0.1" in (tmp_path / f"{protocol}.server.log").read_text()
+
+
+def test_a_model_that_fails_to_load_ends_with_the_log_tail_and_no_process(tmp_path, repository):
+    broken = tmp_path / "broken"
+    name = model_repository.model_name("python", "fp32")
+    (broken / name / "1").mkdir(parents=True)
+    (broken / name / "config.pbtxt").write_text((repository / name / "config.pbtxt").read_text())
+    (broken / name / "1" / "model.py").write_text("class TritonPythonModel:\n    def initialize(self, args):\n"
+                                                  "        raise RuntimeError('weights file is corrupt')\n")
+    server = TritonServer(LocalLauncher(), broken, name, tmp_path / "server.log", startup_timeout_s=60)
+    with pytest.raises(ServerError) as error:
+        server.start()
+    assert "exited with code" in str(error.value)
+    assert "weights file is corrupt" in str(error.value)
+    assert processes_with(str(broken)) == []
+
+
+def test_readiness_timeout_is_a_clear_error_and_kills_the_server(tmp_path, repository):
+    slow = tmp_path / "slow"
+    name = model_repository.model_name("python", "fp32")
+    (slow / name / "1").mkdir(parents=True)
+    (slow / name / "config.pbtxt").write_text((repository / name / "config.pbtxt").read_text())
+    (slow / name / "1" / "model.py").write_text("import time\nclass TritonPythonModel:\n"
+                                                "    def initialize(self, args):\n        time.sleep(600)\n")
+    server = TritonServer(LocalLauncher(), slow, name, tmp_path / "server.log", startup_timeout_s=8,
+                          stop_grace_s=3)
+    with pytest.raises(ServerError, match="did not report model .* READY within 8 s"):
+        server.start()
+    assert wait_until_gone(lambda: processes_with(str(slow))) == []
+
+
+def test_a_taken_port_fails_clearly_then_a_retry_with_fresh_ports_succeeds(tmp_path, repository, monkeypatch):
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", 0))
+    holder.listen()
+    taken = holder.getsockname()[1]
+    real_free_port = server_module.free_port
+    calls = {"n": 0}
+
+    def first_http_port_taken():
+        calls["n"] += 1
+        return taken if calls["n"] == 1 else real_free_port()
+
+    monkeypatch.setattr(server_module, "free_port", first_http_port_taken)
+    name = model_repository.model_name("python", "fp32")
+    no_retry = TritonServer(LocalLauncher(), repository, name, tmp_path / "a.log", startup_timeout_s=60)
+    with pytest.raises(ServerError, match="already in use"):
+        no_retry.start(attempts=1)
+    assert processes_with(str(tmp_path / "a.log")) == [] and processes_with(f"--http-port={taken}") == []
+    calls["n"] = 0
+    with TritonServer(LocalLauncher(), repository, name, tmp_path / "b.log", startup_timeout_s=60) as retried:
+        assert retried.ports["http"] != taken
+        assert retried.version()
+    holder.close()
+
+
+CLIENT = textwrap.dedent("""
+    import sys, time
+    from workflow_scripts.serving.launchers import LocalLauncher
+    from workflow_scripts.serving.server import TritonServer
+    server = TritonServer(LocalLauncher(), sys.argv[1], sys.argv[2], sys.argv[3], startup_timeout_s=60)
+    server.start()
+    print(server.process.pid, flush=True)
+    time.sleep(600)
+""")
+
+
+@pytest.mark.parametrize("signum", [signal.SIGKILL, signal.SIGTERM, signal.SIGINT])
+def test_no_server_survives_its_client(tmp_path, repository, signum):
+    """The client is killed mid-run (SIGKILL: no cleanup possible) or cancelled (SIGTERM, Ctrl-C)."""
+    name = model_repository.model_name("python", "fp32")
+    client = subprocess.Popen([sys.executable, "-c", CLIENT, str(repository), name, str(tmp_path / "s.log")],
+                              stdout=subprocess.PIPE, text=True, cwd=REPO)
+    server_pid = int(client.stdout.readline())
+    assert group_processes(server_pid)
+    client.send_signal(signum)
+    client.wait(timeout=30)
+    assert wait_until_gone(lambda: group_processes(server_pid)) == []
+
+
+STAND_IN = REPO / "tests" / "stand_ins" / "apptainer"
+
+
+def test_apptainer_launcher_with_a_stand_in_apptainer(tmp_path, tiny_model, repository, monkeypatch):
+    """`apptainer` here is a STAND-IN (tests/stand_ins/apptainer): Apptainer cannot be installed on these
+    machines. It records its arguments and runs tritonserver natively, so the lifecycle is real."""
+    root, _ = tiny_model
+    record = tmp_path / "apptainer_calls.jsonl"
+    monkeypatch.setenv("PATH", f"{STAND_IN.parent}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("APPTAINER_STANDIN_LOG", str(record))
+    monkeypatch.setenv("PYTHONPATH", str(REPO))
+    sif = tmp_path / "tritonserver.sif"
+    subprocess.run(["apptainer", "pull", str(sif), "docker://nvcr.io/nvidia/tritonserver:25.01-py3"], check=True)
+    launcher = ApptainerLauncher(sif, gpu=True)
+    name = model_repository.model_name("python", "fp32")
+    with TritonServer(launcher, repository, name, tmp_path / "server.log", startup_timeout_s=60) as server:
+        tokens = torch.load(root / "tokens.pt", weights_only=True)
+        import tritonclient.grpc as grpc
+
+        client = grpc.InferenceServerClient(server.grpc_url)
+        inputs = [grpc.InferInput("input_ids", [1, 32], "INT64"), grpc.InferInput("attention_mask", [1, 32], "INT64")]
+        inputs[0].set_data_from_numpy(tokens["input_ids"][:1].numpy())
+        inputs[1].set_data_from_numpy(tokens["attention_mask"][:1].numpy())
+        logits = client.infer(name, inputs).as_numpy("logits")
+        client.close()
+        ports = server.ports
+    calls = [json.loads(line) for line in record.read_text().splitlines()]
+    assert calls[0] == ["pull", str(sif), "docker://nvcr.io/nvidia/tritonserver:25.01-py3"]
+    exec_call = calls[1]
+    assert exec_call[:5] == ["exec", "--nv", "--bind", f"{repository.resolve()}:/models:ro", str(sif)]
+    assert exec_call[5] == "tritonserver"
+    for flag in ("--model-repository=/models", f"--load-model={name}", "--http-address=127.0.0.1",
+                 "--grpc-address=127.0.0.1", "--metrics-address=127.0.0.1", f"--http-port={ports['http']}",
+                 f"--grpc-port={ports['grpc']}", f"--metrics-port={ports['metrics']}"):
+        assert flag in exec_call
+    assert np.allclose(logits, torch.load(root / "reference.pt", weights_only=True)[:1].numpy(), atol=1e-4)
+    assert wait_until_gone(lambda: processes_with(str(repository.resolve()))) == []
+
+
+def test_apptainer_launcher_without_apptainer_says_what_is_missing(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", "/nonexistent")
+    with pytest.raises(RuntimeError, match="no apptainer executable is on PATH"):
+        ApptainerLauncher(tmp_path / "x.sif", gpu=False)

@@ -1,0 +1,92 @@
+"""Served engines: the model behind NVIDIA Triton Inference Server, one request per batch.
+
+Names: triton-<backend>-<protocol>, backend python (the Hugging Face model run with torch inside Triton's
+Python backend) or pytorch (the TorchScript export in Triton's libtorch backend), protocol grpc or http.
+load() starts the server (workflow_scripts/serving/launchers.py) and waits until the model is READY;
+close() stops it. Inputs are host arrays: sending them is part of what serving costs.
+"""
+import numpy as np
+import torch
+
+from workflow_scripts.engines.base import Engine, EngineUnavailable
+from workflow_scripts.serving.launchers import make_launcher
+from workflow_scripts.serving.model_repository import output_name
+from workflow_scripts.serving.server import TritonServer, stats_window
+from workflow_scripts.results import read_json
+
+
+def client_module(protocol: str):
+    if protocol == "grpc":
+        import tritonclient.grpc as module
+    else:
+        import tritonclient.http as module
+    return module
+
+
+class TritonEngine(Engine):
+    input_device = "cpu"
+
+    def unavailable_reason(self) -> str | None:
+        return None  # the server decides what it can run; fp16 on CPU fails at load with its own message
+
+    def load(self) -> None:
+        _, self.backend, self.protocol = self.name.split("-")
+        repository = self.artifacts[f"triton_{self.backend}"]
+        info = read_json(f"{repository}/repository.json")
+        if info["status"] != "ok":
+            raise EngineUnavailable(info["reason"])
+        self.model_name, self.output = info["model_name"], output_name(self.backend)
+        self.seq_len, self.max_batch_size = info["seq_len"], info["settings"]["max_batch_size"]
+        self.launcher = make_launcher(self.settings, self.device)
+        if self.backend not in self.launcher.backends:
+            raise EngineUnavailable(f"the {self.launcher.name} Triton launcher has no {self.backend} backend "
+                                    f"(it has: {', '.join(self.launcher.backends)}); use triton.launcher: apptainer "
+                                    "with the official Triton image")
+        log_path = (self.result_path.with_suffix(".server.log") if self.result_path else None)
+        self.server = TritonServer(self.launcher, repository, self.model_name, log_path or "tritonserver.log",
+                                   self.settings["startup_timeout_s"], self.settings["stop_grace_s"])
+        self.server.start()
+        self.client = self.new_client()
+        self.notes.append(f"tritonserver {self.server.version()} via {self.launcher.name} launcher, ready in "
+                          f"{self.server.ready_after_s:.1f} s; server log: {log_path}")
+
+    def new_client(self):
+        module = client_module(self.protocol)
+        url = self.server.grpc_url if self.protocol == "grpc" else self.server.http_url
+        return module.InferenceServerClient(url=url)
+
+    def request(self, client, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+        module = client_module(self.protocol)
+        inputs = [module.InferInput("input_ids", list(input_ids.shape), "INT64"),
+                  module.InferInput("attention_mask", list(attention_mask.shape), "INT64")]
+        inputs[0].set_data_from_numpy(input_ids)
+        inputs[1].set_data_from_numpy(attention_mask)
+        result = client.infer(self.model_name, inputs, outputs=[module.InferRequestedOutput(self.output)])
+        return result.as_numpy(self.output)
+
+    def run(self, input_ids, attention_mask):
+        if input_ids.shape[1] != self.seq_len:
+            raise EngineUnavailable(f"the Triton model's inputs have fixed dims [{self.seq_len}]: dynamic padding "
+                                    "is not served")
+        if input_ids.shape[0] > self.max_batch_size:
+            raise EngineUnavailable(f"batch {input_ids.shape[0]} exceeds the Triton model's max_batch_size "
+                                    f"{self.max_batch_size} (triton.repository.max_batch_size)")
+        logits = self.request(self.client, input_ids.numpy(), attention_mask.numpy())
+        return torch.from_numpy(logits.copy())  # the client's buffer is read-only
+
+    def begin_window(self) -> None:
+        self.stats_before = self.server.model_stats()
+
+    def end_window(self) -> dict:
+        return stats_window(self.stats_before, self.server.settled_model_stats())
+
+    def close(self) -> None:
+        client = getattr(self, "client", None)
+        if client is not None:
+            client.close()  # an open HTTP keep-alive connection would hold the server's shutdown for its timeout
+        server = getattr(self, "server", None)
+        if server is not None:
+            server.stop()
+        launcher = getattr(self, "launcher", None)
+        if launcher is not None:
+            launcher.cleanup()

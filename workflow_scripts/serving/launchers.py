@@ -1,0 +1,123 @@
+"""Two ways to start `tritonserver`, behind one interface (`command()` -> argv and environment):
+
+- LocalLauncher: the real tritonserver binary bundled in the nvidia-pytriton wheel (Python backend only).
+- ApptainerLauncher: the official Triton container (`apptainer exec --nv`), e.g. on a Slurm GPU node.
+
+`triton.launcher: auto` picks apptainer when the `apptainer` executable is on PATH, else local.
+"""
+import importlib.util
+import os
+import shutil
+import sys
+import sysconfig
+import tempfile
+from pathlib import Path
+
+CONTAINER_REPOSITORY = "/models"
+
+
+def tritonserver_args(repository: str, model_name: str, ports: dict, host: str) -> list[str]:
+    """Flags common to both launchers: loopback only, load just this model, fail fast on errors."""
+    return [
+        f"--model-repository={repository}",
+        "--model-control-mode=explicit", f"--load-model={model_name}",
+        f"--http-address={host}", f"--http-port={ports['http']}",
+        f"--grpc-address={host}", f"--grpc-port={ports['grpc']}",
+        f"--metrics-address={host}", f"--metrics-port={ports['metrics']}",
+        "--exit-on-error=true", "--strict-readiness=true", "--exit-timeout-secs=10",
+        # our config.pbtxt is complete; auto-completion would import model.py (and torch) once more
+        "--disable-auto-complete-config",
+    ]
+
+
+def resolve_launcher_name(requested: str) -> str:
+    if requested == "auto":
+        return "apptainer" if shutil.which("apptainer") else "local"
+    return requested
+
+
+class LocalLauncher:
+    name = "local"
+    backends = ("python",)
+
+    def __init__(self):
+        spec = importlib.util.find_spec("pytriton")
+        if spec is None:
+            raise RuntimeError("the local Triton launcher needs the nvidia-pytriton package (pip install "
+                               "nvidia-pytriton), which bundles tritonserver")
+        root = Path(spec.origin).parent
+        server = root / "tritonserver"
+        version = f"{sys.version_info.major}.{sys.version_info.minor}"
+        self.paths = {
+            "binary": server / "bin" / "tritonserver",
+            "python_backend": server / "backends" / "python",
+            "stub": server / "python_backend_stubs" / version / "triton_python_backend_stub",
+            "caches": server / "caches",
+            "libs": root.parent / "nvidia_pytriton.libs",
+        }
+        missing = [f"{key}: {path}" for key, path in self.paths.items() if not path.exists()]
+        if missing:
+            raise RuntimeError(f"the nvidia-pytriton installation lacks parts of tritonserver: {missing}")
+        self.workdir: Path | None = None
+
+    def _backends(self) -> Path:
+        """backends/python with the stub for this Python version beside the backend library."""
+        if self.workdir is None:
+            self.workdir = Path(tempfile.mkdtemp(prefix="inferbench-triton-"))
+            python = self.workdir / "backends" / "python"
+            shutil.copytree(self.paths["python_backend"], python, ignore=shutil.ignore_patterns("__pycache__"))
+            shutil.copy2(self.paths["stub"], python / "triton_python_backend_stub")
+        return self.workdir / "backends"
+
+    def environment(self) -> dict:
+        env = os.environ.copy()
+        # The backend stub links libpython: it must load this interpreter's, not the system's (a different
+        # patch release fails inside threading). The venv's bin goes first so model.py imports its packages.
+        libdir = sysconfig.get_config_var("LIBDIR")
+        env["LD_LIBRARY_PATH"] = os.pathsep.join(p for p in (libdir, str(self.paths["libs"]),
+                                                             env.get("LD_LIBRARY_PATH")) if p)
+        env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
+        return env
+
+    def command(self, repository: Path, model_name: str, ports: dict, host: str) -> tuple[list[str], dict]:
+        argv = [str(self.paths["binary"]), *tritonserver_args(str(repository), model_name, ports, host),
+                f"--backend-directory={self._backends()}", f"--cache-directory={self.paths['caches']}",
+                "--allow-gpu-metrics=false", "--pinned-memory-pool-byte-size=0"]
+        return argv, self.environment()
+
+    def cleanup(self) -> None:
+        if self.workdir is not None:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+            self.workdir = None
+
+
+class ApptainerLauncher:
+    name = "apptainer"
+    backends = ("python", "pytorch")
+
+    def __init__(self, sif: str | Path, gpu: bool, executable: str = "apptainer"):
+        self.sif = Path(sif).resolve()
+        self.gpu = gpu
+        self.executable = shutil.which(executable)
+        if self.executable is None:
+            raise RuntimeError("triton.launcher is 'apptainer' but no apptainer executable is on PATH "
+                               "(on clusters: module load apptainer)")
+        if not self.sif.exists():
+            raise RuntimeError(f"Triton image {self.sif} is missing: it is pulled by the rule "
+                               "pull_triton_image (snakemake runs it before the Triton jobs)")
+
+    def command(self, repository: Path, model_name: str, ports: dict, host: str) -> tuple[list[str], dict]:
+        argv = [self.executable, "exec", *(["--nv"] if self.gpu else []),
+                "--bind", f"{repository}:{CONTAINER_REPOSITORY}:ro", str(self.sif),
+                "tritonserver", *tritonserver_args(CONTAINER_REPOSITORY, model_name, ports, host)]
+        return argv, os.environ.copy()
+
+    def cleanup(self) -> None:
+        pass
+
+
+def make_launcher(settings: dict, device: str):
+    name = resolve_launcher_name(settings["launcher"])
+    if name == "local":
+        return LocalLauncher()
+    return ApptainerLauncher(settings["apptainer"]["sif"], gpu=device == "cuda")

@@ -1,0 +1,222 @@
+"""One Triton server's life inside one job: free loopback ports, start, wait until the model is READY,
+statistics, and a stop that leaves no process behind (SIGTERM, then SIGKILL after a grace period).
+
+The server runs in its own process group, and the kernel sends it SIGTERM if this process dies first
+(PR_SET_PDEATHSIG), so a client killed with SIGKILL does not leave an orphaned server either.
+"""
+import ctypes
+import json
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+log = logging.getLogger("triton.server")
+PR_SET_PDEATHSIG = 1
+LOOPBACK = "127.0.0.1"
+
+
+class ServerError(RuntimeError):
+    pass
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((LOOPBACK, 0))
+        return sock.getsockname()[1]
+
+
+def _die_with_parent() -> None:  # runs in the child between fork and exec
+    libc = ctypes.CDLL("libc.so.6", use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def _terminate_on_sigterm() -> None:
+    """Turn SIGTERM (Snakemake cancelling a job, Slurm's time limit) into SystemExit, so `finally` stops the server."""
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        try:
+            signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+        except ValueError:  # not the main thread: leave it to the parent-death signal
+            pass
+
+
+class TritonServer:
+    """Context manager: `with TritonServer(launcher, repository, model, log_path) as server: ...`."""
+
+    def __init__(self, launcher, repository: str | Path, model_name: str, log_path: str | Path,
+                 startup_timeout_s: float = 120.0, stop_grace_s: float = 10.0):
+        self.launcher = launcher
+        self.repository = Path(repository).resolve()
+        self.model_name = model_name
+        self.log_path = Path(log_path)
+        self.startup_timeout_s = startup_timeout_s
+        self.stop_grace_s = stop_grace_s
+        self.process: subprocess.Popen | None = None
+        self.ports: dict[str, int] = {}
+
+    # ------------------------------------------------------------------ lifecycle
+    def __enter__(self):
+        self.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+
+    def start(self, attempts: int = 3) -> None:
+        """Start and wait for READY; a port grabbed by someone else between choosing and binding it is
+        retried with fresh ports (the server only reports it after loading the model)."""
+        _terminate_on_sigterm()
+        for attempt in range(1, attempts + 1):
+            try:
+                return self._start_once()
+            except ServerError as error:
+                if "already in use" not in str(error) or attempt == attempts:
+                    raise
+                log.warning("port collision (attempt %d of %d), retrying with fresh ports", attempt, attempts)
+
+    def _start_once(self) -> None:
+        self.ports = {"http": free_port(), "grpc": free_port(), "metrics": free_port()}
+        argv, env = self.launcher.command(self.repository, self.model_name, self.ports, LOOPBACK)
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        log.info("starting Triton: %s", " ".join(argv))
+        with open(self.log_path, "ab") as server_log:
+            server_log.write(f"$ {' '.join(argv)}\n".encode())
+            server_log.flush()
+            self.process = subprocess.Popen(argv, stdout=server_log, stderr=subprocess.STDOUT, env=env,
+                                            stdin=subprocess.DEVNULL, start_new_session=True,
+                                            preexec_fn=_die_with_parent)
+        try:
+            self._wait_ready()
+        except BaseException:
+            self.stop()
+            raise
+        log.info("Triton ready in %.1f s (pid %d, ports %s)", self.ready_after_s, self.process.pid, self.ports)
+
+    def _wait_ready(self) -> None:
+        start = time.monotonic()
+        deadline = start + self.startup_timeout_s
+        server_ready = False
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise ServerError(f"tritonserver exited with code {self.process.returncode} before it was ready."
+                                  f"\n{self.log_tail()}")
+            if not server_ready:
+                server_ready = self._get_status("/v2/health/ready") == 200
+            if server_ready and self._get_status(f"/v2/models/{self.model_name}/ready") == 200:
+                self.ready_after_s = time.monotonic() - start
+                return
+            time.sleep(0.2)
+        raise ServerError(f"tritonserver did not report model {self.model_name!r} READY within "
+                          f"{self.startup_timeout_s:.0f} s (triton.startup_timeout_s).\n{self.log_tail()}")
+
+    def stop(self) -> None:
+        """SIGTERM to the server's process group, SIGKILL after the grace period; idempotent."""
+        if self.process is None:
+            return
+        group = self.process.pid
+        if self.process.poll() is None:
+            _signal_group(group, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=self.stop_grace_s)
+            except subprocess.TimeoutExpired:
+                log.warning("tritonserver ignored SIGTERM for %.0f s: SIGKILL", self.stop_grace_s)
+                _signal_group(group, signal.SIGKILL)
+                self.process.wait()
+        # backend stubs live in the same group; make sure none outlives the server
+        deadline = time.monotonic() + self.stop_grace_s
+        while _group_alive(group) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if _group_alive(group):
+            _signal_group(group, signal.SIGKILL)
+        log.info("tritonserver stopped (exit code %s)", self.process.returncode)
+        self.process = None
+
+    # ------------------------------------------------------------------ queries
+    @property
+    def http_url(self) -> str:
+        return f"{LOOPBACK}:{self.ports['http']}"
+
+    @property
+    def grpc_url(self) -> str:
+        return f"{LOOPBACK}:{self.ports['grpc']}"
+
+    def _get_status(self, path: str) -> int | None:
+        try:
+            with urllib.request.urlopen(f"http://{self.http_url}{path}", timeout=2) as response:
+                return response.status
+        except (urllib.error.URLError, OSError):
+            return None
+
+    def get_json(self, path: str) -> dict:
+        with urllib.request.urlopen(f"http://{self.http_url}{path}", timeout=10) as response:
+            return json.loads(response.read())
+
+    def model_stats(self) -> dict:
+        """Cumulative server-side counters of the model: {success, queue, compute_input, ...: {count, ns}}."""
+        stats = self.get_json(f"/v2/models/{self.model_name}/stats")["model_stats"][0]
+        return {**stats["inference_stats"], "inference_count": stats.get("inference_count", 0),
+                "execution_count": stats.get("execution_count", 0)}
+
+    def settled_model_stats(self, timeout_s: float = 2.0) -> dict:
+        """Statistics once the last responses are counted (the server updates them just after replying)."""
+        stats = self.model_stats()
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            time.sleep(0.05)
+            again = self.model_stats()
+            if again["success"]["count"] == stats["success"]["count"]:
+                return again
+            stats = again
+        return stats
+
+    def metrics(self) -> str:
+        with urllib.request.urlopen(f"http://{LOOPBACK}:{self.ports['metrics']}/metrics", timeout=10) as response:
+            return response.read().decode()
+
+    def version(self) -> str:
+        return self.get_json("/v2").get("version", "unknown")
+
+    def log_tail(self, lines: int = 40) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace").splitlines()
+        except OSError:
+            return "(no server log)"
+        return f"--- last {min(lines, len(text))} lines of {self.log_path} ---\n" + "\n".join(text[-lines:])
+
+
+def _signal_group(group: int, signum: int) -> None:
+    try:
+        os.killpg(group, signum)
+    except ProcessLookupError:
+        pass
+
+
+def _group_alive(group: int) -> bool:
+    try:
+        os.killpg(group, 0)
+        return True
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+
+
+def stats_window(before: dict, after: dict) -> dict:
+    """Per-request server-side time breakdown (ms) between two `model_stats()` snapshots."""
+    requests = after["success"]["count"] - before["success"]["count"]
+    if requests <= 0:
+        return {"requests": 0}
+    per_request = {
+        f"{phase}_ms": (after[phase]["ns"] - before[phase]["ns"]) / requests / 1e6
+        for phase in ("success", "queue", "compute_input", "compute_infer", "compute_output")
+    }
+    executions = after["execution_count"] - before["execution_count"]
+    return {"requests": requests, "executions": executions,
+            "mean_batch_per_execution": (after["inference_count"] - before["inference_count"]) / max(executions, 1),
+            **{("server_total_ms" if k == "success_ms" else k): v for k, v in per_request.items()}}
