@@ -8,6 +8,10 @@ min_version("9.0")
 configfile: "config.yaml"
 
 
+# Used only with --software-deployment-method apptainer (the SLURM profile's default); see README.
+container: config["container"]
+
+
 include: "rules/common.smk"
 include: "rules/dataset.smk"
 include: "rules/model.smk"

@@ -1,12 +1,14 @@
 # Helpers shared by the rule files: the effective experiment, target lists, wildcard constraints.
+import os
 import sys
 
-sys.path.insert(0, workflow.basedir)  # the workflow_scripts package, also when it is not pip-installed
+# The workflow_scripts package, for this process and for every job's scripts (also inside a container).
+sys.path.insert(0, workflow.basedir)
+os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [workflow.basedir, os.environ.get("PYTHONPATH")]))
 
 from snakemake.utils import validate
 
 from workflow_scripts.engines import ENGINES, is_served
-from workflow_scripts.serving.launchers import resolve_launcher_name
 from workflow_scripts.experiment import ConfigError, cells, effective, schema_errors
 
 CONFIG_SCHEMA = f"{workflow.basedir}/schemas/config.schema.yaml"
@@ -32,7 +34,6 @@ ARTIFACT_PATHS = {
     "triton_python": "results/triton/python/{precision}/seq{seq_len}",
     "triton_pytorch": "results/triton/pytorch/{precision}/seq{seq_len}",
 }
-TRITON_LAUNCHER = resolve_launcher_name(config["triton"]["launcher"])
 SERVED_ENGINES = [engine for engine in SWEEP["engines"] if is_served(engine)]
 
 
@@ -47,7 +48,7 @@ wildcard_constraints:
 def engine_artifacts(wildcards):
     """Exported models the engine of this job loads (and the Triton image it starts), as named inputs."""
     inputs = {kind: ARTIFACT_PATHS[kind] for kind in ENGINES[wildcards.engine].artifacts}
-    if is_served(wildcards.engine) and TRITON_LAUNCHER == "apptainer":
+    if is_served(wildcards.engine) and config["triton"]["launcher"] == "apptainer":
         inputs["triton_image"] = config["triton"]["apptainer"]["sif"]
     return inputs
 
@@ -59,7 +60,7 @@ def artifact_kinds(wildcards):
 def engine_settings(wildcards):
     if is_served(wildcards.engine):
         triton = config["triton"]
-        return {"launcher": TRITON_LAUNCHER, "apptainer": triton["apptainer"],
+        return {"launcher": triton["launcher"], "apptainer": triton["apptainer"],
                 "startup_timeout_s": triton["startup_timeout_s"], "stop_grace_s": triton["stop_grace_s"]}
     return config["engine_settings"].get(wildcards.engine, {})
 

@@ -18,6 +18,7 @@ log = logging.getLogger("reference")
 def run_all_rows(engine, tokens: dict, batch_size: int, padding: str, device: str) -> torch.Tensor:
     """Logits (float32, CPU) of every dataset row, in order."""
     num_rows = tokens["input_ids"].shape[0]
+    batch_size = min(batch_size, engine.max_batch_size or batch_size)
     outputs = []
     for rows in batch_rows(num_rows, batch_size):
         batch = make_batch(tokens, rows, padding, engine.input_device or device)

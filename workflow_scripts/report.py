@@ -198,7 +198,8 @@ def _save(fig, path: str) -> None:
 
 # ---------------------------------------------------------------- rendering
 def markdown_table(frame: pd.DataFrame) -> str:
-    cells = frame.astype(str).replace({"nan": "", "None": ""})
+    cells = frame.map(lambda value: "" if value is None or (isinstance(value, float) and value != value)
+                      else str(value))
     lines = ["| " + " | ".join(map(str, frame.columns)) + " |", "|" + "---|" * len(frame.columns)]
     lines += ["| " + " | ".join(v.replace("|", "\\|") for v in row) + " |" for row in cells.values.tolist()]
     return "\n".join(lines)

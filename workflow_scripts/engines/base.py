@@ -14,6 +14,8 @@ class EngineUnavailable(Exception):
 class Engine:
     # where input batches must live: None = the engine's device; a served engine takes host memory
     input_device: str | None = None
+    # the largest batch the engine accepts (a served model's max_batch_size); None = no limit
+    max_batch_size: int | None = None
 
     def __init__(self, name: str, model_dir: str | Path, device: str, precision: str,
                  settings: dict | None = None, artifacts: dict[str, str] | None = None,

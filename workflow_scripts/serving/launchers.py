@@ -3,7 +3,8 @@
 - LocalLauncher: the real tritonserver binary bundled in the nvidia-pytriton wheel (Python backend only).
 - ApptainerLauncher: the official Triton container (`apptainer exec --nv`), e.g. on a Slurm GPU node.
 
-`triton.launcher: auto` picks apptainer when the `apptainer` executable is on PATH, else local.
+`triton.launcher: auto` is resolved where the job runs: apptainer when the `apptainer` executable is on
+PATH and the Triton image has been pulled, else local (e.g. inside the pipeline's own container).
 """
 import importlib.util
 import os
@@ -30,9 +31,9 @@ def tritonserver_args(repository: str, model_name: str, ports: dict, host: str) 
     ]
 
 
-def resolve_launcher_name(requested: str) -> str:
+def resolve_launcher_name(requested: str, sif: str | Path) -> str:
     if requested == "auto":
-        return "apptainer" if shutil.which("apptainer") else "local"
+        return "apptainer" if shutil.which("apptainer") and Path(sif).exists() else "local"
     return requested
 
 
@@ -40,7 +41,8 @@ class LocalLauncher:
     name = "local"
     backends = ("python",)
 
-    def __init__(self):
+    def __init__(self, gpu: bool = False):
+        self.gpu = gpu
         spec = importlib.util.find_spec("pytriton")
         if spec is None:
             raise RuntimeError("the local Triton launcher needs the nvidia-pytriton package (pip install "
@@ -81,8 +83,11 @@ class LocalLauncher:
 
     def command(self, repository: Path, model_name: str, ports: dict, host: str) -> tuple[list[str], dict]:
         argv = [str(self.paths["binary"]), *tritonserver_args(str(repository), model_name, ports, host),
-                f"--backend-directory={self._backends()}", f"--cache-directory={self.paths['caches']}",
-                "--allow-gpu-metrics=false", "--pinned-memory-pool-byte-size=0"]
+                f"--backend-directory={self._backends()}", f"--cache-directory={self.paths['caches']}"]
+        if not self.gpu:
+            # no GPU: no GPU metrics and no pinned host memory (on a GPU, responses of a KIND_GPU Python
+            # model came back empty without the pinned pool)
+            argv += ["--allow-gpu-metrics=false", "--pinned-memory-pool-byte-size=0"]
         return argv, self.environment()
 
     def cleanup(self) -> None:
@@ -117,7 +122,9 @@ class ApptainerLauncher:
 
 
 def make_launcher(settings: dict, device: str):
-    name = resolve_launcher_name(settings["launcher"])
+    name = settings["launcher"]
+    if name == "auto":
+        name = resolve_launcher_name(name, settings["apptainer"]["sif"])
     if name == "local":
-        return LocalLauncher()
+        return LocalLauncher(gpu=device == "cuda")
     return ApptainerLauncher(settings["apptainer"]["sif"], gpu=device == "cuda")

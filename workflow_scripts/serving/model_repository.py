@@ -32,15 +32,19 @@ def output_name(backend: str) -> str:
 def config_pbtxt(backend: str, precision: str, seq_len: int, num_labels: int, device: str, settings: dict) -> str:
     batching = settings["dynamic_batching"]
     preferred = ", ".join(str(b) for b in batching["preferred_batch_sizes"] if b <= settings["max_batch_size"])
-    kind = "KIND_GPU" if device == "cuda" else "KIND_CPU"
     if backend == "pytorch":
         header = 'platform: "pytorch_libtorch"'
+        kind = "KIND_GPU" if device == "cuda" else "KIND_CPU"
         out_type = TRITON_DTYPES[precision]
         parameters = ""
     else:
         header = 'backend: "python"'
+        # model.py puts the model on the GPU itself (parameter `device`): KIND_GPU instances of the Python
+        # backend in tritonserver 2.51 (nvidia-pytriton 0.7) answered with empty outputs on an H200.
+        kind = "KIND_CPU"
         out_type = "TYPE_FP32"  # model.py returns float32 logits whatever the compute precision
         parameters = (f'parameters [\n  {{ key: "precision" value: {{ string_value: "{precision}" }} }},\n'
+                      f'  {{ key: "device" value: {{ string_value: "{device}" }} }},\n'
                       f'  {{ key: "compile_mode" value: {{ string_value: "{settings["python_compile_mode"]}" }} }}\n]\n')
     return (
         f'name: "{model_name(backend, precision)}"\n{header}\nmax_batch_size: {settings["max_batch_size"]}\n'

@@ -1,16 +1,17 @@
 """Triton Python-backend model: the same Hugging Face model as the in-process engines, run with torch.
 
 Copied into each model repository as `<model>/1/model.py` by workflow_scripts/serving/model_repository.py.
-Parameters (config.pbtxt): precision (fp32/fp16/bf16) and compile_mode (none / default / reduce-overhead).
-With a compile mode, batches are padded up to power-of-two buckets so that only a few shapes are compiled
-(and CUDA-graphed), all during initialize(), before the server reports the model READY.
+Parameters (config.pbtxt): precision (fp32/fp16/bf16), device (cpu/cuda) and compile_mode (none / default /
+reduce-overhead).
+With a compile mode, batches are padded up to the next preferred batch size (or max_batch_size) so that only
+a few shapes are compiled (and CUDA-graphed), all during initialize(), before the server reports READY.
 """
 import json
 import os
 
-import numpy as np
 import torch
 import triton_python_backend_utils as pb_utils
+from torch.utils.dlpack import from_dlpack, to_dlpack
 from transformers import AutoModelForSequenceClassification
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -24,7 +25,7 @@ class TritonPythonModel:
         self.compile_mode = parameters.get("compile_mode", "none")
         self.max_batch_size = config["max_batch_size"]
         self.seq_len = config["input"][0]["dims"][0]
-        if args["model_instance_kind"] == "GPU":
+        if parameters.get("device", "cpu") == "cuda" or args["model_instance_kind"] == "GPU":
             self.device = f"cuda:{args['model_instance_device_id']}"
             torch.cuda.set_device(self.device)
         else:
@@ -36,7 +37,9 @@ class TritonPythonModel:
         self.buckets = None
         if self.compile_mode != "none":
             self.model = torch.compile(model, mode=self.compile_mode, fullgraph=True, dynamic=False)
-            self.buckets = [b for b in (2 ** i for i in range(16)) if b < self.max_batch_size] + [self.max_batch_size]
+            # pad to the preferred batch sizes the dynamic batcher aims for: few shapes, each captured once
+            preferred = config.get("dynamic_batching", {}).get("preferred_batch_size", [])
+            self.buckets = sorted({1, self.max_batch_size, *(b for b in preferred if b <= self.max_batch_size)})
             for bucket in self.buckets:  # compile (and capture) every shape before READY
                 ids = torch.zeros((bucket, self.seq_len), dtype=torch.int64, device=self.device)
                 self._forward(ids, torch.ones_like(ids))
@@ -48,11 +51,13 @@ class TritonPythonModel:
         return self.model(input_ids=input_ids, attention_mask=attention_mask).logits.float()
 
     def execute(self, requests):
-        ids = [pb_utils.get_input_tensor_by_name(r, "input_ids").as_numpy() for r in requests]
-        masks = [pb_utils.get_input_tensor_by_name(r, "attention_mask").as_numpy() for r in requests]
+        # Tensors cross the backend through DLPack, not numpy: the backend stub is built against numpy 1, and
+        # with numpy 2 installed its numpy outputs came back empty.
+        ids = [_torch(pb_utils.get_input_tensor_by_name(r, "input_ids")) for r in requests]
+        masks = [_torch(pb_utils.get_input_tensor_by_name(r, "attention_mask")) for r in requests]
         sizes = [len(a) for a in ids]
-        input_ids = torch.from_numpy(np.concatenate(ids)).to(self.device, non_blocking=True)
-        attention_mask = torch.from_numpy(np.concatenate(masks)).to(self.device, non_blocking=True)
+        input_ids = torch.cat(ids).to(self.device)
+        attention_mask = torch.cat(masks).to(self.device)
         rows = input_ids.shape[0]
         if self.buckets:
             bucket = next(b for b in self.buckets if b >= rows)
@@ -60,10 +65,13 @@ class TritonPythonModel:
             if pad:
                 input_ids = torch.nn.functional.pad(input_ids, (0, 0, 0, pad))
                 attention_mask = torch.nn.functional.pad(attention_mask, (0, 0, 0, pad), value=1)
-        logits = self._forward(input_ids, attention_mask)[:rows].cpu().numpy()
-        responses, start = [], 0
-        for size in sizes:
-            output = pb_utils.Tensor("logits", logits[start:start + size])
+        logits = self._forward(input_ids, attention_mask)[:rows].cpu()
+        responses = []
+        for chunk in torch.split(logits, sizes):
+            output = pb_utils.Tensor.from_dlpack("logits", to_dlpack(chunk.contiguous()))
             responses.append(pb_utils.InferenceResponse(output_tensors=[output]))
-            start += size
         return responses
+
+
+def _torch(tensor) -> torch.Tensor:
+    return from_dlpack(tensor.to_dlpack())

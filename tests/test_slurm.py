@@ -1,0 +1,109 @@
+"""`snakemake --profile slurm_profile` on a real single-node Slurm with accounting (tests/slurm/).
+
+Jobs run through `--sdm apptainer`, with `apptainer` being the STAND-IN of tests/stand_ins (Apptainer cannot
+be installed here): it records its calls and runs each job natively.
+"""
+import os
+import re
+import shutil
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+from conftest import REPO, TEST_CONFIG, overlay, scheduled_jobs
+
+pytestmark = pytest.mark.slow
+SLURM = REPO / "tests" / "slurm"
+GPU_RULES = {"export_torchscript", "reference", "accuracy", "benchmark_cell", "load_sweep"}
+LOCAL_RULES = {"dataset", "model"}
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    if os.geteuid() != 0 or not shutil.which("apt-get"):
+        pytest.skip("the test cluster needs root and apt-get (Debian), as in CI")
+    state = tmp_path_factory.mktemp("slurm-state")
+    env = {**os.environ, "SLURM_TEST_DIR": str(state)}
+    try:
+        subprocess.run(["bash", str(SLURM / "start_cluster.sh")], check=True, env=env, timeout=600)
+        yield state
+    finally:
+        subprocess.run(["bash", str(SLURM / "stop_cluster.sh")], env=env, timeout=120)
+
+
+def slurm_snakemake(workdir, *overlays, args=()):
+    env = {**os.environ, "PATH": f"{REPO / 'tests' / 'stand_ins'}{os.pathsep}{os.environ['PATH']}",
+           "APPTAINER_STANDIN_LOG": str(workdir / "apptainer_calls.jsonl")}
+    command = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(workdir),
+               "--profile", str(REPO / "slurm_profile"), "--workflow-profile", str(SLURM / "profile"),
+               "--configfile", str(REPO / "config.yaml"), str(TEST_CONFIG), str(SLURM / "config.slurm.yaml"),
+               *map(str, overlays), *args]
+    proc = subprocess.run(command, capture_output=True, text=True, env=env, timeout=1500)
+    assert proc.returncode == 0, f"{proc.stdout[-5000:]}\n{proc.stderr[-8000:]}"
+    return proc
+
+
+def accounted_jobs() -> pd.DataFrame:
+    """Every job Slurm accounted for: rule (from the plugin's job comment), GPUs allocated, state."""
+    out = subprocess.run(["sacct", "-n", "-X", "-P", "--format=JobID,Comment,AllocTRES,State"], check=True,
+                         capture_output=True, text=True).stdout
+    rows = []
+    for line in out.splitlines():
+        job_id, comment, tres, state = line.split("|")
+        match = re.match(r"rule_(.+?)(_wildcards_.*)?$", comment)
+        rows.append({"job_id": job_id, "rule": match.group(1) if match else comment,
+                     "gpus": int(re.search(r"gres/gpu=(\d+)", tres).group(1)) if "gres/gpu=" in tres else 0,
+                     "state": state})
+    return pd.DataFrame(rows, columns=["job_id", "rule", "gpus", "state"])
+
+
+@pytest.fixture(scope="module")
+def first_run(cluster, tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("slurm-run")
+    (workdir / "containers").mkdir()
+    (workdir / "containers" / "inferbench.sif").write_text("stand-in image\n")
+    proc = slurm_snakemake(workdir)
+    return workdir, proc, accounted_jobs()
+
+
+def test_every_non_local_rule_ran_as_a_slurm_job_gpu_rules_with_a_gpu(first_run):
+    workdir, _, jobs = first_run
+    assert len(jobs) and (jobs.state == "COMPLETED").all(), jobs
+    rules = set(jobs.rule)
+    assert rules == {"tokenize", "export_torchscript", "reference", "accuracy", "benchmark_cell",
+                     "triton_repository", "load_sweep", "aggregate", "report"}
+    assert not rules & LOCAL_RULES
+    assert (jobs[jobs.rule.isin(GPU_RULES)].gpus == 1).all()
+    assert (jobs[~jobs.rule.isin(GPU_RULES)].gpus == 0).all()
+
+
+def test_jobs_went_through_apptainer_with_the_gpu_flag(first_run):
+    workdir, _, _ = first_run
+    calls = (workdir / "apptainer_calls.jsonl").read_text()
+    assert '"exec"' in calls and '"--nv"' in calls and "inferbench.sif" in calls
+
+
+def test_report_matches_a_local_run(first_run, pipeline_run):
+    workdir, _, _ = first_run
+    local_workdir, _ = pipeline_run
+    slurm_report = (workdir / "results" / "report" / "report.md").read_text()
+    local_report = (local_workdir / "results" / "report" / "report.md").read_text()
+    headings = lambda text: [line for line in text.splitlines() if line.startswith("#")]  # noqa: E731
+    assert headings(slurm_report)[1:] == headings(local_report)[1:]
+    cells = pd.read_csv(workdir / "results" / "aggregate" / "cells.csv")
+    assert set(cells.status) == {"ok"} and len(cells) == 2
+    assert cells.slurm_job_id.notna().all()
+
+
+def test_adding_a_batch_size_submits_only_the_new_cells(first_run, tmp_path):
+    workdir, _, before = first_run
+    more = overlay(tmp_path, "more", {"sweep": {"batch_sizes": [1, 2]}})
+    planned = scheduled_jobs(slurm_snakemake(workdir, more, args=["-n"]).stdout)
+    assert planned == {"benchmark_cell": 2, "aggregate": 1, "report": 1, "all": 1}
+    slurm_snakemake(workdir, more)
+    after = accounted_jobs()
+    new = after[~after.job_id.isin(before.job_id)]
+    assert sorted(new.rule) == ["aggregate", "benchmark_cell", "benchmark_cell", "report"]
+    assert (new.state == "COMPLETED").all()
