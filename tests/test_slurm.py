@@ -8,6 +8,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 
 import pandas as pd
 import pytest
@@ -24,13 +25,16 @@ LOCAL_RULES = {"dataset", "model"}
 def cluster(tmp_path_factory):
     if os.geteuid() != 0 or not shutil.which("apt-get"):
         pytest.skip("the test cluster needs root and apt-get (Debian), as in CI")
-    state = tmp_path_factory.mktemp("slurm-state")
-    env = {**os.environ, "SLURM_TEST_DIR": str(state)}
+    # not under pytest's private (0700) temp dir: the daemons run as other users (munge, mysql)
+    state = tempfile.mkdtemp(prefix="inferbench-slurm-", dir="/tmp")
+    os.chmod(state, 0o755)
+    env = {**os.environ, "SLURM_TEST_DIR": state}
     try:
         subprocess.run(["bash", str(SLURM / "start_cluster.sh")], check=True, env=env, timeout=600)
         yield state
     finally:
         subprocess.run(["bash", str(SLURM / "stop_cluster.sh")], env=env, timeout=120)
+        shutil.rmtree(state, ignore_errors=True)
 
 
 def slurm_snakemake(workdir, *overlays, args=()):

@@ -112,13 +112,19 @@ def test_serves_over_grpc_and_http_matching_eager_loopback_only_and_stops_clean(
         assert "--grpc-address=127.0.0.1" in (tmp_path / f"{protocol}.server.log").read_text()
 
 
-def test_a_model_that_fails_to_load_ends_with_the_log_tail_and_no_process(tmp_path, repository):
-    broken = tmp_path / "broken"
+def repository_with_model_py(root, repository, source: str):
+    """The test repository's config with another model.py."""
     name = model_repository.model_name("python", "fp32")
-    (broken / name / "1").mkdir(parents=True)
-    (broken / name / "config.pbtxt").write_text((repository / name / "config.pbtxt").read_text())
-    (broken / name / "1" / "model.py").write_text("class TritonPythonModel:\n    def initialize(self, args):\n"
-                                                  "        raise RuntimeError('weights file is corrupt')\n")
+    (root / name / "1").mkdir(parents=True)
+    (root / name / "config.pbtxt").write_text((repository / name / "config.pbtxt").read_text())
+    (root / name / "1" / "model.py").write_text(source)
+    return root, name
+
+
+def test_a_model_that_fails_to_load_ends_with_the_log_tail_and_no_process(tmp_path, repository):
+    broken, name = repository_with_model_py(tmp_path / "broken", repository, (
+        "class TritonPythonModel:\n    def initialize(self, args):\n"
+        "        raise RuntimeError('weights file is corrupt')\n"))
     server = TritonServer(LocalLauncher(), broken, name, tmp_path / "server.log", startup_timeout_s=60)
     with pytest.raises(ServerError) as error:
         server.start()
@@ -128,12 +134,8 @@ def test_a_model_that_fails_to_load_ends_with_the_log_tail_and_no_process(tmp_pa
 
 
 def test_readiness_timeout_is_a_clear_error_and_kills_the_server(tmp_path, repository):
-    slow = tmp_path / "slow"
-    name = model_repository.model_name("python", "fp32")
-    (slow / name / "1").mkdir(parents=True)
-    (slow / name / "config.pbtxt").write_text((repository / name / "config.pbtxt").read_text())
-    (slow / name / "1" / "model.py").write_text("import time\nclass TritonPythonModel:\n"
-                                                "    def initialize(self, args):\n        time.sleep(600)\n")
+    slow, name = repository_with_model_py(tmp_path / "slow", repository, (
+        "import time\nclass TritonPythonModel:\n    def initialize(self, args):\n        time.sleep(600)\n"))
     server = TritonServer(LocalLauncher(), slow, name, tmp_path / "server.log", startup_timeout_s=8,
                           stop_grace_s=3)
     with pytest.raises(ServerError, match="did not report model .* READY within 8 s"):
