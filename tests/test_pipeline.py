@@ -163,3 +163,11 @@ def test_no_server_outlives_the_run(pipeline_run):
         if "tritonserver" in cmdline and str(workdir) in cmdline:
             leftovers.append(cmdline)
     assert leftovers == []
+
+
+def test_snakemake_report_builds_from_the_declared_figures(pipeline_run):
+    workdir, _ = pipeline_run
+    target = workdir / "snakemake_report.html"
+    snakemake(workdir, args=["--report", str(target)])
+    html = target.read_text(errors="replace")
+    assert "latency_vs_batch.png" in html and "throughput_vs_concurrency.png" in html
