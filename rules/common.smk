@@ -26,7 +26,10 @@ DEVICE = EXPERIMENT["device"]
 SWEEP = EXPERIMENT["sweep"]
 MEASUREMENT = EXPERIMENT["measurement"]
 # Timing jobs take every core given to snakemake, so two never overlap on one machine.
-TIMING_THREADS = max(1, min(workflow.cores or 1, 64))
+try:
+    TIMING_THREADS = max(1, min(workflow.cores or 1, 64))
+except WorkflowError:  # cluster executors define no total core count: the profile's set-threads decides
+    TIMING_THREADS = 1
 
 # Where each kind of exported model lives; engines name the kinds they need in workflow_scripts/engines.
 ARTIFACT_PATHS = {
