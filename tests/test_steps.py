@@ -2,7 +2,6 @@
 import json
 
 import pytest
-import torch
 
 from workflow_scripts import accuracy, benchmark, dataset, export, model, reference, tokens
 

@@ -3,7 +3,6 @@
 import argparse
 import io
 import logging
-from pathlib import Path
 
 import pandas as pd
 

@@ -11,7 +11,6 @@ import yaml
 
 SCHEMA_VERSION = 1
 SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
-STATUSES = ("ok", "skipped", "oom", "mismatch", "failed")
 
 
 @cache
