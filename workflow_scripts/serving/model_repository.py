@@ -39,8 +39,8 @@ def config_pbtxt(backend: str, precision: str, seq_len: int, num_labels: int, de
         parameters = ""
     else:
         header = 'backend: "python"'
-        # model.py puts the model on the GPU itself (parameter `device`): KIND_GPU instances of the Python
-        # backend in tritonserver 2.51 (nvidia-pytriton 0.7) answered with empty outputs on an H200.
+        # model.py puts the model on the GPU itself (parameter `device`) and exchanges host tensors with the
+        # backend; this is the configuration measured on an H200 (KIND_GPU for this backend is untested).
         kind = "KIND_CPU"
         out_type = "TYPE_FP32"  # model.py returns float32 logits whatever the compute precision
         parameters = (f'parameters [\n  {{ key: "precision" value: {{ string_value: "{precision}" }} }},\n'
