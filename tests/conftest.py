@@ -25,6 +25,13 @@ def snakemake(workdir: Path, *overlays: Path, args=(), check=True) -> subprocess
     return proc
 
 
+def path_with_stand_ins() -> str:
+    """PATH with the stand-ins first, then this interpreter's bin (as in an activated venv), so that the
+    stand-ins and the commands they run natively find this environment's Python and packages."""
+    return os.pathsep.join([str(REPO / "tests" / "stand_ins"), os.path.dirname(sys.executable),
+                            os.environ["PATH"]])
+
+
 def scheduled_jobs(dry_run_output: str) -> dict[str, int]:
     """Rule -> job count from the 'Job stats' table that `snakemake -n` prints ({} when nothing to do)."""
     counts, in_table = {}, False

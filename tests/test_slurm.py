@@ -13,7 +13,7 @@ import tempfile
 import pandas as pd
 import pytest
 
-from conftest import REPO, TEST_CONFIG, overlay, scheduled_jobs
+from conftest import REPO, TEST_CONFIG, overlay, path_with_stand_ins, scheduled_jobs
 
 pytestmark = pytest.mark.slow
 SLURM = REPO / "tests" / "slurm"
@@ -38,7 +38,7 @@ def cluster(tmp_path_factory):
 
 
 def slurm_snakemake(workdir, *overlays, args=()):
-    env = {**os.environ, "PATH": f"{REPO / 'tests' / 'stand_ins'}{os.pathsep}{os.environ['PATH']}",
+    env = {**os.environ, "PATH": path_with_stand_ins(),
            "APPTAINER_STANDIN_LOG": str(workdir / "apptainer_calls.jsonl")}
     command = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(workdir),
                "--profile", str(REPO / "slurm_profile"), "--workflow-profile", str(SLURM / "profile"),

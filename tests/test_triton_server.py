@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import REPO
+from conftest import REPO, path_with_stand_ins
 from workflow_scripts.engines import create
 from workflow_scripts.serving import model_repository, server as server_module
 from workflow_scripts.serving.launchers import ApptainerLauncher, LocalLauncher
@@ -200,7 +200,7 @@ def test_apptainer_launcher_with_a_stand_in_apptainer(tmp_path, tiny_model, repo
     machines. It records its arguments and runs tritonserver natively, so the lifecycle is real."""
     root, _ = tiny_model
     record = tmp_path / "apptainer_calls.jsonl"
-    monkeypatch.setenv("PATH", f"{STAND_IN.parent}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("PATH", path_with_stand_ins())
     monkeypatch.setenv("APPTAINER_STANDIN_LOG", str(record))
     monkeypatch.setenv("PYTHONPATH", str(REPO))
     sif = tmp_path / "tritonserver.sif"
