@@ -23,7 +23,8 @@ def cuda_visible() -> bool:
         return False
 
 
-def resolve_device(requested: str) -> str:
+def planned_device(requested: str) -> str:
+    """The device the jobs are planned for, at parse time (NVML); jobs check it again with torch."""
     if requested == "auto":
         return "cuda" if cuda_visible() else "cpu"
     return requested
@@ -32,7 +33,7 @@ def resolve_device(requested: str) -> str:
 def effective(config: dict) -> dict:
     """Config with `cpu_overrides` merged in when the device is CPU, and `device` resolved."""
     resolved = copy.deepcopy(config)
-    resolved["device"] = resolve_device(config["device"])
+    resolved["device"] = planned_device(config["device"])
     if resolved["device"] == "cpu":
         for section, values in (config.get("cpu_overrides") or {}).items():
             resolved[section] = {**resolved[section], **values}
