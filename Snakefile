@@ -20,6 +20,7 @@ include: "rules/export.smk"
 include: "rules/correctness.smk"
 include: "rules/serving.smk"
 include: "rules/benchmark.smk"
+include: "rules/profiling.smk"
 include: "rules/aggregate.smk"
 include: "rules/report.smk"
 

@@ -9,7 +9,7 @@ os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [workflow.basedir, os.en
 from snakemake.utils import validate
 
 from workflow_scripts.engines import ENGINES, is_served
-from workflow_scripts.experiment import ConfigError, cells, effective, schema_errors
+from workflow_scripts.experiment import ConfigError, cells, effective, piece_tables, profiled_cells, schema_errors
 
 CONFIG_SCHEMA = f"{workflow.basedir}/schemas/config.schema.yaml"
 # Short messages naming each bad key first; then snakemake's own validation (it also fills defaults).
@@ -99,5 +99,18 @@ SERVING_TWINS = {
     ],
     "pytorch": "torchscript",
 }
+# Profiling: which cells, with which tools (rules/profiling.smk)
+PROFILING = EXPERIMENT["profiling"]
+PROFILING_SETTINGS = {
+    "iterations": PROFILING["iterations"],
+    "warmup_iters": PROFILING["warmup_iters"],
+    "max_distinct_batches": MEASUREMENT["max_distinct_batches"],
+}
+PROFILE_TOOLS = [tool for tool, on in (("torch", PROFILING["torch_profiler"]), ("nsys", PROFILING["nsys"]["enabled"])) if on]
+PROFILE_RESULTS = [
+    "results/profile/{tool}/{engine}/{precision}/bs{batch_size}_seq{seq_len}_{padding}.json".format(tool=tool, **cell)
+    for tool in PROFILE_TOOLS
+    for cell in profiled_cells(EXPERIMENT)
+]
 # With strict=true, the run fails after the report when any cell is mismatch or failed.
 STRICT_TARGETS = ["results/report/strict_check.passed"] if config["strict"] else []

@@ -5,6 +5,8 @@ rule report:
     input:
         table="results/aggregate/cells.csv",
         serving="results/aggregate/serving.csv",
+        profiles="results/aggregate/profiles.csv",
+        profile_tops="results/aggregate/profile_tops.csv",
         dataset_info="results/data/dataset_info.json",
         model_dir="results/model",
     output:
@@ -29,6 +31,11 @@ rule report:
             "results/report/figures/throughput_vs_concurrency.png",
             caption="captions/throughput_vs_concurrency.rst",
             category="Serving",
+        ),
+        kernel_breakdown=report(
+            "results/report/figures/kernel_breakdown.png",
+            caption="captions/kernel_breakdown.rst",
+            category="Profiles",
         ),
     params:
         baseline=config["report"]["baseline"],

@@ -1,4 +1,5 @@
 """The whole pipeline through snakemake on CPU with the small test config, then partial reruns."""
+import gzip
 import json
 
 import pandas as pd
@@ -74,10 +75,11 @@ def test_report_states_what_was_used_and_shows_every_engine(pipeline_run):
     assert "## Headline: smallest batch" in report
     for engine in ENGINES:
         assert f"| {engine} | fp32 |" in report
-    for figure in ("latency_vs_batch", "throughput_vs_batch", "speedup", "throughput_vs_concurrency"):
+    for figure in ("latency_vs_batch", "throughput_vs_batch", "speedup", "throughput_vs_concurrency",
+                   "kernel_breakdown"):
         assert (workdir / "results" / "report" / "figures" / f"{figure}.png").stat().st_size > 5000
     html = (workdir / "results" / "report" / "report.html").read_text()
-    assert html.count("data:image/png;base64,") == 4
+    assert html.count("data:image/png;base64,") == 5
     assert "<table" in html
 
 
@@ -171,3 +173,46 @@ def test_snakemake_report_builds_from_the_declared_figures(pipeline_run):
     snakemake(workdir, args=["--report", str(target)])
     html = target.read_text(errors="replace")
     assert "latency_vs_batch.png" in html and "throughput_vs_concurrency.png" in html
+
+
+PROFILED = ["eager", "torchscript", "triton-python-grpc"]  # tests/config.test.yaml: profiling.engines
+
+
+def test_profiles_explain_each_profiled_cell(pipeline_run):
+    workdir, _ = pipeline_run
+    profiles = pd.read_csv(workdir / "results" / "aggregate" / "profiles.csv")
+    # profiled engines x fp32 x the smallest and largest batch x both profilers
+    assert len(profiles) == len(PROFILED) * 2 * 2
+    in_process = profiles[(profiles.tool == "torch") & (profiles.engine != "triton-python-grpc")]
+    assert (in_process.status == "ok").all(), in_process[["engine", "status", "reason"]]
+    assert (in_process.cpu_ops_per_iter > 0).all() and (in_process.wall_ms_per_iter > 0).all()
+    served = profiles[(profiles.tool == "torch") & (profiles.engine == "triton-python-grpc")]
+    assert (served.status == "skipped").all() and served.reason.str.contains("server process").all()
+    nsys = profiles[profiles.tool == "nsys"]
+    assert (nsys.status == "skipped").all() and nsys.reason.str.contains("CPU").all()
+    tops = pd.read_csv(workdir / "results" / "aggregate" / "profile_tops.csv")
+    assert set(tops[tops.kind == "op"].engine) == {"eager", "torchscript"}
+    assert tops[tops.kind == "op"].name.str.startswith("aten::").any()
+    # the profiler's own files: a gzipped Chrome trace and the op table
+    for row in in_process.itertuples():
+        folder = workdir / row.result_file.removesuffix(".json")
+        with gzip.open(folder / "trace.json.gz", "rt") as handle:
+            assert json.load(handle)["traceEvents"]
+        assert pd.read_csv(folder / "ops.csv").calls.sum() > 0
+
+
+def test_report_explains_why_with_profiles(pipeline_run):
+    workdir, _ = pipeline_run
+    report = (workdir / "results" / "report" / "report.md").read_text()
+    section = report.split("## Why: profiles", 1)[1].split("\n## ", 1)[0]
+    assert "### Top operators" in section and "aten::" in section
+    assert "nsys profiles skipped for 6 cell(s): Nsight Systems traces CUDA" in section
+    why = section.split("### Why, against eager", 1)[1]
+    assert "At batch 1 (fp32, seq 32), torchscript runs" in why and "At batch 4 (fp32, seq 32), torchscript" in why
+
+
+def test_profiling_more_cells_schedules_only_profile_jobs(pipeline_run, tmp_path):
+    workdir, _ = pipeline_run
+    jobs = scheduled_jobs(snakemake(workdir, overlay(tmp_path, "p", {"profiling": {"engines": [
+        "eager", "torchscript", "triton-python-grpc", "compile-default"]}}), args=["-n"]).stdout)
+    assert jobs == {"profile_torch": 2, "profile_nsys": 2, "aggregate": 1, "report": 1, "all": 1}

@@ -1,4 +1,5 @@
-"""Step 6: every cell's JSON result -> one tidy CSV, one row per benchmark cell, whatever its status."""
+"""Step 6: every cell's JSON result -> tidy CSVs: one row per benchmark cell (whatever its status), per served
+load level, per profile (cell x tool), and the profiles' top kernels and operators."""
 
 import argparse
 import io
@@ -6,6 +7,7 @@ import logging
 
 import pandas as pd
 
+from workflow_scripts.experiment import piece_tables
 from workflow_scripts.results import atomic_write_text, read_json
 from workflow_scripts.step_io import setup_logging, snakemake_log
 
@@ -71,21 +73,60 @@ def load_row(result: dict, path: str) -> dict:
     return row
 
 
+def profile_row(result: dict, path: str) -> dict:
+    cell, profile = result["cell"], result.get("profile") or {}
+    row = {**{key: cell[key] for key in CELL_KEYS}, "device": cell["device"], "tool": result["profiler"],
+           "status": result["status"], "reason": result["reason"]}
+    for key in PROFILE_NUMBERS:
+        row[key] = profile.get(key)
+    for name, ms in (profile.get("category_ms_per_iter") or {}).items():
+        row[f"{name}_ms_per_iter"] = ms
+    row["tool_version"] = profile.get("tool_version")
+    row["gpu_name"] = result["environment"]["gpu_name"]
+    row["result_file"] = path
+    return row
+
+
+def top_rows(result: dict) -> list[dict]:
+    """The profile's top kernels and (PyTorch profiler) top operators, one row each."""
+    cell, profile = result["cell"], result.get("profile") or {}
+    keys = {key: cell[key] for key in CELL_KEYS}
+    tool = result["profiler"]
+    rows = [{**keys, "tool": tool, "kind": "kernel", "rank": rank, "name": k["name"], "category": k["category"],
+             "ms_per_iter": k["ms_per_iter"], "calls_per_iter": k["calls_per_iter"], "mean_us": k["mean_us"],
+             "time_fraction": k["time_fraction"]} for rank, k in enumerate(profile.get("top_kernels") or [], 1)]
+    rows += [{**keys, "tool": tool, "kind": "op", "rank": rank, "name": op["name"], "category": None,
+              "ms_per_iter": op["self_cpu_ms_per_iter"], "calls_per_iter": op["calls_per_iter"], "mean_us": None,
+              "time_fraction": None} for rank, op in enumerate(profile.get("top_ops") or [], 1)]
+    return rows
+
+
+PROFILE_NUMBERS = ["iterations", "wall_ms_per_iter", "gpu_busy_ms_per_iter", "gpu_busy_fraction", "kernels_per_iter",
+                   "kernel_launches_per_iter", "graph_launches_per_iter", "cuda_api_ms_per_iter", "cpu_ops_per_iter"]
+PROFILE_COLUMNS = [*CELL_KEYS, "device", "tool", "status", "reason", *PROFILE_NUMBERS]
+TOP_COLUMNS = [*CELL_KEYS, "tool", "kind", "rank", "name", "category", "ms_per_iter", "calls_per_iter", "mean_us",
+               "time_fraction"]
 SERVING_COLUMNS = ["engine", "precision", "seq_len", "concurrency", "status", "reason", "p50_ms", "p90_ms",
                    "p99_ms", "mean_ms", "throughput_samples_per_s", "iterations"]
 
 
-def aggregate(result_paths: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(one row per benchmark cell with its accuracy pass joined in, one row per served load level)."""
-    latency, accuracy, load = [], [], []
+def aggregate(result_paths: list[str]) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """(one row per benchmark cell with its accuracy pass joined in, one row per served load level,
+    one row per profile, the profiles' top kernels and operators)."""
+    latency, accuracy, load, profiles, tops = [], [], [], [], []
     for path in result_paths:
         result = read_json(path)
         if result["kind"] == "latency":
             latency.append({**latency_row(result, path), **server_columns(result)})
         elif result["kind"] == "accuracy":
             accuracy.append(accuracy_row(result))
+        elif result["kind"] == "profile":
+            profiles.append(profile_row(result, path))
+            tops += top_rows(result)
         else:
             load.append(load_row(result, path))
+    profile_table = pd.DataFrame(profiles, columns=None if profiles else PROFILE_COLUMNS)
+    top_table = pd.DataFrame(tops, columns=TOP_COLUMNS)
     serving = pd.DataFrame(load, columns=None if load else SERVING_COLUMNS)
     if load:
         serving = serving.sort_values(["engine", "precision", "seq_len", "concurrency"]).reset_index(drop=True)
@@ -98,7 +139,35 @@ def aggregate(result_paths: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
         split_mismatch = (table["status"] == "ok") & (table["accuracy_status"] == "mismatch")
         table.loc[split_mismatch, "status"] = "mismatch"
         table.loc[split_mismatch, "reason"] = table.loc[split_mismatch, "accuracy_reason"]
-    return table.sort_values(CELL_KEYS).reset_index(drop=True), serving
+    if profiles:
+        profile_table = profile_table.sort_values([*CELL_KEYS, "tool"]).reset_index(drop=True)
+    return table.sort_values(CELL_KEYS).reset_index(drop=True), serving, profile_table, top_table
+
+
+def with_pieces(tables: tuple[pd.DataFrame, ...], piece_dirs: list[str]) -> tuple[pd.DataFrame, ...]:
+    """This run's tables joined by those of earlier pieces (other runs, other machines): a `piece` column says
+    where each row was measured. A cell measured twice on the same GPU model is an error, not a silent pick."""
+    if not piece_dirs:
+        return tables
+    merged = []
+    for table, paths in zip(tables, zip(*(piece_tables(d) for d in piece_dirs))):
+        frames = [table.assign(piece="this run")]
+        for results_dir, path in zip(piece_dirs, paths):
+            if not path.exists():
+                raise SystemExit(f"merge_pieces: {path} is missing; run that piece to its end (its aggregate "
+                                 "step) first, or fix the folder in merge_pieces")
+            frames.append(pd.read_csv(path).assign(piece=str(results_dir)))
+        merged.append(pd.concat([f for f in frames if len(f)], ignore_index=True) if any(map(len, frames))
+                      else table.assign(piece=[]))
+    cells = merged[0]
+    twice = cells[cells.duplicated([*CELL_KEYS, "gpu_name"], keep=False)]
+    if len(twice):
+        listed = "; ".join(f"{r.engine}/{r.precision}/bs{r.batch_size}/seq{r.seq_len}/{r.padding} in {r.piece}"
+                           for r in twice.itertuples())
+        raise SystemExit(f"merge_pieces: cells measured in more than one piece on the same GPU model: {listed}. "
+                         "Narrow this run's sweep or drop one piece.")
+    merged[0] = cells.sort_values(CELL_KEYS).reset_index(drop=True)
+    return tuple(merged)
 
 
 def write_csv(table: pd.DataFrame, out_path: str) -> None:
@@ -112,21 +181,29 @@ def main(argv=None) -> None:
     parser.add_argument("results", nargs="+", help="cell result JSON files (benchmark and accuracy)")
     parser.add_argument("--out", required=True)
     parser.add_argument("--out-serving", help="CSV of the served load levels")
+    parser.add_argument("--out-profiles", help="CSV of the profiles (cell x tool)")
+    parser.add_argument("--out-profile-tops", help="CSV of the profiles' top kernels and operators")
+    parser.add_argument("--merge-piece", action="append", default=[], metavar="RESULTS_DIR",
+                        help="results folder of an earlier piece of the sweep whose tables join this one")
     args = parser.parse_args(argv)
     setup_logging()
-    table, serving = aggregate(args.results)
-    write_csv(table, args.out)
-    if args.out_serving:
-        write_csv(serving, args.out_serving)
+    tables = with_pieces(aggregate(args.results), args.merge_piece)
+    for table, path in zip(tables, (args.out, args.out_serving, args.out_profiles, args.out_profile_tops)):
+        if path:
+            write_csv(table, path)
 
 
 if __name__ == "__main__":
     if "snakemake" in globals():
         smk = snakemake  # noqa: F821
         setup_logging(snakemake_log(smk))
-        table, serving = aggregate(list(smk.input.bench) + list(smk.input.accuracy) + list(smk.input.load))
+        table, serving, profiles, tops = with_pieces(
+            aggregate(list(smk.input.bench) + list(smk.input.accuracy) + list(smk.input.load)
+                      + list(smk.input.profiles)), smk.params.pieces)
         write_csv(table, smk.output.table)
         write_csv(serving, smk.output.serving)
+        write_csv(profiles, smk.output.profiles)
+        write_csv(tops, smk.output.profile_tops)
         log.info("%d cells: %s", len(table), table["status"].value_counts().to_dict())
     else:
         main()

@@ -3,6 +3,10 @@ schema cannot express. Imported by the Snakefile at parse time, so it must stay 
 
 import copy
 import itertools
+from pathlib import Path
+
+# The aggregated tables of a run, in the order the aggregate step returns them
+AGGREGATE_TABLES = ("cells.csv", "serving.csv", "profiles.csv", "profile_tops.csv")
 
 
 class ConfigError(ValueError):
@@ -49,6 +53,31 @@ def check(config: dict) -> None:
         if baseline[key] not in sweep[axis]:
             raise ConfigError(f"report.baseline.{key} is {baseline[key]!r}, which is not in sweep.{axis} "
                               f"{sweep[axis]} (on {config['device']}): pick one of those")
+    profiled_axes(config)
+
+
+def profiled_axes(config: dict) -> dict:
+    """Engines, precisions and batch sizes to profile: `all` / `ends` resolved, lists checked against the sweep."""
+    sweep, profiling = config["sweep"], config["profiling"]
+    sizes = sorted(sweep["batch_sizes"])
+    chosen = {"engines": profiling["engines"], "precisions": profiling["precisions"],
+              "batch_sizes": profiling["batch_sizes"]}
+    defaults = {"engines": sweep["engines"], "precisions": sweep["precisions"],
+                "batch_sizes": sorted({sizes[0], sizes[-1]})}
+    for axis, value in chosen.items():
+        if value in ("all", "ends"):
+            chosen[axis] = defaults[axis] if value != "all" or axis != "batch_sizes" else sizes
+            continue
+        outside = [v for v in value if v not in sweep[axis]]
+        if outside:
+            raise ConfigError(f"profiling.{axis} has {outside}, which are not in sweep.{axis} {sweep[axis]} "
+                              f"(on {config['device']}): profile only cells the sweep times")
+    return chosen
+
+
+def profiled_cells(config: dict) -> list[dict]:
+    axes = profiled_axes(config)
+    return cells({**config["sweep"], **axes})
 
 
 def cells(sweep: dict) -> list[dict]:
@@ -70,3 +99,8 @@ def schema_errors(config: dict, schema_path: str) -> list[str]:
         where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path).lstrip(".")
         lines.append(f"{where or '(top level)'}: {error.message}")
     return lines
+
+
+def piece_tables(results_dir: str | Path) -> list[Path]:
+    """The aggregated tables of an earlier piece of the sweep, given its results folder (config merge_pieces)."""
+    return [Path(results_dir) / "aggregate" / name for name in AGGREGATE_TABLES]

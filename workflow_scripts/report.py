@@ -16,25 +16,28 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from workflow_scripts.profiling import explain  # noqa: E402
 from workflow_scripts.results import atomic_write_bytes, atomic_write_text, read_json  # noqa: E402
 from workflow_scripts.step_io import setup_logging, snakemake_log  # noqa: E402
 
 log = logging.getLogger("report")
 UNSTABLE_CV = {"cuda": 0.01, "cpu": 0.05}  # repeat-p50 spread above which a cell is flagged unstable
-FIGURES = ("latency_vs_batch", "throughput_vs_batch", "speedup", "throughput_vs_concurrency")
+FIGURES = ("latency_vs_batch", "throughput_vs_batch", "speedup", "throughput_vs_concurrency", "kernel_breakdown")
 NUMBER_FORMATS = {"ms": "{:.3f}", "x": "{:.2f}×", "pct": "{:.1%}", "rate": "{:,.1f}", "s": "{:.1f}",
                   "sci": "{:.2e}"}
 
 
 # ---------------------------------------------------------------- analysis
 def with_speedup(table: pd.DataFrame, baseline: dict) -> pd.DataFrame:
-    """Speedup = baseline p50 / cell p50 at the same batch size, sequence length and padding."""
-    keys = ["batch_size", "seq_len", "padding"]
+    """Speedup = baseline p50 / cell p50 at the same batch size, sequence length, padding and machine."""
+    # ratios only between cells measured on the same GPU model (merged pieces may come from several)
+    table = table.assign(machine=table.gpu_name.fillna("CPU: " + table.cpu.astype(str)))
+    keys = ["batch_size", "seq_len", "padding", "machine"]
     base = table[(table.engine == baseline["engine"]) & (table.precision == baseline["precision"])
                  & table.status.isin(["ok", "mismatch"])][keys + ["p50_ms"]].rename(columns={"p50_ms": "base_p50"})
-    merged = table.merge(base, on=keys, how="left")
+    merged = table.merge(base.drop_duplicates(keys), on=keys, how="left")
     merged["speedup"] = merged["base_p50"] / merged["p50_ms"]
-    return merged.drop(columns="base_p50")
+    return merged.drop(columns=["base_p50", "machine"])
 
 
 def warnings_for(table: pd.DataFrame, dataset: dict, model: dict) -> list[str]:
@@ -211,9 +214,9 @@ def render(blocks: list[tuple], figure_dir: Path, out_md: str, out_html: str) ->
         if kind == "h1":
             md.append(f"# {content[0]}")
             body.append(f"<h1>{html.escape(content[0])}</h1>")
-        elif kind == "h2":
-            md.append(f"## {content[0]}")
-            body.append(f"<h2>{html.escape(content[0])}</h2>")
+        elif kind in ("h2", "h3"):
+            md.append(f"{'#' * int(kind[1])} {content[0]}")
+            body.append(f"<{kind}>{html.escape(content[0])}</{kind}>")
         elif kind == "p":
             md.append(content[0])
             body.append(f"<p>{html.escape(content[0])}</p>")
@@ -238,10 +241,13 @@ def render(blocks: list[tuple], figure_dir: Path, out_md: str, out_html: str) ->
                                 f"</title><style>{style}</style></head><body>{''.join(body)}</body></html>\n")
 
 
-def build(table_path: str, serving_path: str, dataset_info: str, model_dir: str, baseline: dict, twins: dict,
-          out_md: str, out_html: str, figure_paths: dict[str, str]) -> list[str]:
+def build(table_path: str, serving_path: str, profiles_path: str, profile_tops_path: str, dataset_info: str,
+          model_dir: str, baseline: dict, twins: dict, out_md: str, out_html: str,
+          figure_paths: dict[str, str]) -> list[str]:
     table = with_speedup(pd.read_csv(table_path), baseline)
     serving = pd.read_csv(serving_path)
+    profiles, profile_tops = pd.read_csv(profiles_path), pd.read_csv(profile_tops_path)
+    _save(explain.plot_breakdown(explain.chosen_profiles(profiles), profile_tops), figure_paths["kernel_breakdown"])
     plot_concurrency(serving, figure_paths["throughput_vs_concurrency"])
     dataset, model = read_json(dataset_info), read_json(Path(model_dir) / "inferbench_model.json")
     plot_versus_batch(table, "p50_ms", "p50 latency per batch (ms)", figure_paths["latency_vs_batch"])
@@ -267,6 +273,7 @@ def build(table_path: str, serving_path: str, dataset_info: str, model_dir: str,
         ("figure", "throughput_vs_batch", "throughput (samples/s) versus batch size"),
         ("figure", "speedup", f"speedup over {baseline['engine']} {baseline['precision']}"),
         *serving_blocks(table, serving, twins),
+        *explain.profile_blocks(profiles, profile_tops, baseline),
         ("h2", "All cells"),
         ("table", full_table(table)),
         ("h2", "Correctness and accuracy"),
@@ -314,6 +321,8 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--table", required=True)
     parser.add_argument("--serving", required=True, help="serving.csv from the aggregate step")
+    parser.add_argument("--profiles", required=True, help="profiles.csv from the aggregate step")
+    parser.add_argument("--profile-tops", required=True, help="profile_tops.csv from the aggregate step")
     parser.add_argument("--dataset-info", required=True)
     parser.add_argument("--model-dir", required=True)
     parser.add_argument("--baseline-engine", default="eager")
@@ -322,7 +331,7 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     setup_logging()
     out = Path(args.out_dir)
-    build(args.table, args.serving, args.dataset_info, args.model_dir,
+    build(args.table, args.serving, args.profiles, args.profile_tops, args.dataset_info, args.model_dir,
           {"engine": args.baseline_engine, "precision": args.baseline_precision},
           {"python": "eager", "pytorch": "torchscript"}, str(out / "report.md"), str(out / "report.html"),
           {name: str(out / "figures" / f"{name}.png") for name in FIGURES})
@@ -332,7 +341,7 @@ if __name__ == "__main__":
     if "snakemake" in globals():
         smk = snakemake  # noqa: F821
         setup_logging(snakemake_log(smk))
-        build(smk.input.table, smk.input.serving, smk.input.dataset_info, smk.input.model_dir, smk.params.baseline,
-              smk.params.serving_twins, smk.output.md, smk.output.html, {name: smk.output[name] for name in FIGURES})
+        build(smk.input.table, smk.input.serving, smk.input.profiles, smk.input.profile_tops, smk.input.dataset_info,
+              smk.input.model_dir, smk.params.baseline, smk.params.serving_twins, smk.output.md, smk.output.html, {name: smk.output[name] for name in FIGURES})
     else:
         main()

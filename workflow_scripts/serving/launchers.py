@@ -41,8 +41,9 @@ class LocalLauncher:
     name = "local"
     backends = ("python",)
 
-    def __init__(self, gpu: bool = False):
+    def __init__(self, gpu: bool = False, profiler: list[str] | None = None):
         self.gpu = gpu
+        self.profiler = profiler or []  # e.g. `nsys launch ...`: the server runs under a profiler
         spec = importlib.util.find_spec("pytriton")
         if spec is None:
             raise RuntimeError("the local Triton launcher needs the nvidia-pytriton package (pip install "
@@ -82,13 +83,17 @@ class LocalLauncher:
         return env
 
     def command(self, repository: Path, model_name: str, ports: dict, host: str) -> tuple[list[str], dict]:
-        argv = [str(self.paths["binary"]), *tritonserver_args(str(repository), model_name, ports, host),
+        argv = [*self.profiler, str(self.paths["binary"]), *tritonserver_args(str(repository), model_name, ports, host),
                 f"--backend-directory={self._backends()}", f"--cache-directory={self.paths['caches']}"]
         if not self.gpu:
             # no GPU: no GPU metrics and no pinned host memory (on a GPU, responses of a KIND_GPU Python
             # model came back empty without the pinned pool)
             argv += ["--allow-gpu-metrics=false", "--pinned-memory-pool-byte-size=0"]
         return argv, self.environment()
+
+    def tool_command(self, argv: list[str]) -> list[str]:
+        """A command that must run where the server runs (a profiler's start/stop)."""
+        return argv
 
     def cleanup(self) -> None:
         if self.workdir is not None:
@@ -100,9 +105,10 @@ class ApptainerLauncher:
     name = "apptainer"
     backends = ("python", "pytorch")
 
-    def __init__(self, sif: str | Path, gpu: bool, executable: str = "apptainer"):
+    def __init__(self, sif: str | Path, gpu: bool, executable: str = "apptainer", profiler: list[str] | None = None):
         self.sif = Path(sif).resolve()
         self.gpu = gpu
+        self.profiler = profiler or []  # runs inside the container, around tritonserver
         self.executable = shutil.which(executable)
         if self.executable is None:
             raise RuntimeError("triton.launcher is 'apptainer' but no apptainer executable is on PATH "
@@ -114,17 +120,22 @@ class ApptainerLauncher:
     def command(self, repository: Path, model_name: str, ports: dict, host: str) -> tuple[list[str], dict]:
         argv = [self.executable, "exec", *(["--nv"] if self.gpu else []),
                 "--bind", f"{repository}:{CONTAINER_REPOSITORY}:ro", str(self.sif),
-                "tritonserver", *tritonserver_args(CONTAINER_REPOSITORY, model_name, ports, host)]
+                *self.profiler, "tritonserver", *tritonserver_args(CONTAINER_REPOSITORY, model_name, ports, host)]
         return argv, os.environ.copy()
+
+    def tool_command(self, argv: list[str]) -> list[str]:
+        return [self.executable, "exec", *(["--nv"] if self.gpu else []), str(self.sif), *argv]
 
     def cleanup(self) -> None:
         pass
 
 
 def make_launcher(settings: dict, device: str):
+    """settings: the config's `triton` slice; `profiler` (set by the Nsight Systems step) wraps the server."""
     name = settings["launcher"]
     if name == "auto":
         name = resolve_launcher_name(name, settings["apptainer"]["sif"])
+    profiler = settings.get("profiler")
     if name == "local":
-        return LocalLauncher(gpu=device == "cuda")
-    return ApptainerLauncher(settings["apptainer"]["sif"], gpu=device == "cuda")
+        return LocalLauncher(gpu=device == "cuda", profiler=profiler)
+    return ApptainerLauncher(settings["apptainer"]["sif"], gpu=device == "cuda", profiler=profiler)

@@ -1,0 +1,110 @@
+"""Profiling steps on CPU (PyTorch profiler for real, nsys skipped) and the pure parts of the analysis."""
+import gzip
+import json
+import shutil
+
+import pandas as pd
+import pytest
+
+from workflow_scripts.experiment import ConfigError, profiled_axes
+from workflow_scripts.profiling import explain, kernels, nsys_profile, torch_profile
+
+SETTINGS = {"iterations": 4, "warmup_iters": 2, "max_distinct_batches": 2, "timeout_s": 60}
+
+
+def cell(engine="eager", batch_size=2):
+    return {"engine": engine, "precision": "fp32", "batch_size": batch_size, "seq_len": 32,
+            "padding": "max_length", "device": "cpu"}
+
+
+def test_kernel_names_fall_into_categories():
+    assert kernels.category("sm90_xmma_gemm_bf16bf16_bf16f32_f32_tn_n_tilesize128x128x64") == "GEMM"
+    assert kernels.category("triton_tem_fused_addmm_0") == "GEMM"
+    assert kernels.category("pytorch_flash::flash_fwd_kernel<Flash_fwd_kernel_traits<64>>") == "attention"
+    assert kernels.category("fmha_cutlassF_bf16_aligned_64x64_rf_sm80") == "attention"
+    assert kernels.category("void at::native::(anonymous namespace)::vectorized_layer_norm_kernel<float>") == \
+        "normalisation/elementwise"
+    assert kernels.category("triton_per_fused_add_native_layer_norm_3") == "normalisation/elementwise"
+    assert kernels.category("Memcpy HtoD (Pageable -> Device)") == "copies"
+    assert kernels.category("some_custom_kernel") == "other"
+
+
+def test_summary_is_per_iteration():
+    kernel_rows = [{"name": "ampere_sgemm_128x64_tn", "total_ms": 8.0, "calls": 40},
+                   {"name": "vectorized_layer_norm_kernel", "total_ms": 2.0, "calls": 20}]
+    api = [{"name": "cudaLaunchKernel", "total_ms": 1.0, "calls": 60}, {"name": "cudaGraphLaunch_v10000",
+                                                                         "total_ms": 0.5, "calls": 4}]
+    summary = kernels.summarize(kernel_rows, api, iterations=4, wall_ms_per_iter=5.0, memcpy_ms=0.4)
+    assert summary["kernels_per_iter"] == 15 and summary["kernel_launches_per_iter"] == 15
+    assert summary["graph_launches_per_iter"] == 1
+    assert summary["category_ms_per_iter"]["GEMM"] == pytest.approx(2.0)
+    assert summary["category_ms_per_iter"]["copies"] == pytest.approx(0.1)
+    assert summary["gpu_busy_ms_per_iter"] == pytest.approx(2.6)
+    assert summary["gpu_busy_fraction"] == pytest.approx(2.6 / 5.0)
+    assert summary["top_kernels"][0]["mean_us"] == pytest.approx(200.0)
+    assert summary["top_kernels"][0]["time_fraction"] == pytest.approx(0.8)
+
+
+def test_torch_profiler_writes_tables_trace_and_summary(tiny_model, tmp_path):
+    root, _ = tiny_model
+    out, tables = tmp_path / "eager.json", tmp_path / "eager"
+    result = torch_profile.profile_cell(cell(), root / "model", root / "tokens.pt", {}, {}, SETTINGS, out, tables)
+    assert result["status"] == "ok", result["reason"]
+    profile = result["profile"]
+    assert profile["iterations"] == 4 and profile["wall_ms_per_iter"] > 0
+    assert profile["gpu_busy_ms_per_iter"] is None  # CPU: no GPU activity
+    assert profile["cpu_ops_per_iter"] > 10
+    assert any(op["name"] == "aten::addmm" for op in profile["top_ops"])  # BERT's linear layers
+    ops = pd.read_csv(tables / "ops.csv")
+    assert ops.set_index("name").loc["aten::addmm", "calls"] % 4 == 0  # same calls in every iteration
+    with gzip.open(tables / "trace.json.gz", "rt") as handle:
+        names = {event.get("name") for event in json.load(handle)["traceEvents"]}
+    assert torch_profile.ITERATION_LABEL in names
+    assert json.loads(out.read_text())["profiler"] == "torch"
+
+
+def test_torch_profiler_skips_served_engines_and_records_unavailable_ones(tiny_model, tmp_path):
+    root, _ = tiny_model
+    served = torch_profile.profile_cell(cell("triton-python-grpc"), root / "model", root / "tokens.pt", {}, {},
+                                        SETTINGS, tmp_path / "t.json", tmp_path / "t")
+    assert served["status"] == "skipped" and "server process" in served["reason"]
+    fp16 = torch_profile.profile_cell({**cell(), "precision": "fp16"}, root / "model", root / "tokens.pt", {}, {},
+                                      SETTINGS, tmp_path / "h.json", tmp_path / "h")
+    assert fp16["status"] == "skipped" and "fp16" in fp16["reason"]
+
+
+def test_nsys_is_skipped_with_the_reason_without_gpu_or_executable(tiny_model, tmp_path):
+    root, _ = tiny_model
+    result = nsys_profile.profile_cell(cell(), root / "model", root / "tokens.pt", {}, {}, SETTINGS, "nsys",
+                                       tmp_path / "n.json", tmp_path / "n")
+    assert result["status"] == "skipped" and "CPU" in result["reason"]
+    assert shutil.which("no-such-nsys") is None
+    reason = nsys_profile.unavailable_reason("cuda", "no-such-nsys")
+    assert "nsys not found" in reason and "profiling.nsys.executable: no-such-nsys" in reason
+
+
+def test_profiled_cells_come_from_the_sweep():
+    config = {"device": "cpu", "sweep": {"engines": ["eager", "torchscript"], "precisions": ["fp32", "bf16"],
+                                         "batch_sizes": [8, 1, 64]},
+              "profiling": {"engines": "all", "precisions": ["bf16"], "batch_sizes": "ends"}}
+    assert profiled_axes(config) == {"engines": ["eager", "torchscript"], "precisions": ["bf16"],
+                                     "batch_sizes": [1, 64]}
+    config["profiling"]["batch_sizes"] = "all"
+    assert profiled_axes(config)["batch_sizes"] == [1, 8, 64]
+    config["profiling"]["engines"] = ["compile-default"]
+    with pytest.raises(ConfigError, match=r"profiling.engines has \['compile-default'\].*sweep.engines"):
+        profiled_axes(config)
+
+
+def test_why_sentence_compares_launches_and_busy_time():
+    columns = explain.CELL + ["tool", "kernel_launches_per_iter", "graph_launches_per_iter", "kernels_per_iter",
+                              "gpu_busy_ms_per_iter", "gpu_busy_fraction", "GEMM_ms_per_iter", "cpu_ops_per_iter",
+                              "wall_ms_per_iter", "status"]
+    rows = [["eager", "bf16", 1, 128, "max_length", "nsys", 410, 0, 410, 1.2, 0.31, 0.5, None, 3.9, "ok"],
+            ["compile-reduce-overhead", "bf16", 1, 128, "max_length", "nsys", 0, 1, 130, 0.7, 0.92, 0.4, None, 0.76,
+             "ok"]]
+    chosen = explain.chosen_profiles(pd.DataFrame(rows, columns=columns))
+    (line,) = explain.why_paragraphs(chosen, {"engine": "eager", "precision": "fp32"})
+    assert line.startswith("At batch 1 (bf16, seq 128), compile-reduce-overhead makes 1 CUDA graph launch(es) and "
+                           "0 kernel launch(es) per request where eager makes 410")
+    assert "runs 130 kernels instead of 410" in line and "(92% vs 31% of the wall time)" in line

@@ -1,0 +1,175 @@
+"""The report's profiling section: launch overhead, kernel categories, top kernels (or, on CPU, top
+operators) per engine, and a generated "why" paragraph per engine against the baseline engine."""
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from workflow_scripts.profiling.kernels import CATEGORIES  # noqa: E402
+
+CELL = ["engine", "precision", "batch_size", "seq_len", "padding"]
+TOP_PER_CELL = 5
+
+
+def chosen_profiles(profiles: pd.DataFrame) -> pd.DataFrame:
+    """One profile per cell: Nsight Systems when it produced one (no profiler in the process), else PyTorch's."""
+    ok = profiles[profiles.status == "ok"].copy()
+    if ok.empty:
+        return ok
+    ok["preference"] = ok.tool.map({"nsys": 0, "torch": 1})
+    return ok.sort_values("preference").drop_duplicates(CELL).drop(columns="preference").sort_values(CELL)
+
+
+def has_gpu_work(chosen: pd.DataFrame) -> bool:
+    return bool(len(chosen)) and chosen.gpu_busy_ms_per_iter.notna().any()
+
+
+GPU_COLUMNS = ["gpu_busy_ms_per_iter", "gpu_busy_fraction", "kernels_per_iter", "kernel_launches_per_iter",
+               "graph_launches_per_iter", "cuda_api_ms_per_iter"]
+
+
+def overhead_table(chosen: pd.DataFrame) -> pd.DataFrame:
+    columns = {"engine": "engine", "precision": "precision", "batch_size": "batch", "tool": "profiler",
+               "wall_ms_per_iter": "wall ms/iter", "gpu_busy_ms_per_iter": "GPU busy ms/iter",
+               "gpu_busy_fraction": "GPU busy", "kernels_per_iter": "kernels/iter",
+               "kernel_launches_per_iter": "kernel launches/iter", "graph_launches_per_iter": "graph launches/iter",
+               "cuda_api_ms_per_iter": "CUDA API ms/iter", "cpu_ops_per_iter": "ATen ops/iter"}
+    out = chosen[[c for c in columns if c in chosen]].copy()
+    if not has_gpu_work(chosen):  # a CPU run: the GPU columns would be zeros that mean "not measured"
+        out = out.drop(columns=[c for c in GPU_COLUMNS if c in out])
+    if "gpu_busy_fraction" in out:
+        out["gpu_busy_fraction"] = out.gpu_busy_fraction.map(lambda v: "" if pd.isna(v) else f"{v:.0%}")
+    out = out.dropna(axis=1, how="all").rename(columns=columns)
+    return out.round(3)
+
+
+def top_table(chosen: pd.DataFrame, tops: pd.DataFrame, kind: str) -> pd.DataFrame:
+    keys = chosen[CELL + ["tool"]]
+    rows = tops[(tops.kind == kind) & (tops["rank"] <= TOP_PER_CELL)].merge(keys, on=CELL + ["tool"])
+    out = rows[CELL[:3] + ["rank", "name", "category", "ms_per_iter", "calls_per_iter", "mean_us", "time_fraction"]]
+    out = out.assign(name=out.name.str.slice(0, 90)).dropna(axis=1, how="all")
+    if "time_fraction" in out:
+        out["time_fraction"] = out.time_fraction.map(lambda v: "" if pd.isna(v) else f"{v:.0%}")
+    out = out.rename(columns={"batch_size": "batch", "ms_per_iter": "ms/iter",
+                                                        "calls_per_iter": "calls/iter", "mean_us": "mean µs",
+                                                        "time_fraction": "share of kernel time"})
+    return out.round(4)
+
+
+def plot_breakdown(chosen: pd.DataFrame, tops: pd.DataFrame):
+    """Stacked bars per engine x precision x batch: GPU time by kernel category, or on CPU the top operators."""
+    fig, ax = plt.subplots(figsize=(max(8, 0.6 * len(chosen) + 3), 5))
+    labels = [f"{r.engine}\n{r.precision} bs{r.batch_size}" for r in chosen.itertuples()]
+    if has_gpu_work(chosen):
+        parts = {name: chosen[f"{name}_ms_per_iter"].fillna(0).to_numpy() for name in CATEGORIES
+                 if f"{name}_ms_per_iter" in chosen}
+        ylabel = "GPU time per iteration (ms)"
+    else:
+        parts = cpu_op_parts(chosen, tops)
+        ylabel = "self CPU time per iteration (ms, under the profiler)"
+    bottom = [0.0] * len(chosen)
+    for name, values in parts.items():
+        ax.bar(labels, values, bottom=bottom, label=name)
+        bottom = [b + v for b, v in zip(bottom, values)]
+    if not len(chosen):
+        ax.text(0.5, 0.5, "no profile produced numbers", ha="center", va="center", transform=ax.transAxes)
+    else:
+        ax.legend(fontsize=7)
+    ax.set_ylabel(ylabel)
+    ax.tick_params(axis="x", labelsize=7)
+    return fig
+
+
+def cpu_op_parts(chosen: pd.DataFrame, tops: pd.DataFrame) -> dict:
+    ops = tops[tops.kind == "op"].merge(chosen[CELL + ["tool"]], on=CELL + ["tool"])
+    leading = ops.groupby("name").ms_per_iter.sum().nlargest(6).index
+    parts = {}
+    for name in leading:
+        values = []
+        for row in chosen.itertuples():
+            match = ops[(ops.name == name) & (ops.engine == row.engine) & (ops.precision == row.precision)
+                        & (ops.batch_size == row.batch_size) & (ops.seq_len == row.seq_len)
+                        & (ops.padding == row.padding)]
+            values.append(float(match.ms_per_iter.sum()))
+        parts[name] = values
+    return parts
+
+
+def why(row, base) -> str:
+    """One sentence on what separates an engine from the baseline engine at the same cell."""
+    where = f"At batch {row.batch_size} ({row.precision}, seq {row.seq_len}), {row.engine}"
+    if pd.notna(row.gpu_busy_ms_per_iter) and pd.notna(base.gpu_busy_ms_per_iter):
+        graphs = (f"{_n(row.graph_launches_per_iter)} CUDA graph launch(es) and " if row.graph_launches_per_iter
+                  else "")
+        text = (f"{where} makes {graphs}{_n(row.kernel_launches_per_iter)} kernel launch(es) per request where "
+                f"{base.engine} makes {_n(base.kernel_launches_per_iter)}; it runs {_n(row.kernels_per_iter)} kernels "
+                f"instead of {_n(base.kernels_per_iter)}; GPU busy {row.gpu_busy_ms_per_iter:.3f} ms vs "
+                f"{base.gpu_busy_ms_per_iter:.3f} ms per request")
+        if pd.notna(row.gpu_busy_fraction) and pd.notna(base.gpu_busy_fraction):
+            text += f" ({row.gpu_busy_fraction:.0%} vs {base.gpu_busy_fraction:.0%} of the wall time)"
+        gemm_row, gemm_base = getattr(row, "GEMM_ms_per_iter", None), getattr(base, "GEMM_ms_per_iter", None)
+        if pd.notna(gemm_row) and pd.notna(gemm_base):
+            text += f"; GEMM time {gemm_row:.3f} vs {gemm_base:.3f} ms"
+        return text + "."
+    return (f"{where} runs {_n(row.cpu_ops_per_iter)} ATen operator calls per request where {base.engine} runs "
+            f"{_n(base.cpu_ops_per_iter)}; {row.wall_ms_per_iter:.3f} vs {base.wall_ms_per_iter:.3f} ms per request "
+            "under the PyTorch profiler.")
+
+
+def _n(value) -> str:
+    return "?" if pd.isna(value) else f"{value:,.0f}" if value >= 10 or value == int(value) else f"{value:.1f}"
+
+
+def why_paragraphs(chosen: pd.DataFrame, baseline: dict) -> list[str]:
+    lines = []
+    for row in chosen.itertuples():
+        if row.engine == baseline["engine"]:
+            continue
+        same = chosen[(chosen.engine == baseline["engine"]) & (chosen.batch_size == row.batch_size)
+                      & (chosen.seq_len == row.seq_len) & (chosen.padding == row.padding)]
+        match = same[same.precision == row.precision]
+        base = (match if len(match) else same[same.precision == baseline["precision"]])
+        if len(base):
+            lines.append(why(row, next(base.itertuples())))
+    return lines
+
+
+def skipped_notes(profiles: pd.DataFrame) -> list[str]:
+    notes = []
+    bad = profiles[profiles.status != "ok"]
+    for (tool, status, reason), group in bad.groupby(["tool", "status", bad.reason.fillna("")]):
+        notes.append(f"{tool} profiles {status} for {len(group)} cell(s): {reason}")
+    return notes
+
+
+def profile_blocks(profiles: pd.DataFrame, tops: pd.DataFrame, baseline: dict) -> list[tuple]:
+    """Report blocks for workflow_scripts.report.render; the figure `kernel_breakdown` is drawn by the caller."""
+    blocks = [("h2", "Why: profiles"),
+              ("p", "Profiles come from jobs of their own, never from timing jobs. Each cell's numbers come from "
+                    "Nsight Systems when it ran (kernels inside CUDA graphs traced one by one), else from the "
+                    "PyTorch profiler, whose own overhead inflates wall times (counts stay exact). Per iteration = "
+                    "per request of one batch.")]
+    if len(profiles) == 0:
+        return blocks + [("p", "No cell was profiled (config `profiling`).")]
+    chosen = chosen_profiles(profiles)
+    notes = skipped_notes(profiles)
+    if notes:
+        blocks.append(("p", "Not profiled: " + "; ".join(notes) + "."))
+    if chosen.empty:
+        return blocks
+    gpu = has_gpu_work(chosen)
+    blocks += [("h3", "Launch overhead"),
+               ("p", "GPU busy: kernel and copy time per request; kernel launches: launch API calls per request "
+                     "(what CUDA graphs remove at small batches); graph launches: whole CUDA graphs replayed."
+                     if gpu else "No GPU work was profiled (CPU run): operator counts and times per request."),
+               ("table", overhead_table(chosen)),
+               ("figure", "kernel_breakdown", "GPU time per request by kernel category" if gpu
+                else "self CPU time per request of the leading operators (under the profiler)"),
+               ("h3", "Top kernels" if gpu else "Top operators"),
+               ("table", top_table(chosen, tops, "kernel" if gpu else "op"))]
+    lines = why_paragraphs(chosen, baseline)
+    if lines:
+        blocks += [("h3", f"Why, against {baseline['engine']}")] + [("p", line) for line in lines]
+    return blocks

@@ -1,0 +1,165 @@
+"""Step: profile one cell with Nsight Systems (CUDA + NVTX tracing, kernels inside CUDA graphs traced one
+by one), keep the .nsys-rep, export `nsys stats` CSV reports and reduce them to the profile summary.
+
+Skipped, not failed, when nsys is not installed or the cell does not run on a CUDA GPU.
+"""
+
+import argparse
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+from workflow_scripts import environment
+from workflow_scripts.engines import is_served
+from workflow_scripts.model import load_info
+from workflow_scripts.profiling import kernels, nsys_stats
+from workflow_scripts.profiling.cell import MEASURED_RANGE
+from workflow_scripts.results import SCHEMA_VERSION, atomic_write_text, read_json, write_cell_result, write_json
+from workflow_scripts.step_io import setup_logging, snakemake_log
+
+log = logging.getLogger("nsys_profile")
+TRACE_FLAGS = ["--trace=cuda,nvtx", "--sample=none", "--cpuctxsw=none", "--cuda-graph-trace=node"]
+
+
+def unavailable_reason(device: str, executable: str) -> str | None:
+    if device != "cuda":
+        return "Nsight Systems traces CUDA: this cell runs on CPU"
+    if not shutil.which(executable):
+        return (f"nsys not found (profiling.nsys.executable: {executable}); on clusters it often comes from "
+                "`module load nsight-systems` or the CUDA toolkit's bin folder")
+    return None
+
+
+def nsys_version(executable: str) -> str:
+    proc = subprocess.run([executable, "--version"], capture_output=True, text=True, timeout=60)
+    return proc.stdout.strip().removeprefix("NVIDIA Nsight Systems version").strip() or "unknown"
+
+
+def profile_cell(cell: dict, model_dir: str, tokens_path: str, artifacts: dict, engine_settings: dict,
+                 settings: dict, executable: str, out_path: str, report_dir: str, threads: int = 1) -> dict:
+    # the device is checked with NVML: this step does not import torch, so a skip costs no time
+    from workflow_scripts.experiment import planned_device
+
+    cell = {**cell, "device": planned_device(cell["device"])}
+    Path(report_dir).mkdir(parents=True, exist_ok=True)
+    result = {"schema_version": SCHEMA_VERSION, "kind": "profile", "profiler": "nsys", "cell": cell, "status": "ok", "reason": None,
+              "model": load_info(model_dir), "profile": None}
+    reason = unavailable_reason(cell["device"], executable)
+    if reason:
+        result["status"], result["reason"] = "skipped", reason
+    else:
+        outcome, summary = run_nsys(cell, model_dir, tokens_path, artifacts, engine_settings, settings,
+                                    shutil.which(executable), out_path, Path(report_dir), threads)
+        result["status"], result["reason"], result["profile"] = outcome["status"], outcome["reason"], summary
+    result["environment"] = environment.capture(cell["device"], {"cell": cell, "profiling": settings})
+    write_cell_result(out_path, result)
+    log.info("%s: %s %s", out_path, result["status"], result["reason"] or "")
+    return result
+
+
+def run_nsys(cell, model_dir, tokens_path, artifacts, engine_settings, settings, nsys: str, out_path: str,
+             report_dir: Path, threads: int) -> tuple[dict, dict | None]:
+    report = report_dir / "profile"
+    spec = {"cell": cell, "model_dir": str(model_dir), "tokens": str(tokens_path), "artifacts": artifacts,
+            "engine_settings": engine_settings, "settings": settings, "result_path": str(out_path),
+            "outcome_path": str(report_dir / "target_outcome.json"), "threads": threads}
+    target = [sys.executable, "-m", "workflow_scripts.profiling.nsys_target", str(report_dir / "target_spec.json")]
+    env = {**os.environ, "NSYS_NVTX_PROFILER_REGISTER_ONLY": "0"}  # capture ranges named by plain strings
+    if is_served(cell["engine"]):
+        # the server, not this client, does the GPU work: run it under a named nsys session
+        session = f"inferbench-{uuid.uuid4().hex[:12]}"
+        spec["session"] = {
+            "launch": [nsys, "launch", f"--session-new={session}", *TRACE_FLAGS],
+            "start": [nsys, "start", f"--session={session}", f"--output={report}", "--force-overwrite=true"],
+            "stop": [nsys, "stop", f"--session={session}"],
+        }
+        command = target
+    else:
+        command = [nsys, "profile", *TRACE_FLAGS, "--capture-range=nvtx", f"--nvtx-capture={MEASURED_RANGE}",
+                   "--capture-range-end=stop", "--force-overwrite=true", f"--output={report}", *target]
+    write_json(report_dir / "target_spec.json", spec)
+    run_logged(command, env, report_dir / "nsys.log", settings["timeout_s"])
+    outcome = read_json(spec["outcome_path"])
+    if outcome["status"] != "ok":
+        return outcome, None
+    rep = report.with_suffix(".nsys-rep")
+    if not rep.exists():
+        return {"status": "failed", "reason": f"nsys wrote no {rep.name}: see {report_dir / 'nsys.log'}"}, None
+    prefix = report_dir / "stats"
+    stats = [nsys, "stats", *[f"--report={name}" for name in nsys_stats.REPORTS], "--format=csv",
+             f"--output={prefix}", "--force-export=true", str(rep)]
+    run_logged(stats, env, report_dir / "nsys_stats.log", settings["timeout_s"])
+    return outcome, summarize(prefix, outcome, nsys, report_dir, rep)
+
+
+def summarize(prefix, outcome: dict, nsys: str, report_dir: Path, rep: Path) -> dict:
+    kernel_table = nsys_stats.kernels(prefix)
+    copies = nsys_stats.memory_copies(prefix)
+    iterations, wall_ms = outcome["iterations"], outcome["wall_ms_per_iter"]
+    traced = nsys_stats.iteration_range(prefix)
+    if traced:  # in-process engines: the NVTX ranges give the iterations nsys actually captured
+        iterations, wall_ms = traced
+    kernel_table.assign(category=kernel_table.name.map(kernels.category)).to_csv(report_dir / "kernels.csv",
+                                                                                  index=False)
+    summary = kernels.summarize(kernel_table.to_dict("records"), nsys_stats.api_calls(prefix).to_dict("records"),
+                                iterations, wall_ms, memcpy_ms=float(copies.total_ms.sum()))
+    summary.update({"tool_version": nsys_version(nsys), "client_wall_ms_per_iter":
+                    outcome["wall_ms_per_iter"],
+                    "files": {"nsys_rep": str(rep), "kernels.csv": str(report_dir / "kernels.csv"),
+                              **{name: str(nsys_stats.report_path(prefix, name)) for name in nsys_stats.REPORTS}}})
+    return summary
+
+
+def run_logged(command: list[str], env: dict, log_path: Path, timeout_s: float) -> None:
+    log.info("$ %s", " ".join(command))
+    with open(log_path, "a") as handle:
+        handle.write(f"$ {' '.join(command)}\n")
+        handle.flush()
+        proc = subprocess.run(command, stdout=handle, stderr=subprocess.STDOUT, env=env, timeout=timeout_s)
+    if proc.returncode != 0:
+        tail = "".join(log_path.read_text().splitlines(keepends=True)[-20:])
+        raise RuntimeError(f"{command[0]} {command[1]} exited with {proc.returncode}; end of {log_path}:\n{tail}")
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--engine", required=True)
+    parser.add_argument("--precision", default="fp32")
+    parser.add_argument("--batch-size", type=int, default=1)
+    parser.add_argument("--seq-len", type=int, default=128)
+    parser.add_argument("--padding", default="max_length")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--model-dir", required=True)
+    parser.add_argument("--tokens", required=True)
+    parser.add_argument("--torchscript", help="exported module, for the torchscript engine")
+    parser.add_argument("--nsys", default="nsys", help="the nsys executable")
+    parser.add_argument("--iterations", type=int, default=10)
+    parser.add_argument("--warmup-iters", type=int, default=5)
+    parser.add_argument("--out", required=True, help="summary JSON")
+    parser.add_argument("--report-dir", required=True, help="folder for the .nsys-rep and the CSV reports")
+    args = parser.parse_args(argv)
+    setup_logging()
+    cell = {"engine": args.engine, "precision": args.precision, "batch_size": args.batch_size,
+            "seq_len": args.seq_len, "padding": args.padding, "device": args.device}
+    settings = {"iterations": args.iterations, "warmup_iters": args.warmup_iters, "max_distinct_batches": 4,
+                "timeout_s": 1800}
+    profile_cell(cell, args.model_dir, args.tokens, {"torchscript": args.torchscript} if args.torchscript else {},
+                 {}, settings, args.nsys, args.out, args.report_dir)
+
+
+if __name__ == "__main__":
+    if "snakemake" in globals():
+        smk = snakemake  # noqa: F821
+        setup_logging(snakemake_log(smk))
+        w = smk.wildcards
+        profile_cell({"engine": w.engine, "precision": w.precision, "batch_size": int(w.batch_size),
+                      "seq_len": int(w.seq_len), "padding": w.padding, "device": smk.params.device},
+                     smk.input.model_dir, smk.input.tokens, {kind: smk.input[kind] for kind in smk.params.artifact_kinds},
+                     smk.params.engine_settings, smk.params.settings, smk.params.executable, smk.output.summary,
+                     smk.output.reports, smk.threads)
+    else:
+        main()

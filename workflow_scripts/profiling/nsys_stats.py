@@ -1,0 +1,82 @@
+"""`nsys stats` CSV reports -> tidy tables: kernels, CUDA API calls, memory copies, NVTX ranges.
+
+Column names are looked up by meaning, not position: they shift slightly between nsys releases.
+"""
+
+from pathlib import Path
+
+import pandas as pd
+
+# report name -> what it holds; `nsys stats --report <name> --format csv --output <prefix>` writes
+# <prefix>_<name>.csv (no file when the capture holds no such activity)
+REPORTS = ("cuda_gpu_kern_sum", "cuda_api_sum", "nvtx_sum", "cuda_gpu_mem_time_sum")
+
+
+def report_path(prefix: str | Path, report: str) -> Path:
+    return Path(f"{prefix}_{report}.csv")
+
+
+def read_report(prefix: str | Path, report: str) -> pd.DataFrame:
+    path = report_path(prefix, report)
+    if not path.exists() or path.stat().st_size == 0:
+        return pd.DataFrame()
+    return pd.read_csv(path)
+
+
+def _column(frame: pd.DataFrame, *candidates: str) -> str:
+    for name in candidates:
+        if name in frame.columns:
+            return name
+    raise ValueError(f"none of the columns {candidates} in nsys report columns {list(frame.columns)}")
+
+
+def _ns_to_ms(series: pd.Series) -> pd.Series:
+    return pd.to_numeric(series, errors="coerce").fillna(0.0) / 1e6
+
+
+def kernels(prefix) -> pd.DataFrame:
+    """name, total_ms, calls: one row per kernel name over the captured range."""
+    frame = read_report(prefix, "cuda_gpu_kern_sum")
+    if frame.empty:
+        return pd.DataFrame(columns=["name", "total_ms", "calls"])
+    return pd.DataFrame({"name": frame[_column(frame, "Name", "Kernel Name")].astype(str),
+                         "total_ms": _ns_to_ms(frame[_column(frame, "Total Time (ns)", "Total Time")]),
+                         "calls": pd.to_numeric(frame[_column(frame, "Instances", "Count", "Calls")]).astype(int)})
+
+
+def api_calls(prefix) -> pd.DataFrame:
+    frame = read_report(prefix, "cuda_api_sum")
+    if frame.empty:
+        return pd.DataFrame(columns=["name", "total_ms", "calls"])
+    return pd.DataFrame({"name": frame[_column(frame, "Name")].astype(str),
+                         "total_ms": _ns_to_ms(frame[_column(frame, "Total Time (ns)", "Total Time")]),
+                         "calls": pd.to_numeric(frame[_column(frame, "Num Calls", "Calls", "Count")]).astype(int)})
+
+
+def memory_copies(prefix) -> pd.DataFrame:
+    frame = read_report(prefix, "cuda_gpu_mem_time_sum")
+    if frame.empty:
+        return pd.DataFrame(columns=["operation", "total_ms", "count"])
+    return pd.DataFrame({"operation": frame[_column(frame, "Operation", "Name")].astype(str),
+                         "total_ms": _ns_to_ms(frame[_column(frame, "Total Time (ns)", "Total Time")]),
+                         "count": pd.to_numeric(frame[_column(frame, "Count", "Instances")]).astype(int)})
+
+
+def nvtx_ranges(prefix) -> pd.DataFrame:
+    """range (domain prefix and push/pop marker stripped), instances, avg_ms."""
+    frame = read_report(prefix, "nvtx_sum")
+    if frame.empty:
+        return pd.DataFrame(columns=["range", "instances", "avg_ms"])
+    names = frame[_column(frame, "Range", "Name")].astype(str).str.split(":").str[-1].str.strip()
+    return pd.DataFrame({"range": names,
+                         "instances": pd.to_numeric(frame[_column(frame, "Instances", "Count")]).astype(int),
+                         "avg_ms": _ns_to_ms(frame[_column(frame, "Avg (ns)", "Average (ns)", "Avg")])})
+
+
+def iteration_range(prefix, name: str = "iteration") -> tuple[int, float] | None:
+    """(instances, mean ms) of the per-iteration NVTX range, if the capture holds it."""
+    ranges = nvtx_ranges(prefix)
+    match = ranges[ranges["range"] == name]
+    if match.empty:
+        return None
+    return int(match.instances.iloc[0]), float(match.avg_ms.iloc[0])

@@ -1,0 +1,64 @@
+"""The process Nsight Systems watches: load one cell's engine, warm it up, run the measured iterations.
+
+In-process engines run under `nsys profile --capture-range=nvtx`: only the NVTX range around the measured
+iterations is captured. Served engines start their server under `nsys launch` (a named session); this
+process starts and stops that session's capture around the measured requests.
+Writes a small JSON (status, wall time per iteration) for the calling step.
+"""
+
+import argparse
+import json
+import subprocess
+
+import torch
+
+from workflow_scripts.engines import is_served
+from workflow_scripts.outcome import classify
+from workflow_scripts.profiling.cell import loaded_engine, profiled_iterations, warm_up
+from workflow_scripts.results import read_json, write_json
+from workflow_scripts.step_io import setup_logging
+
+
+def run(spec: dict) -> dict:
+    cell, settings = spec["cell"], spec["settings"]
+    engine_settings = dict(spec["engine_settings"])
+    session = spec.get("session")
+    if session:
+        engine_settings["profiler"] = session["launch"]
+    try:
+        with loaded_engine(cell, spec["model_dir"], spec["tokens"], spec["artifacts"], engine_settings,
+                           spec["result_path"], settings["max_distinct_batches"]) as (engine, batches):
+            warm_up(engine, batches, cell["device"], settings["warmup_iters"])
+            if session:
+                control(engine, session["start"])
+            wall_ms = profiled_iterations(engine, batches, cell["device"], settings["iterations"])
+            if session:
+                control(engine, session["stop"])
+        return {"status": "ok", "reason": None, "wall_ms_per_iter": wall_ms, "iterations": settings["iterations"]}
+    except Exception as error:
+        status, reason = classify(error)
+        return {"status": status, "reason": reason}
+
+
+def control(engine, argv: list[str]) -> None:
+    """Run a profiler control command where the server runs (inside its container, if any)."""
+    command = engine.launcher.tool_command(argv)
+    proc = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} failed ({proc.returncode}): {proc.stderr.strip()[-500:]}")
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("spec", help="JSON written by workflow_scripts.profiling.nsys_profile")
+    args = parser.parse_args(argv)
+    setup_logging()
+    spec = read_json(args.spec)
+    torch.set_num_threads(spec.get("threads", 1))
+    outcome = run(spec)
+    write_json(spec["outcome_path"], outcome)
+    print(json.dumps(outcome))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,148 @@
+"""Step: profile one cell with the PyTorch profiler (CPU + CUDA activities) over a few iterations after
+warm-up, each iteration in a `record_function` range. Writes an op table, a kernel table, a compressed
+Chrome trace, and a summary result (kind: profile) in the one result schema.
+"""
+
+import argparse
+import gzip
+import logging
+import shutil
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+import torch
+from torch.profiler import ProfilerActivity, profile, record_function
+
+from workflow_scripts import environment
+from workflow_scripts.engines import is_served
+from workflow_scripts.model import load_info
+from workflow_scripts.outcome import classify
+from workflow_scripts.profiling import kernels
+from workflow_scripts.profiling.cell import loaded_engine, profiled_iterations, resolve_cell, warm_up
+from workflow_scripts.results import SCHEMA_VERSION, atomic_write_bytes, atomic_write_text, write_cell_result
+from workflow_scripts.step_io import setup_logging, snakemake_log
+
+log = logging.getLogger("torch_profile")
+ITERATION_LABEL = "inferbench_iteration"
+TOP_OPS = 15
+
+
+def profile_cell(cell: dict, model_dir: str, tokens_path: str, artifacts: dict, engine_settings: dict,
+                 settings: dict, out_path: str, tables_dir: str) -> dict:
+    cell = resolve_cell(cell)
+    Path(tables_dir).mkdir(parents=True, exist_ok=True)
+    result = {"schema_version": SCHEMA_VERSION, "kind": "profile", "profiler": "torch", "cell": cell, "status": "ok", "reason": None,
+              "model": load_info(model_dir), "profile": None}
+    try:
+        if is_served(cell["engine"]):
+            result["status"], result["reason"] = "skipped", (
+                "the model runs inside the Triton server process, out of this profiler's reach: see its "
+                "Nsight Systems profile")
+        else:
+            result["profile"] = run_profiler(cell, model_dir, tokens_path, artifacts, engine_settings, settings,
+                                             out_path, Path(tables_dir))
+    except Exception as error:  # recorded; the other cells are profiled regardless
+        result["status"], result["reason"] = classify(error)
+    result["environment"] = environment.capture(cell["device"], {"cell": cell, "profiling": settings})
+    write_cell_result(out_path, result)
+    log.info("%s: %s %s", out_path, result["status"], result["reason"] or "")
+    return result
+
+
+def run_profiler(cell, model_dir, tokens_path, artifacts, engine_settings, settings, out_path, tables_dir: Path):
+    device = cell["device"]
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device == "cuda" else [])
+    with loaded_engine(cell, model_dir, tokens_path, artifacts, engine_settings, out_path,
+                       settings["max_distinct_batches"]) as (engine, batches):
+        warm_up(engine, batches, device, settings["warmup_iters"])
+        with profile(activities=activities) as prof:
+            wall_ms = profiled_iterations(engine, batches, device, settings["iterations"],
+                                          label=lambda: record_function(ITERATION_LABEL))
+    ops = op_table(prof)
+    kernel_table = gpu_kernel_table(prof)
+    write_csv(tables_dir / "ops.csv", ops)
+    write_csv(tables_dir / "kernels.csv", kernel_table)
+    write_trace(prof, tables_dir / "trace.json.gz")
+    api_calls = [{"name": r.name, "total_ms": r.cpu_total_ms, "calls": r.calls}
+                 for r in ops.itertuples() if r.name.startswith(("cuda", "cu"))]
+    summary = kernels.summarize(kernel_table.to_dict("records"), api_calls, settings["iterations"], wall_ms)
+    per_iter = 1.0 / settings["iterations"]
+    cpu_ops = ops[~ops.name.str.startswith(("cuda", "cu")) & (ops.name != ITERATION_LABEL)]
+    summary.update({
+        "tool_version": torch.__version__,
+        "cpu_ops_per_iter": float(cpu_ops.calls.sum()) * per_iter,
+        "top_ops": [{"name": r.name, "calls_per_iter": r.calls * per_iter, "self_cpu_ms_per_iter":
+                     r.self_cpu_ms * per_iter, "self_device_ms_per_iter": r.self_device_ms * per_iter}
+                    for r in cpu_ops.nlargest(TOP_OPS, "self_cpu_ms").itertuples()],
+        "files": {name: str(tables_dir / name) for name in ("ops.csv", "kernels.csv", "trace.json.gz")},
+    })
+    return summary
+
+
+def op_table(prof) -> pd.DataFrame:
+    rows = [{"name": e.key, "calls": e.count, "self_cpu_ms": e.self_cpu_time_total / 1000.0,
+             "cpu_total_ms": e.cpu_time_total / 1000.0,
+             "self_device_ms": getattr(e, "self_device_time_total", 0.0) / 1000.0}
+            for e in prof.key_averages() if e.device_type == torch.autograd.DeviceType.CPU]
+    return pd.DataFrame(rows, columns=["name", "calls", "self_cpu_ms", "cpu_total_ms", "self_device_ms"])
+
+
+def gpu_kernel_table(prof) -> pd.DataFrame:
+    """Every GPU activity (kernels, copies, sets) by name: total time and calls over the profiled iterations."""
+    rows = [{"name": e.name, "ms": e.time_range.elapsed_us() / 1000.0} for e in prof.events()
+            if e.device_type == torch.autograd.DeviceType.CUDA]
+    frame = pd.DataFrame(rows, columns=["name", "ms"])
+    table = frame.groupby("name").ms.agg(total_ms="sum", calls="count").reset_index()
+    return table.sort_values("total_ms", ascending=False).reset_index(drop=True)
+
+
+def write_csv(path: Path, table: pd.DataFrame) -> None:
+    atomic_write_text(path, table.to_csv(index=False))
+
+
+def write_trace(prof, path: Path) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        raw = Path(tmp) / "trace.json"
+        prof.export_chrome_trace(str(raw))
+        with open(raw, "rb") as source, gzip.open(Path(tmp) / "trace.json.gz", "wb") as target:
+            shutil.copyfileobj(source, target)
+        atomic_write_bytes(path, (Path(tmp) / "trace.json.gz").read_bytes())
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--engine", required=True)
+    parser.add_argument("--precision", default="fp32")
+    parser.add_argument("--batch-size", type=int, default=1)
+    parser.add_argument("--seq-len", type=int, default=128)
+    parser.add_argument("--padding", default="max_length")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--model-dir", required=True)
+    parser.add_argument("--tokens", required=True)
+    parser.add_argument("--torchscript", help="exported module, for the torchscript engine")
+    parser.add_argument("--iterations", type=int, default=10)
+    parser.add_argument("--warmup-iters", type=int, default=5)
+    parser.add_argument("--out", required=True, help="summary JSON")
+    parser.add_argument("--tables-dir", required=True, help="folder for ops.csv, kernels.csv, trace.json.gz")
+    args = parser.parse_args(argv)
+    setup_logging()
+    cell = {"engine": args.engine, "precision": args.precision, "batch_size": args.batch_size,
+            "seq_len": args.seq_len, "padding": args.padding, "device": args.device}
+    settings = {"iterations": args.iterations, "warmup_iters": args.warmup_iters, "max_distinct_batches": 4}
+    profile_cell(cell, args.model_dir, args.tokens, {"torchscript": args.torchscript} if args.torchscript else {},
+                 {}, settings, args.out, args.tables_dir)
+
+
+if __name__ == "__main__":
+    if "snakemake" in globals():
+        smk = snakemake  # noqa: F821
+        setup_logging(snakemake_log(smk))
+        torch.set_num_threads(smk.threads)
+        w = smk.wildcards
+        profile_cell({"engine": w.engine, "precision": w.precision, "batch_size": int(w.batch_size),
+                      "seq_len": int(w.seq_len), "padding": w.padding, "device": smk.params.device},
+                     smk.input.model_dir, smk.input.tokens, {kind: smk.input[kind] for kind in smk.params.artifact_kinds},
+                     smk.params.engine_settings, smk.params.settings, smk.output.summary, smk.output.tables)
+    else:
+        main()
