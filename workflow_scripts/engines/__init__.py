@@ -21,6 +21,7 @@ ENGINES: dict[str, EngineSpec] = {
     "compile-reduce-overhead": EngineSpec("workflow_scripts.engines.compiled", "CompiledEngine"),
     "compile-max-autotune": EngineSpec("workflow_scripts.engines.compiled", "CompiledEngine"),
     "torchscript": EngineSpec("workflow_scripts.engines.torchscript", "TorchScriptEngine", ("torchscript",)),
+    "fused": EngineSpec("workflow_scripts.engines.fused", "FusedEngine"),
     "triton-python-grpc": EngineSpec("workflow_scripts.engines.triton", "TritonEngine", ("triton_python",)),
     "triton-python-http": EngineSpec("workflow_scripts.engines.triton", "TritonEngine", ("triton_python",)),
     "triton-pytorch-grpc": EngineSpec("workflow_scripts.engines.triton", "TritonEngine", ("triton_pytorch",)),
