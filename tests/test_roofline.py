@@ -63,6 +63,7 @@ def test_roofline_blocks_show_peaks_and_ok_cells_only():
     assert blocks[0] == ("h2", "Roofline")
     tables = [content for kind, content in blocks if kind == "table"]
     assert "800.0 TFLOP/s" in tables[0]["value"].tolist()
+    assert "the 86,042,882 parameters" in blocks[1][1] and "22.3 GFLOP at seq 128" in blocks[1][1]
     assert len(tables[1]) == 3 and set(tables[1]["engine"]) == {"eager"}
 
 

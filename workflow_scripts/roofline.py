@@ -113,11 +113,12 @@ def roofline_blocks(table: pd.DataFrame, peaks: dict | None, model_info: dict) -
     rates, seq_lens = peaks["matmul_tflops"], sorted(set(table["seq_len"]))
     flops = ", ".join(f"{model_flops_per_sequence(model_info, s) / 1e9:.1f} GFLOP at seq {s}" for s in seq_lens)
     streamed = streamed_parameters(model_info)
-    blocks.append(("p", f"Peaks measured on {peaks['gpu_name']} in this run (torch {peaks['torch']}): a "
-                        f"{peaks['matmul']['bf16']['m']}³ GEMM per precision and a "
+    blocks.append(("p", f"Peaks measured on {peaks['gpu_name']} in this run (torch {peaks['torch']}): one "
+                        f"{peaks['matmul']['bf16']['m']}³ GEMM per precision and one "
                         f"{peaks['copy']['buffer_bytes'] / 2**30:.0f} GiB device-to-device copy (bytes read + "
                         f"written). fp32 cells run with TF32 off and are compared with the fp32 peak. Model "
-                        f"FLOPs per sequence from its config: {flops}. Batch-1 floor: the {streamed:,} "
+                        f"FLOPs per sequence from its config: {flops} (dynamic-padding cells: at their average "
+                        f"padded length). Batch-1 floor: the {streamed:,} "
                         "parameters read by every forward (all but the word-embedding table, of which a batch "
                         "reads only its rows) divided by the measured bandwidth; a cell's roofline floor is the larger "
                         "of that and its FLOPs at the matmul peak."))

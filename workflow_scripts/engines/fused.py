@@ -1,7 +1,8 @@
 """A compact BERT encoder built from the same Hugging Face weights, made for few, fat kernels.
 
-Per layer: one GEMM for q, k and v together; attention through scaled_dot_product_attention (fused
-flash / memory-efficient kernels on CUDA); the FFN up-projection with bias and GELU in the GEMM epilogue
+Per layer: one GEMM for q, k and v together; attention through scaled_dot_product_attention with the
+padding mask as an additive bias (on an NVIDIA H200 with torch 2.11 that ran cuDNN's flash kernel in
+bf16/fp16 and the memory-efficient kernel in fp32); the FFN up-projection with bias and GELU in the GEMM epilogue
 (cuBLASLt) in half precision; residual add + LayerNorm left to Inductor to fuse into one kernel. On CUDA
 the whole forward of each input shape is captured once in a CUDA graph and replayed.
 """
