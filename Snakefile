@@ -21,6 +21,7 @@ include: "rules/correctness.smk"
 include: "rules/serving.smk"
 include: "rules/benchmark.smk"
 include: "rules/profiling.smk"
+include: "rules/calibration.smk"
 include: "rules/aggregate.smk"
 include: "rules/report.smk"
 

@@ -7,6 +7,7 @@ rule report:
         serving="results/aggregate/serving.csv",
         profiles="results/aggregate/profiles.csv",
         profile_tops="results/aggregate/profile_tops.csv",
+        peaks="results/calibration/peaks.json",
         dataset_info="results/data/dataset_info.json",
         model_dir="results/model",
     output:

@@ -216,3 +216,29 @@ def test_profiling_more_cells_schedules_only_profile_jobs(pipeline_run, tmp_path
     jobs = scheduled_jobs(snakemake(workdir, overlay(tmp_path, "p", {"profiling": {"engines": [
         "eager", "torchscript", "triton-python-grpc", "compile-default"]}}), args=["-n"]).stdout)
     assert jobs == {"profile_torch": 2, "profile_nsys": 2, "aggregate": 1, "report": 1, "all": 1}
+
+
+def test_a_sweep_in_pieces_merges_into_one_report(pipeline_run, tmp_path):
+    """A second run times only eager and merges an earlier piece that timed the other engines."""
+    workdir, _ = pipeline_run
+    piece = tmp_path / "piece_a" / "results"
+    (piece / "aggregate").mkdir(parents=True)
+    for name in ("cells.csv", "serving.csv", "profiles.csv", "profile_tops.csv"):
+        frame = pd.read_csv(workdir / "results" / "aggregate" / name)
+        frame[frame.engine != "eager"].to_csv(piece / "aggregate" / name, index=False)
+    piece_b = tmp_path / "piece_b"
+    eager_only = overlay(tmp_path, "b", {"sweep": {"engines": ["eager"], "precisions": ["fp32"]},
+                                         "profiling": {"engines": ["eager"], "nsys": {"enabled": False}},
+                                         "merge_pieces": [str(piece)]})
+    snakemake(piece_b, eager_only)
+    cells = pd.read_csv(piece_b / "results" / "aggregate" / "cells.csv")
+    assert set(cells.engine) == set(ENGINES)
+    assert set(cells[cells.engine == "eager"].piece) == {"this run"}
+    assert set(cells[cells.engine != "eager"].piece) == {str(piece)}
+    report = (piece_b / "results" / "report" / "report.md").read_text()
+    assert "| torchscript | fp32 |" in report and "| triton-python-grpc | fp32 |" in report
+    # the earlier piece's eager cells measured again on the same machine: refused, naming the cell
+    (piece / "aggregate" / "cells.csv").write_text((workdir / "results" / "aggregate" / "cells.csv").read_text())
+    proc = snakemake(piece_b, eager_only, check=False)
+    assert proc.returncode != 0
+    assert "cells measured in more than one piece" in proc.stderr and "eager/fp32/bs1/seq32/max_length" in proc.stderr

@@ -16,6 +16,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from workflow_scripts import roofline  # noqa: E402
 from workflow_scripts.profiling import explain  # noqa: E402
 from workflow_scripts.results import atomic_write_bytes, atomic_write_text, read_json  # noqa: E402
 from workflow_scripts.step_io import setup_logging, snakemake_log  # noqa: E402
@@ -241,8 +242,8 @@ def render(blocks: list[tuple], figure_dir: Path, out_md: str, out_html: str) ->
                                 f"</title><style>{style}</style></head><body>{''.join(body)}</body></html>\n")
 
 
-def build(table_path: str, serving_path: str, profiles_path: str, profile_tops_path: str, dataset_info: str,
-          model_dir: str, baseline: dict, twins: dict, out_md: str, out_html: str,
+def build(table_path: str, serving_path: str, profiles_path: str, profile_tops_path: str, peaks_path: str,
+          dataset_info: str, model_dir: str, baseline: dict, twins: dict, out_md: str, out_html: str,
           figure_paths: dict[str, str]) -> list[str]:
     table = with_speedup(pd.read_csv(table_path), baseline)
     serving = pd.read_csv(serving_path)
@@ -274,6 +275,7 @@ def build(table_path: str, serving_path: str, profiles_path: str, profile_tops_p
         ("figure", "speedup", f"speedup over {baseline['engine']} {baseline['precision']}"),
         *serving_blocks(table, serving, twins),
         *explain.profile_blocks(profiles, profile_tops, baseline),
+        *roofline.roofline_blocks(table, read_json(peaks_path), roofline.load_model_info(model_dir)),
         ("h2", "All cells"),
         ("table", full_table(table)),
         ("h2", "Correctness and accuracy"),
@@ -323,6 +325,7 @@ def main(argv=None) -> None:
     parser.add_argument("--serving", required=True, help="serving.csv from the aggregate step")
     parser.add_argument("--profiles", required=True, help="profiles.csv from the aggregate step")
     parser.add_argument("--profile-tops", required=True, help="profile_tops.csv from the aggregate step")
+    parser.add_argument("--peaks", required=True, help="peaks.json from the calibrate step")
     parser.add_argument("--dataset-info", required=True)
     parser.add_argument("--model-dir", required=True)
     parser.add_argument("--baseline-engine", default="eager")
@@ -331,7 +334,7 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     setup_logging()
     out = Path(args.out_dir)
-    build(args.table, args.serving, args.profiles, args.profile_tops, args.dataset_info, args.model_dir,
+    build(args.table, args.serving, args.profiles, args.profile_tops, args.peaks, args.dataset_info, args.model_dir,
           {"engine": args.baseline_engine, "precision": args.baseline_precision},
           {"python": "eager", "pytorch": "torchscript"}, str(out / "report.md"), str(out / "report.html"),
           {name: str(out / "figures" / f"{name}.png") for name in FIGURES})
@@ -341,7 +344,7 @@ if __name__ == "__main__":
     if "snakemake" in globals():
         smk = snakemake  # noqa: F821
         setup_logging(snakemake_log(smk))
-        build(smk.input.table, smk.input.serving, smk.input.profiles, smk.input.profile_tops, smk.input.dataset_info,
-              smk.input.model_dir, smk.params.baseline, smk.params.serving_twins, smk.output.md, smk.output.html, {name: smk.output[name] for name in FIGURES})
+        build(smk.input.table, smk.input.serving, smk.input.profiles, smk.input.profile_tops, smk.input.peaks,
+              smk.input.dataset_info, smk.input.model_dir, smk.params.baseline, smk.params.serving_twins, smk.output.md, smk.output.html, {name: smk.output[name] for name in FIGURES})
     else:
         main()

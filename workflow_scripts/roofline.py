@@ -128,7 +128,9 @@ def roofline_blocks(table: pd.DataFrame, peaks: dict | None, model_info: dict) -
         + [{"measured peak": f"batch-1 floor {p}",
             "value": f"{weights_bytes(streamed, p) / (peaks['copy_gb_per_s'] * 1e9) * 1e3:.3f} ms"}
            for p in PRECISION_BYTES])))
-    cells = roofline_columns(table[table["status"] == "ok"], peaks, model_info)
+    # peaks hold for the GPU they were measured on: cells merged from other machines are left out
+    measured_here = table["gpu_name"] == peaks["gpu_name"] if "gpu_name" in table else True
+    cells = roofline_columns(table[(table["status"] == "ok") & measured_here], peaks, model_info)
     if cells.empty:
         return blocks + [("p", "No ok cell to place on the roofline.")]
     keys = [k for k in ("engine", "precision", "batch_size", "seq_len", "padding") if k in cells]
