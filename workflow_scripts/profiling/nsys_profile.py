@@ -22,7 +22,9 @@ from workflow_scripts.results import SCHEMA_VERSION, atomic_write_text, read_jso
 from workflow_scripts.step_io import setup_logging, snakemake_log
 
 log = logging.getLogger("nsys_profile")
-TRACE_FLAGS = ["--trace=cuda,nvtx", "--sample=none", "--cpuctxsw=none", "--cuda-graph-trace=node"]
+TRACE_FLAGS = ["--trace=cuda,nvtx", "--cuda-graph-trace=node"]
+# CPU sampling off: CUDA and NVTX tell the story; `nsys launch` refuses these, its `start` takes them
+QUIET_FLAGS = ["--sample=none", "--cpuctxsw=none"]
 
 
 def unavailable_reason(device: str, executable: str) -> str | None:
@@ -74,12 +76,13 @@ def run_nsys(cell, model_dir, tokens_path, artifacts, engine_settings, settings,
         session = f"inferbench-{uuid.uuid4().hex[:12]}"
         spec["session"] = {
             "launch": [nsys, "launch", f"--session-new={session}", *TRACE_FLAGS],
-            "start": [nsys, "start", f"--session={session}", f"--output={report}", "--force-overwrite=true"],
+            "start": [nsys, "start", f"--session={session}", *QUIET_FLAGS, f"--output={report}",
+                      "--force-overwrite=true"],
             "stop": [nsys, "stop", f"--session={session}"],
         }
         command = target
     else:
-        command = [nsys, "profile", *TRACE_FLAGS, "--capture-range=nvtx", f"--nvtx-capture={MEASURED_RANGE}",
+        command = [nsys, "profile", *TRACE_FLAGS, *QUIET_FLAGS, "--capture-range=nvtx", f"--nvtx-capture={MEASURED_RANGE}",
                    "--capture-range-end=stop", "--force-overwrite=true", f"--output={report}", *target]
     write_json(report_dir / "target_spec.json", spec)
     run_logged(command, env, report_dir / "nsys.log", settings["timeout_s"])

@@ -90,8 +90,10 @@ def op_table(prof) -> pd.DataFrame:
 
 def gpu_kernel_table(prof) -> pd.DataFrame:
     """Every GPU activity (kernels, copies, sets) by name: total time and calls over the profiled iterations."""
+    # our record_function range also shows up on the GPU timeline (a user annotation): not a kernel
     rows = [{"name": e.name, "ms": e.time_range.elapsed_us() / 1000.0} for e in prof.events()
-            if e.device_type == torch.autograd.DeviceType.CUDA]
+            if e.device_type == torch.autograd.DeviceType.CUDA and e.name != ITERATION_LABEL
+            and not getattr(e, "is_user_annotation", False)]
     frame = pd.DataFrame(rows, columns=["name", "ms"])
     table = frame.groupby("name").ms.agg(total_ms="sum", calls="count").reset_index()
     return table.sort_values("total_ms", ascending=False).reset_index(drop=True)
