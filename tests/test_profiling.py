@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from workflow_scripts.experiment import ConfigError, profiled_axes
-from workflow_scripts.profiling import explain, kernels, nsys_profile, torch_profile
+from workflow_scripts.profiling import explain, kernels, nsys_profile, nsys_stats, torch_profile
 
 SETTINGS = {"iterations": 4, "warmup_iters": 2, "max_distinct_batches": 2, "timeout_s": 60}
 
@@ -108,3 +108,31 @@ def test_why_sentence_compares_launches_and_busy_time():
     assert line.startswith("At batch 1 (bf16, seq 128), compile-reduce-overhead makes 1 CUDA graph launch(es) and "
                            "0 kernel launch(es) per request where eager makes 410")
     assert "runs 130 kernels instead of 410" in line and "(92% vs 31% of the wall time)" in line
+
+
+def test_nsys_stats_csv_reduce_to_the_summary(tmp_path):
+    """A constructed example in the column layout `nsys stats --format csv` writes (not a recorded profile)."""
+    prefix = tmp_path / "stats"
+    (tmp_path / "stats_cuda_gpu_kern_sum.csv").write_text(
+        "Time (%),Total Time (ns),Instances,Avg (ns),Med (ns),Min (ns),Max (ns),StdDev (ns),Name\n"
+        '60.0,600000,20,30000.0,30000.0,29000,31000,500.0,"sm90_xmma_gemm_bf16bf16_bf16f32_f32_tn_n"\n'
+        '40.0,400000,40,10000.0,10000.0,9000,11000,500.0,"void at::native::vectorized_layer_norm_kernel<c10::BFloat16>"\n')
+    (tmp_path / "stats_cuda_api_sum.csv").write_text(
+        "Time (%),Total Time (ns),Num Calls,Avg (ns),Med (ns),Min (ns),Max (ns),StdDev (ns),Name\n"
+        "90.0,900000,10,90000.0,90000.0,80000,100000,1000.0,cudaGraphLaunch_v10000\n"
+        "10.0,100000,20,5000.0,5000.0,4000,6000,100.0,cudaLaunchKernel\n")
+    (tmp_path / "stats_nvtx_sum.csv").write_text(
+        "Time (%),Total Time (ns),Instances,Avg (ns),Med (ns),Min (ns),Max (ns),StdDev (ns),Style,Range\n"
+        "100.0,2000000,10,200000.0,200000.0,190000,210000,1000.0,PushPop,:iteration\n")
+    kernel_rows = nsys_stats.kernels(prefix)
+    assert kernel_rows.total_ms.tolist() == [0.6, 0.4] and kernel_rows.calls.tolist() == [20, 40]
+    assert nsys_stats.iteration_range(prefix) == (10, 0.2)
+    assert nsys_stats.memory_copies(prefix).empty  # no copies in the capture: no file, no rows
+    summary = nsys_profile.summarize(prefix, {"iterations": 10, "wall_ms_per_iter": 0.25}, "2025.3.1", tmp_path,
+                                     tmp_path / "profile.nsys-rep")
+    assert summary["kernels_per_iter"] == 6 and summary["graph_launches_per_iter"] == 1
+    assert summary["kernel_launches_per_iter"] == 2
+    assert summary["wall_ms_per_iter"] == 0.2  # from the NVTX ranges nsys captured
+    assert summary["gpu_busy_ms_per_iter"] == pytest.approx(0.1)
+    assert summary["category_ms_per_iter"]["GEMM"] == pytest.approx(0.06)
+    assert pd.read_csv(tmp_path / "kernels.csv").category.tolist() == ["GEMM", "normalisation/elementwise"]

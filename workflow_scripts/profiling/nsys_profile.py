@@ -96,10 +96,10 @@ def run_nsys(cell, model_dir, tokens_path, artifacts, engine_settings, settings,
     stats = [nsys, "stats", *[f"--report={name}" for name in nsys_stats.REPORTS], "--format=csv",
              f"--output={prefix}", "--force-export=true", str(rep)]
     run_logged(stats, env, report_dir / "nsys_stats.log", settings["timeout_s"])
-    return outcome, summarize(prefix, outcome, nsys, report_dir, rep)
+    return outcome, summarize(prefix, outcome, nsys_version(nsys), report_dir, rep)
 
 
-def summarize(prefix, outcome: dict, nsys: str, report_dir: Path, rep: Path) -> dict:
+def summarize(prefix, outcome: dict, version: str, report_dir: Path, rep: Path) -> dict:
     kernel_table = nsys_stats.kernels(prefix)
     copies = nsys_stats.memory_copies(prefix)
     iterations, wall_ms = outcome["iterations"], outcome["wall_ms_per_iter"]
@@ -110,7 +110,7 @@ def summarize(prefix, outcome: dict, nsys: str, report_dir: Path, rep: Path) -> 
                                                                                   index=False)
     summary = kernels.summarize(kernel_table.to_dict("records"), nsys_stats.api_calls(prefix).to_dict("records"),
                                 iterations, wall_ms, memcpy_ms=float(copies.total_ms.sum()))
-    summary.update({"tool_version": nsys_version(nsys), "client_wall_ms_per_iter":
+    summary.update({"tool_version": version, "client_wall_ms_per_iter":
                     outcome["wall_ms_per_iter"],
                     "files": {"nsys_rep": str(rep), "kernels.csv": str(report_dir / "kernels.csv"),
                               **{name: str(nsys_stats.report_path(prefix, name)) for name in nsys_stats.REPORTS}}})

@@ -63,20 +63,19 @@ def memory_copies(prefix) -> pd.DataFrame:
 
 
 def nvtx_ranges(prefix) -> pd.DataFrame:
-    """range (domain prefix and push/pop marker stripped), instances, avg_ms."""
+    """range (as nsys names it: `domain:name`, or `:name` / `name` in the default domain), instances, avg_ms."""
     frame = read_report(prefix, "nvtx_sum")
     if frame.empty:
         return pd.DataFrame(columns=["range", "instances", "avg_ms"])
-    names = frame[_column(frame, "Range", "Name")].astype(str).str.split(":").str[-1].str.strip()
-    return pd.DataFrame({"range": names,
+    return pd.DataFrame({"range": frame[_column(frame, "Range", "Name")].astype(str).str.strip(),
                          "instances": pd.to_numeric(frame[_column(frame, "Instances", "Count")]).astype(int),
                          "avg_ms": _ns_to_ms(frame[_column(frame, "Avg (ns)", "Average (ns)", "Avg")])})
 
 
 def iteration_range(prefix, name: str = "iteration") -> tuple[int, float] | None:
-    """(instances, mean ms) of the per-iteration NVTX range, if the capture holds it."""
+    """(instances, mean ms) of the per-iteration NVTX range (default domain), if the capture holds it."""
     ranges = nvtx_ranges(prefix)
-    match = ranges[ranges["range"] == name]
+    match = ranges[ranges["range"].isin([name, f":{name}"])]
     if match.empty:
         return None
     return int(match.instances.iloc[0]), float(match.avg_ms.iloc[0])
