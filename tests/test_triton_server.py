@@ -235,3 +235,29 @@ def test_apptainer_launcher_without_apptainer_says_what_is_missing(tmp_path, mon
     monkeypatch.setenv("PATH", "/nonexistent")
     with pytest.raises(RuntimeError, match="no apptainer executable is on PATH"):
         ApptainerLauncher(tmp_path / "x.sif", gpu=False)
+
+
+def test_a_profiler_prefix_wraps_the_real_server(tmp_path, repository):
+    """How the Nsight Systems step runs a server under `nsys launch`: here the wrapper is `env`, a real
+    program that, like nsys, starts the command after it; the server must come up and serve through it."""
+    launcher = LocalLauncher(profiler=["env", "INFERBENCH_PROFILED=1"])
+    name = model_repository.model_name("python", "fp32")
+    with TritonServer(launcher, repository, name, tmp_path / "server.log", startup_timeout_s=60) as server:
+        argv = Path(tmp_path / "server.log").read_text().splitlines()[0]
+        assert argv.startswith("$ env INFERBENCH_PROFILED=1 ") and "tritonserver" in argv
+        environ = Path(f"/proc/{server.process.pid}/environ").read_bytes().split(b"\0")
+        assert b"INFERBENCH_PROFILED=1" in environ
+        assert server.get_json(f"/v2/models/{name}")["name"] == name
+    launcher.cleanup()
+
+
+def test_inside_apptainer_the_profiler_runs_in_the_container(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", path_with_stand_ins())  # the apptainer STAND-IN: only its presence is needed
+    sif = tmp_path / "tritonserver.sif"
+    sif.write_text("image")
+    launcher = ApptainerLauncher(sif, gpu=True, profiler=["nsys", "launch", "--session-new=s1"])
+    argv, _ = launcher.command(tmp_path, "m", {"http": 1, "grpc": 2, "metrics": 3}, "127.0.0.1")
+    image = argv.index(str(sif.resolve()))
+    assert argv[image + 1:image + 5] == ["nsys", "launch", "--session-new=s1", "tritonserver"]
+    assert launcher.tool_command(["nsys", "start", "--session=s1"])[1:] == [
+        "exec", "--nv", str(sif.resolve()), "nsys", "start", "--session=s1"]
