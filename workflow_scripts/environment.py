@@ -68,6 +68,8 @@ def gpu_info(device: str) -> dict:
 
 
 def capture(device: str, config_slice) -> dict:
+    """Named facts only, never the environment as a whole: tokens and secrets (HF_TOKEN, cloud keys) live
+    there, and this lands in every result file."""
     import torch
     import transformers
 

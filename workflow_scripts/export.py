@@ -1,5 +1,7 @@
 """Step 4: export the model to TorchScript (trace, freeze, optimize_for_inference) and verify it against
-eager on the same inputs before anything uses it. A checksum beside the file guards every later load."""
+eager on the same inputs before anything uses it. A checksum beside the file guards every later load: a
+corrupted file is refused here and marked outdated (here and by rules/export.smk when the workflow is
+planned), so that snakemake exports it again."""
 
 import argparse
 import hashlib
@@ -9,6 +11,7 @@ from pathlib import Path
 
 import torch
 
+from workflow_scripts.checksums import corruption, mark_outdated, sidecar
 from workflow_scripts.correctness import compare
 from workflow_scripts.engines.base import PRECISION_DTYPES, EngineUnavailable, load_hf_model
 from workflow_scripts.environment import resolve_device
@@ -28,18 +31,6 @@ class LogitsOnly(torch.nn.Module):
 
     def forward(self, input_ids, attention_mask):
         return self.model(input_ids=input_ids, attention_mask=attention_mask).logits
-
-
-def sha256_of(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def sidecar(path: str | Path) -> Path:
-    return Path(path).with_suffix(".json")
 
 
 def verification_batches(tokens: dict, device: str) -> list[dict]:
@@ -79,9 +70,12 @@ def export_torchscript(model_dir: str, tokens_path: str, device: str, precision:
         raise SystemExit(f"TorchScript export differs from eager beyond tolerance {tolerance}: {failed}")
     buffer = io.BytesIO()
     torch.jit.save(module, buffer)
-    atomic_write_bytes(out_path, buffer.getvalue())
+    data = buffer.getvalue()
+    # hashed before writing, so that the file and its sidecar are replaced moments apart
+    checksum = hashlib.sha256(data).hexdigest()
+    atomic_write_bytes(out_path, data)
     info = {"format": "torchscript", "precision": precision, "device": device, "status": "ok",
-            "sha256": sha256_of(out_path),
+            "sha256": checksum, "size": len(data),
             "verification": checks, "torch": torch.__version__}
     write_json(sidecar(out_path), info)
     log.info("exported %s (%s on %s), verified on %d batches", out_path, precision, device, len(checks))
@@ -89,14 +83,18 @@ def export_torchscript(model_dir: str, tokens_path: str, device: str, precision:
 
 
 def load_verified_torchscript(path: str | Path, device: str):
-    """Load an exported module after checking it is the file the export step verified."""
+    """Load an exported module after checking it is the file the export step verified.
+
+    A corrupted file is refused and marked outdated, so that the next snakemake run exports it again and
+    reruns this cell, also when the corruption kept the file's size and time (the check at planning time
+    trusts those)."""
     info = read_json(sidecar(path))
     if info["status"] != "ok":
         raise EngineUnavailable(info["reason"])
-    actual = sha256_of(path)
-    if actual != info["sha256"]:
-        raise RuntimeError(f"{path} is corrupted or was changed after export (sha256 {actual[:12]} != "
-                           f"{info['sha256'][:12]}): delete it and rerun snakemake to re-export")
+    reason = corruption(path)
+    if reason:
+        mark_outdated(path)
+        raise RuntimeError(f"{reason}: the next snakemake run exports it again")
     return torch.jit.load(str(path), map_location=device).eval()
 
 

@@ -27,6 +27,8 @@ def architecture_config(model_id: str, overrides: dict, num_labels: int, trust_r
     try:
         config = AutoConfig.from_pretrained(model_id, num_labels=num_labels, trust_remote_code=trust_remote_code)
         source = "hub"
+    except ValueError as error:
+        refuse_remote_code(model_id, error)
     except OSError as error:
         model_type = guess_model_type(model_id, CONFIG_MAPPING.keys())
         if model_type is None:
@@ -39,6 +41,15 @@ def architecture_config(model_id: str, overrides: dict, num_labels: int, trust_r
             raise SystemExit(f"model.config_overrides.{key}: {type(config).__name__} has no such field")
         setattr(config, key, value)
     return config, source
+
+
+def refuse_remote_code(model_id: str, error: ValueError):
+    """transformers refuses a repository's own code with a ValueError that names its own argument; name the
+    config key instead. Any other ValueError is raised as it is."""
+    if "trust_remote_code" not in str(error):
+        raise error
+    raise SystemExit(f"model.id {model_id!r} needs Python code from its repository to load; inferbench runs no "
+                     "such code unless the config sets model.trust_remote_code: true (read that code first)") from error
 
 
 def guess_model_type(model_id: str, known_types) -> str | None:
@@ -71,10 +82,13 @@ def prepare(settings: dict, dataset_rows: str, out_dir: str) -> dict:
 
     model_id, weights = settings["id"], settings["weights"]
     overrides = settings.get("config_overrides") or {}
-    trust = bool(settings.get("trust_remote_code", False))
-    if trust:
-        log.warning("trust_remote_code is on: code from the model repository %s will run", model_id)
+    # off unless the config says so: with it on, loading the model runs Python code from its repository
+    trust = settings.get("trust_remote_code", False) is True
     warnings: list[str] = []
+    if trust:
+        warnings.append(f"model.trust_remote_code is on: Python code from the model repository {model_id} was "
+                        "allowed to run on this machine while loading it.")
+        log.warning(warnings[-1])
     origin = None
     if weights in ("pretrained", "auto"):
         if overrides and weights == "pretrained":
@@ -90,6 +104,8 @@ def prepare(settings: dict, dataset_rows: str, out_dir: str) -> dict:
                     warnings.append(f"{model_id} has no trained classification head (newly initialised: "
                                     f"{', '.join(sorted(loading['missing_keys'])[:4])}): accuracy is near chance "
                                     "unless a checkpoint fine-tuned on the task is configured.")
+            except ValueError as error:
+                refuse_remote_code(model_id, error)
             except OSError as error:
                 if weights == "pretrained":
                     raise SystemExit(
