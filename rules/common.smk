@@ -9,9 +9,11 @@ os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [workflow.basedir, os.en
 from snakemake.utils import validate
 
 from workflow_scripts.engines import ENGINES, is_served
-from workflow_scripts.experiment import ConfigError, cells, effective, piece_tables, profiled_cells, schema_errors
+from workflow_scripts.experiment import (ConfigError, cells, command_line_booleans, effective, piece_tables,
+                                        profiled_cells, schema_errors)
 
 CONFIG_SCHEMA = f"{workflow.basedir}/schemas/config.schema.yaml"
+command_line_booleans(config)
 # Short messages naming each bad key first; then snakemake's own validation (it also fills defaults).
 _problems = schema_errors(config, CONFIG_SCHEMA)
 if _problems:

@@ -256,7 +256,7 @@ def test_a_job_killed_mid_measurement_leaves_no_result_and_the_next_run_redoes_e
 # ---------------------------------------------------------------- strict=true and a mismatching engine
 def test_strict_run_passes_when_every_cell_is_trustworthy(pipelines):
     run = pipelines["a"]
-    proc = run_snakemake(run["workdir"], [run["overlay"]], args=["--config", "strict=True"])
+    proc = run_snakemake(run["workdir"], [run["overlay"]], args=["--config", "strict=true"])
     assert proc.returncode == 0
     assert "trustworthy" in (run["workdir"] / "results" / "report" / "strict_check.passed").read_text()
 
@@ -270,7 +270,7 @@ def test_strict_run_with_a_mismatching_engine_exits_non_zero_after_writing_the_r
         "correctness": {"tolerance": {"bf16": {"max_abs_diff": 1.0e-6, "min_agreement": 0.95}}},
     })
     started = time.time()
-    proc = run_snakemake(run["workdir"], [run["overlay"], tight], args=["--config", "strict=True"], check=False)
+    proc = run_snakemake(run["workdir"], [run["overlay"], tight], args=["--config", "strict=true"], check=False)
     output = proc.stdout + proc.stderr
     assert proc.returncode != 0
     assert "strict: eager/bf16/bs1/seq32/max_length is mismatch" in output
@@ -388,6 +388,8 @@ def test_a_server_killed_mid_run_fails_the_cell_leaves_no_process_and_a_retry_su
     killer.join()
     assert killed["serving"] and killed["pid"]
     assert result["status"] == "failed"
+    # the reason says the server died (not only the client's transport error)
+    assert "tritonserver exited with code -9 while serving" in result["reason"]
     assert "[StatusCode.UNAVAILABLE]" in result["reason"]
     results.validate_cell_result(json.loads((tmp_path / "killed.json").read_text()))
     assert (tmp_path / "killed.server.log").exists()  # the dead server's log stays beside the result

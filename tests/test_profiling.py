@@ -136,3 +136,17 @@ def test_nsys_stats_csv_reduce_to_the_summary(tmp_path):
     assert summary["gpu_busy_ms_per_iter"] == pytest.approx(0.1)
     assert summary["category_ms_per_iter"]["GEMM"] == pytest.approx(0.06)
     assert pd.read_csv(tmp_path / "kernels.csv").category.tolist() == ["GEMM", "normalisation/elementwise"]
+
+
+def test_the_profile_section_builds_without_any_profile():
+    from workflow_scripts.aggregate import PROFILE_COLUMNS, TOP_COLUMNS
+
+    profiles, tops = pd.DataFrame(columns=PROFILE_COLUMNS), pd.DataFrame(columns=TOP_COLUMNS)
+    blocks = explain.profile_blocks(profiles, tops, {"engine": "eager", "precision": "fp32"})
+    assert blocks[-1] == ("p", "No cell was profiled (config `profiling`).")
+    explain.plot_breakdown(explain.chosen_profiles(profiles), tops)  # the figure the report always declares
+    skipped = pd.DataFrame([["eager", "fp32", 1, 32, "max_length", "cpu", "nsys", "skipped", "no nsys",
+                             *[None] * 9]], columns=PROFILE_COLUMNS)
+    kinds = [kind for kind, *_ in explain.profile_blocks(skipped, tops, {"engine": "eager", "precision": "fp32"})]
+    assert kinds == ["h2", "p", "p"]
+    explain.plot_breakdown(explain.chosen_profiles(skipped), tops)

@@ -34,6 +34,13 @@ def planned_device(requested: str) -> str:
     return requested
 
 
+def command_line_booleans(config: dict) -> None:
+    """`--config strict=true` arrives as the string 'true' (Snakemake reads only True/False as booleans)."""
+    value = config.get("strict")
+    if isinstance(value, str) and value.lower() in ("true", "false"):
+        config["strict"] = value.lower() == "true"
+
+
 def effective(config: dict) -> dict:
     """Config with `cpu_overrides` merged in when the device is CPU, and `device` resolved."""
     resolved = copy.deepcopy(config)

@@ -71,7 +71,11 @@ class TritonEngine(Engine):
         if input_ids.shape[0] > self.max_batch_size:
             raise EngineUnavailable(f"batch {input_ids.shape[0]} exceeds the Triton model's max_batch_size "
                                     f"{self.max_batch_size} (triton.repository.max_batch_size)")
-        logits = self.request(self.client, input_ids.numpy(), attention_mask.numpy())
+        try:
+            logits = self.request(self.client, input_ids.numpy(), attention_mask.numpy())
+        except Exception as error:
+            self.server.raise_if_exited(error)
+            raise
         return torch.from_numpy(logits.copy())  # the client's buffer is read-only
 
     def begin_window(self) -> None:

@@ -84,7 +84,9 @@ def plot_breakdown(chosen: pd.DataFrame, tops: pd.DataFrame):
 
 def cpu_op_parts(chosen: pd.DataFrame, tops: pd.DataFrame) -> dict:
     ops = tops[tops.kind == "op"].merge(chosen[CELL + ["tool"]], on=CELL + ["tool"])
-    leading = ops.groupby("name").ms_per_iter.sum().nlargest(6).index
+    if ops.empty:
+        return {}
+    leading = ops.groupby("name").ms_per_iter.sum().astype(float).nlargest(6).index
     parts = {}
     for name in leading:
         values = []

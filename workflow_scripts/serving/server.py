@@ -115,6 +115,13 @@ class TritonServer:
         raise ServerError(f"tritonserver did not report model {self.model_name!r} READY within "
                           f"{self.startup_timeout_s:.0f} s (triton.startup_timeout_s).\n{self.log_tail()}")
 
+    def raise_if_exited(self, cause: BaseException) -> None:
+        """A failed request whose server has died: say so, with the server log's tail, not the client's
+        transport error alone."""
+        if self.process is not None and self.process.poll() is not None:
+            raise ServerError(f"tritonserver exited with code {self.process.returncode} while serving "
+                              f"({type(cause).__name__}: {str(cause)[:200]}).\n{self.log_tail()}") from cause
+
     def stop(self) -> None:
         """SIGTERM to the server's process group, SIGKILL after the grace period; idempotent."""
         if self.process is None:
