@@ -32,6 +32,21 @@ def path_with_stand_ins() -> str:
                             os.environ["PATH"]])
 
 
+# Not "not pytest in the command line": servers started by tests carry pytest's temp paths in theirs.
+def processes_with(text: str) -> list[str]:
+    """Live processes whose command line contains `text` (this test process aside)."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").replace("\0", " ")
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if text in cmdline and int(pid) != os.getpid() and state != "Z":
+            found.append(f"{pid} {cmdline[:200]}")
+    return found
+
+
 def scheduled_jobs(dry_run_output: str) -> dict[str, int]:
     """Rule -> job count from the 'Job stats' table that `snakemake -n` prints ({} when nothing to do)."""
     counts, in_table = {}, False

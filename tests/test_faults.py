@@ -22,7 +22,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import REPO, TEST_CONFIG, overlay, scheduled_jobs
+from conftest import REPO, TEST_CONFIG, overlay, processes_with, scheduled_jobs
 from test_results import minimal_result
 from workflow_scripts import benchmark, checksums, environment, export, results
 
@@ -74,20 +74,6 @@ def planned_outputs(dry_run_output: str) -> set[str]:
     """The first output of every job `snakemake -n` plans."""
     return {line.split("output:")[1].split(",")[0].strip() for line in dry_run_output.splitlines()
             if line.strip().startswith("output:")}
-
-
-def processes_with(text: str) -> list[str]:
-    """Live processes whose command line contains `text` (this test process aside)."""
-    found = []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").replace("\0", " ")
-            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            continue
-        if text in cmdline and int(pid) != os.getpid() and state != "Z":
-            found.append(f"{pid} {cmdline[:200]}")
-    return found
 
 
 def wait_until(condition, timeout_s: float, interval_s: float = 0.2):

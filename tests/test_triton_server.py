@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import REPO, path_with_stand_ins
+from conftest import REPO, path_with_stand_ins, processes_with
 from workflow_scripts.engines import create
 from workflow_scripts.serving import model_repository, server as server_module
 from workflow_scripts.serving.launchers import ApptainerLauncher, LocalLauncher
@@ -43,19 +43,6 @@ def group_processes(group: int) -> list[str]:
         fields = stat.rsplit(")", 1)[1].split()
         if int(fields[2]) == group and fields[0] != "Z":
             found.append(f"{pid} {stat.split('(')[1].split(')')[0]}")
-    return found
-
-
-def processes_with(text: str) -> list[str]:
-    found = []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").replace("\0", " ")
-            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            continue
-        if text in cmdline and "pytest" not in cmdline and state != "Z":
-            found.append(f"{pid} {cmdline[:200]}")
     return found
 
 

@@ -15,7 +15,8 @@ from workflow_scripts.model import load_info
 from workflow_scripts.outcome import classify
 from workflow_scripts.reference import run_all_rows
 from workflow_scripts.results import SCHEMA_VERSION, write_cell_result
-from workflow_scripts.step_io import setup_logging, snakemake_log
+from workflow_scripts.step_io import (add_cell_arguments, cell_from_args, cell_from_job, setup_logging,
+                                     snakemake_log)
 from workflow_scripts.tokens import load_tokens
 
 log = logging.getLogger("accuracy")
@@ -54,25 +55,15 @@ def evaluate(cell: dict, model_dir: str, tokens_path: str, reference_path: str, 
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--engine", required=True)
-    parser.add_argument("--precision", default="fp32")
-    parser.add_argument("--seq-len", type=int, default=128)
-    parser.add_argument("--padding", default="max_length")
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--model-dir", required=True)
-    parser.add_argument("--tokens", required=True)
+    add_cell_arguments(parser, batch_size=32)
     parser.add_argument("--reference", required=True)
-    parser.add_argument("--torchscript")
     parser.add_argument("--max-abs-diff", type=float, default=1e-3)
     parser.add_argument("--min-agreement", type=float, default=0.99)
     parser.add_argument("--out", required=True)
     args = parser.parse_args(argv)
     setup_logging()
-    cell = {"engine": args.engine, "precision": args.precision, "batch_size": args.batch_size,
-            "seq_len": args.seq_len, "padding": args.padding, "device": args.device}
-    evaluate(cell, args.model_dir, args.tokens, args.reference,
-             {"torchscript": args.torchscript} if args.torchscript else {}, {},
+    cell, artifacts = cell_from_args(args)
+    evaluate(cell, args.model_dir, args.tokens, args.reference, artifacts, {},
              {"max_abs_diff": args.max_abs_diff, "min_agreement": args.min_agreement}, args.out)
 
 
@@ -81,11 +72,8 @@ if __name__ == "__main__":
         smk = snakemake  # noqa: F821
         setup_logging(snakemake_log(smk))
         torch.set_num_threads(smk.threads)
-        w = smk.wildcards
-        evaluate({"engine": w.engine, "precision": w.precision, "batch_size": smk.params.batch_size,
-                  "seq_len": int(w.seq_len), "padding": w.padding, "device": smk.params.device},
-                 smk.input.model_dir, smk.input.tokens, smk.input.reference,
-                 {kind: smk.input[kind] for kind in smk.params.artifact_kinds},
+        cell, artifacts = cell_from_job(smk, batch_size=smk.params.batch_size)
+        evaluate(cell, smk.input.model_dir, smk.input.tokens, smk.input.reference, artifacts,
                  smk.params.engine_settings, smk.params.tolerance, smk.output.result)
     else:
         main()

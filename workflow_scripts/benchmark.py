@@ -20,7 +20,8 @@ from workflow_scripts.measure import time_first_call, time_iterations
 from workflow_scripts.model import load_info
 from workflow_scripts.outcome import classify
 from workflow_scripts.results import SCHEMA_VERSION, write_cell_result
-from workflow_scripts.step_io import setup_logging, snakemake_log
+from workflow_scripts.step_io import (add_cell_arguments, cell_from_args, cell_from_job, setup_logging,
+                                     snakemake_log)
 from workflow_scripts.tokens import batch_rows, load_tokens, make_batch
 
 log = logging.getLogger("benchmark")
@@ -116,16 +117,8 @@ def measure_engine(engine, cell, tokens, reference, rows, measurement, tolerance
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--engine", required=True)
-    parser.add_argument("--precision", default="fp32")
-    parser.add_argument("--batch-size", type=int, default=1)
-    parser.add_argument("--seq-len", type=int, default=128)
-    parser.add_argument("--padding", default="max_length")
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--model-dir", required=True)
-    parser.add_argument("--tokens", required=True)
+    add_cell_arguments(parser)
     parser.add_argument("--reference", required=True)
-    parser.add_argument("--torchscript", help="exported module, for the torchscript engine")
     parser.add_argument("--warmup-iters", type=int, default=10)
     parser.add_argument("--min-iters", type=int, default=50)
     parser.add_argument("--min-seconds", type=float, default=2.0)
@@ -135,12 +128,10 @@ def main(argv=None) -> None:
     parser.add_argument("--out", required=True)
     args = parser.parse_args(argv)
     setup_logging()
-    cell = {"engine": args.engine, "precision": args.precision, "batch_size": args.batch_size,
-            "seq_len": args.seq_len, "padding": args.padding, "device": args.device}
+    cell, artifacts = cell_from_args(args)
     measurement = {"warmup_iters": args.warmup_iters, "min_iters": args.min_iters,
                    "min_seconds": args.min_seconds, "repeats": args.repeats, "max_distinct_batches": 8,
                    "bootstrap_resamples": 1000}
-    artifacts = {"torchscript": args.torchscript} if args.torchscript else {}
     run_cell(cell, args.model_dir, args.tokens, args.reference, artifacts, {}, measurement,
              {"max_abs_diff": args.max_abs_diff, "min_agreement": args.min_agreement}, args.out)
 
@@ -150,11 +141,8 @@ if __name__ == "__main__":
         smk = snakemake  # noqa: F821
         setup_logging(snakemake_log(smk))
         torch.set_num_threads(smk.threads)
-        w = smk.wildcards
-        run_cell({"engine": w.engine, "precision": w.precision, "batch_size": int(w.batch_size),
-                  "seq_len": int(w.seq_len), "padding": w.padding, "device": smk.params.device},
-                 smk.input.model_dir, smk.input.tokens, smk.input.reference,
-                 {kind: smk.input[kind] for kind in smk.params.artifact_kinds},
-                 smk.params.engine_settings, smk.params.measurement, smk.params.tolerance, smk.output.result)
+        cell, artifacts = cell_from_job(smk)
+        run_cell(cell, smk.input.model_dir, smk.input.tokens, smk.input.reference, artifacts, smk.params.engine_settings,
+                 smk.params.measurement, smk.params.tolerance, smk.output.result)
     else:
         main()

@@ -13,3 +13,32 @@ def setup_logging(log_path: str | None = None) -> None:
 
 def snakemake_log(smk) -> str | None:
     return smk.log[0] if len(smk.log) else None
+
+
+def add_cell_arguments(parser, batch_size: int = 1) -> None:
+    """The options that name one cell and the files its engine loads (command-line use of a step)."""
+    parser.add_argument("--engine", required=True)
+    parser.add_argument("--precision", default="fp32")
+    parser.add_argument("--batch-size", type=int, default=batch_size)
+    parser.add_argument("--seq-len", type=int, default=128)
+    parser.add_argument("--padding", default="max_length")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--model-dir", required=True)
+    parser.add_argument("--tokens", required=True)
+    parser.add_argument("--torchscript", help="exported module, for the torchscript engine")
+
+
+def cell_from_args(args) -> tuple[dict, dict]:
+    """(cell, artifacts) from the options of add_cell_arguments."""
+    cell = {"engine": args.engine, "precision": args.precision, "batch_size": args.batch_size,
+            "seq_len": args.seq_len, "padding": args.padding, "device": args.device}
+    return cell, ({"torchscript": args.torchscript} if args.torchscript else {})
+
+
+def cell_from_job(smk, batch_size: int | None = None) -> tuple[dict, dict]:
+    """(cell, artifacts) of a Snakemake job: the wildcards, the device param, the engine's artifact inputs."""
+    w = smk.wildcards
+    cell = {"engine": w.engine, "precision": w.precision,
+            "batch_size": batch_size if batch_size is not None else int(w.batch_size),
+            "seq_len": int(w.seq_len), "padding": w.padding, "device": smk.params.device}
+    return cell, {kind: smk.input[kind] for kind in smk.params.artifact_kinds}

@@ -18,8 +18,9 @@ from workflow_scripts.engines import is_served
 from workflow_scripts.model import load_info
 from workflow_scripts.profiling import kernels, nsys_stats
 from workflow_scripts.profiling.cell import MEASURED_RANGE
-from workflow_scripts.results import SCHEMA_VERSION, atomic_write_text, read_json, write_cell_result, write_json
-from workflow_scripts.step_io import setup_logging, snakemake_log
+from workflow_scripts.results import SCHEMA_VERSION, read_json, write_cell_result, write_json
+from workflow_scripts.step_io import (add_cell_arguments, cell_from_args, cell_from_job, setup_logging,
+                                     snakemake_log)
 
 log = logging.getLogger("nsys_profile")
 TRACE_FLAGS = ["--trace=cuda,nvtx", "--cuda-graph-trace=node"]
@@ -130,15 +131,7 @@ def run_logged(command: list[str], env: dict, log_path: Path, timeout_s: float) 
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--engine", required=True)
-    parser.add_argument("--precision", default="fp32")
-    parser.add_argument("--batch-size", type=int, default=1)
-    parser.add_argument("--seq-len", type=int, default=128)
-    parser.add_argument("--padding", default="max_length")
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--model-dir", required=True)
-    parser.add_argument("--tokens", required=True)
-    parser.add_argument("--torchscript", help="exported module, for the torchscript engine")
+    add_cell_arguments(parser)
     parser.add_argument("--nsys", default="nsys", help="the nsys executable")
     parser.add_argument("--iterations", type=int, default=10)
     parser.add_argument("--warmup-iters", type=int, default=5)
@@ -146,11 +139,10 @@ def main(argv=None) -> None:
     parser.add_argument("--report-dir", required=True, help="folder for the .nsys-rep and the CSV reports")
     args = parser.parse_args(argv)
     setup_logging()
-    cell = {"engine": args.engine, "precision": args.precision, "batch_size": args.batch_size,
-            "seq_len": args.seq_len, "padding": args.padding, "device": args.device}
+    cell, artifacts = cell_from_args(args)
     settings = {"iterations": args.iterations, "warmup_iters": args.warmup_iters, "max_distinct_batches": 4,
                 "timeout_s": 1800}
-    profile_cell(cell, args.model_dir, args.tokens, {"torchscript": args.torchscript} if args.torchscript else {},
+    profile_cell(cell, args.model_dir, args.tokens, artifacts,
                  {}, settings, args.nsys, args.out, args.report_dir)
 
 
@@ -158,10 +150,8 @@ if __name__ == "__main__":
     if "snakemake" in globals():
         smk = snakemake  # noqa: F821
         setup_logging(snakemake_log(smk))
-        w = smk.wildcards
-        profile_cell({"engine": w.engine, "precision": w.precision, "batch_size": int(w.batch_size),
-                      "seq_len": int(w.seq_len), "padding": w.padding, "device": smk.params.device},
-                     smk.input.model_dir, smk.input.tokens, {kind: smk.input[kind] for kind in smk.params.artifact_kinds},
+        cell, artifacts = cell_from_job(smk)
+        profile_cell(cell, smk.input.model_dir, smk.input.tokens, artifacts,
                      smk.params.engine_settings, smk.params.settings, smk.params.executable, smk.output.summary,
                      smk.output.reports, smk.threads)
     else:

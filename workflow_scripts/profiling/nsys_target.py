@@ -12,7 +12,6 @@ import subprocess
 
 import torch
 
-from workflow_scripts.engines import is_served
 from workflow_scripts.outcome import classify
 from workflow_scripts.profiling.cell import loaded_engine, profiled_iterations, warm_up
 from workflow_scripts.results import read_json, write_json

@@ -21,7 +21,8 @@ from workflow_scripts.outcome import classify
 from workflow_scripts.profiling import kernels
 from workflow_scripts.profiling.cell import loaded_engine, profiled_iterations, resolve_cell, warm_up
 from workflow_scripts.results import SCHEMA_VERSION, atomic_write_bytes, atomic_write_text, write_cell_result
-from workflow_scripts.step_io import setup_logging, snakemake_log
+from workflow_scripts.step_io import (add_cell_arguments, cell_from_args, cell_from_job, setup_logging,
+                                     snakemake_log)
 
 log = logging.getLogger("torch_profile")
 ITERATION_LABEL = "inferbench_iteration"
@@ -114,25 +115,16 @@ def write_trace(prof, path: Path) -> None:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--engine", required=True)
-    parser.add_argument("--precision", default="fp32")
-    parser.add_argument("--batch-size", type=int, default=1)
-    parser.add_argument("--seq-len", type=int, default=128)
-    parser.add_argument("--padding", default="max_length")
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--model-dir", required=True)
-    parser.add_argument("--tokens", required=True)
-    parser.add_argument("--torchscript", help="exported module, for the torchscript engine")
+    add_cell_arguments(parser)
     parser.add_argument("--iterations", type=int, default=10)
     parser.add_argument("--warmup-iters", type=int, default=5)
     parser.add_argument("--out", required=True, help="summary JSON")
     parser.add_argument("--tables-dir", required=True, help="folder for ops.csv, kernels.csv, trace.json.gz")
     args = parser.parse_args(argv)
     setup_logging()
-    cell = {"engine": args.engine, "precision": args.precision, "batch_size": args.batch_size,
-            "seq_len": args.seq_len, "padding": args.padding, "device": args.device}
+    cell, artifacts = cell_from_args(args)
     settings = {"iterations": args.iterations, "warmup_iters": args.warmup_iters, "max_distinct_batches": 4}
-    profile_cell(cell, args.model_dir, args.tokens, {"torchscript": args.torchscript} if args.torchscript else {},
+    profile_cell(cell, args.model_dir, args.tokens, artifacts,
                  {}, settings, args.out, args.tables_dir)
 
 
@@ -141,10 +133,8 @@ if __name__ == "__main__":
         smk = snakemake  # noqa: F821
         setup_logging(snakemake_log(smk))
         torch.set_num_threads(smk.threads)
-        w = smk.wildcards
-        profile_cell({"engine": w.engine, "precision": w.precision, "batch_size": int(w.batch_size),
-                      "seq_len": int(w.seq_len), "padding": w.padding, "device": smk.params.device},
-                     smk.input.model_dir, smk.input.tokens, {kind: smk.input[kind] for kind in smk.params.artifact_kinds},
+        cell, artifacts = cell_from_job(smk)
+        profile_cell(cell, smk.input.model_dir, smk.input.tokens, artifacts,
                      smk.params.engine_settings, smk.params.settings, smk.output.summary, smk.output.tables)
     else:
         main()
