@@ -1,7 +1,7 @@
 import yaml
 
 from conftest import REPO
-from workflow_scripts.engines import ENGINES, engine_class
+from workflow_scripts.engines import ENGINES, create, engine_class
 from workflow_scripts.engines.base import Engine
 
 
@@ -22,3 +22,12 @@ def test_every_artifact_kind_has_a_path_in_the_rules():
     for spec in ENGINES.values():
         for kind in spec.artifacts:
             assert f'"{kind}": "results/' in common, kind
+
+
+def test_reduce_overhead_on_cpu_says_it_compiles_like_default(tiny_model):
+    root, _ = tiny_model
+    engine = create("compile-reduce-overhead", model_dir=root / "model", device="cpu", precision="fp32",
+                    settings={"fullgraph": True, "dynamic": None})
+    engine.load()
+    assert engine.mode == "reduce-overhead"
+    assert any("CUDA graphs exist only on CUDA" in note for note in engine.describe()["notes"])

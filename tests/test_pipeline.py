@@ -10,7 +10,7 @@ from conftest import overlay, scheduled_jobs, snakemake
 from workflow_scripts.results import validate_cell_result
 
 pytestmark = pytest.mark.slow
-IN_PROCESS = ["eager", "compile-default", "compile-reduce-overhead", "torchscript"]
+IN_PROCESS = ["eager", "compile-default", "torchscript"]
 SERVED = ["triton-python-grpc", "triton-python-http"]
 ENGINES = IN_PROCESS + SERVED
 
