@@ -34,32 +34,27 @@ def _ns_to_ms(series: pd.Series) -> pd.Series:
     return pd.to_numeric(series, errors="coerce").fillna(0.0) / 1e6
 
 
-def kernels(prefix) -> pd.DataFrame:
-    """name, total_ms, calls: one row per kernel name over the captured range."""
-    frame = read_report(prefix, "cuda_gpu_kern_sum")
+def _totals(prefix, report: str, names: tuple[str, ...], counts: tuple[str, ...]) -> pd.DataFrame:
+    """name, total_ms, calls of one summary report (kernels, API calls, copies share this layout)."""
+    frame = read_report(prefix, report)
     if frame.empty:
         return pd.DataFrame(columns=["name", "total_ms", "calls"])
-    return pd.DataFrame({"name": frame[_column(frame, "Name", "Kernel Name")].astype(str),
+    return pd.DataFrame({"name": frame[_column(frame, *names)].astype(str),
                          "total_ms": _ns_to_ms(frame[_column(frame, "Total Time (ns)", "Total Time")]),
-                         "calls": pd.to_numeric(frame[_column(frame, "Instances", "Count", "Calls")]).astype(int)})
+                         "calls": pd.to_numeric(frame[_column(frame, *counts)]).astype(int)})
+
+
+def kernels(prefix) -> pd.DataFrame:
+    """One row per kernel name over the captured range."""
+    return _totals(prefix, "cuda_gpu_kern_sum", ("Name", "Kernel Name"), ("Instances", "Count", "Calls"))
 
 
 def api_calls(prefix) -> pd.DataFrame:
-    frame = read_report(prefix, "cuda_api_sum")
-    if frame.empty:
-        return pd.DataFrame(columns=["name", "total_ms", "calls"])
-    return pd.DataFrame({"name": frame[_column(frame, "Name")].astype(str),
-                         "total_ms": _ns_to_ms(frame[_column(frame, "Total Time (ns)", "Total Time")]),
-                         "calls": pd.to_numeric(frame[_column(frame, "Num Calls", "Calls", "Count")]).astype(int)})
+    return _totals(prefix, "cuda_api_sum", ("Name",), ("Num Calls", "Calls", "Count"))
 
 
 def memory_copies(prefix) -> pd.DataFrame:
-    frame = read_report(prefix, "cuda_gpu_mem_time_sum")
-    if frame.empty:
-        return pd.DataFrame(columns=["operation", "total_ms", "count"])
-    return pd.DataFrame({"operation": frame[_column(frame, "Operation", "Name")].astype(str),
-                         "total_ms": _ns_to_ms(frame[_column(frame, "Total Time (ns)", "Total Time")]),
-                         "count": pd.to_numeric(frame[_column(frame, "Count", "Instances")]).astype(int)})
+    return _totals(prefix, "cuda_gpu_mem_time_sum", ("Operation", "Name"), ("Count", "Instances"))
 
 
 def nvtx_ranges(prefix) -> pd.DataFrame:
