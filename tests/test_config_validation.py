@@ -39,3 +39,20 @@ def test_unknown_engine_message_lists_the_allowed_values(tmp_path):
 def test_good_config_plans_every_cell(tmp_path):
     proc = snakemake(tmp_path, args=["-n"])
     assert "Job stats" in proc.stdout
+
+
+def test_the_baseline_may_come_from_a_merged_piece(tmp_path):
+    """A piece that times only the fast paths can take its baseline from an earlier piece that timed it."""
+    piece = tmp_path / "baseline_piece"
+    (piece / "aggregate").mkdir(parents=True)
+    (piece / "aggregate" / "cells.csv").write_text("engine,precision,batch_size\ntorchscript,fp32,1\n")
+    for name in ("serving.csv", "profiles.csv", "profile_tops.csv"):
+        (piece / "aggregate" / name).write_text("engine\n")
+    values = {"sweep": {"engines": ["eager"]}, "profiling": {"engines": ["eager"]},
+              "report": {"baseline": {"engine": "torchscript", "precision": "fp32"}}}
+    merged = overlay(tmp_path, "merged", {**values, "merge_pieces": [str(piece)]})
+    assert "Job stats" in snakemake(tmp_path, merged, args=["-n"]).stdout
+    # a piece without the baseline's cells does not count
+    (piece / "aggregate" / "cells.csv").write_text("engine,precision,batch_size\neager,fp32,1\n")
+    proc = snakemake(tmp_path, merged, args=["-n"], check=False)
+    assert proc.returncode != 0 and "nor in a merged piece" in proc.stderr + proc.stdout

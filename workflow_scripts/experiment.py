@@ -2,6 +2,7 @@
 schema cannot express. Imported by the Snakefile at parse time, so it must stay cheap (no torch)."""
 
 import copy
+import csv
 import itertools
 from pathlib import Path
 
@@ -57,10 +58,22 @@ def check(config: dict) -> None:
     baseline = config["report"]["baseline"]
     sweep = config["sweep"]
     for key, axis in (("engine", "engines"), ("precision", "precisions")):
-        if baseline[key] not in sweep[axis]:
+        if baseline[key] not in sweep[axis] and not baseline_in_pieces(baseline, config.get("merge_pieces") or []):
             raise ConfigError(f"report.baseline.{key} is {baseline[key]!r}, which is not in sweep.{axis} "
-                              f"{sweep[axis]} (on {config['device']}): pick one of those")
+                              f"{sweep[axis]} (on {config['device']}) nor in a merged piece: pick one of those")
     profiled_axes(config)
+
+
+def baseline_in_pieces(baseline: dict, pieces: list) -> bool:
+    """Whether an earlier piece of the sweep measured the baseline (a piece may time only the baseline)."""
+    for piece in pieces:
+        cells = Path(piece) / "aggregate" / "cells.csv"
+        if cells.is_file():
+            with open(cells, newline="") as handle:
+                if any(row["engine"] == baseline["engine"] and row["precision"] == baseline["precision"]
+                       for row in csv.DictReader(handle)):
+                    return True
+    return False
 
 
 def profiled_axes(config: dict) -> dict:

@@ -314,9 +314,9 @@ def correctness_table(table: pd.DataFrame) -> pd.DataFrame:
 
 def environment_table(table: pd.DataFrame) -> pd.DataFrame:
     columns = ["hostname", "gpu_name", "cpu", "torch", "git_commit", "slurm_job_id"]
-    env = table[columns].drop_duplicates()
-    env.insert(0, "cells", [int((table[columns] == row).all(axis=1).sum()) for row in env.itertuples(index=False)])
-    return env
+    # dropna=False: a run outside Slurm has no job id, and NaN never equals NaN
+    env = table.groupby(columns, dropna=False, sort=False).size().rename("cells").reset_index()
+    return env[["cells", *columns]]
 
 
 def main(argv=None) -> None:
