@@ -2,6 +2,7 @@
 import gzip
 import json
 import shutil
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -150,3 +151,44 @@ def test_the_profile_section_builds_without_any_profile():
     kinds = [kind for kind, *_ in explain.profile_blocks(skipped, tops, {"engine": "eager", "precision": "fp32"})]
     assert kinds == ["h2", "p", "p"]
     explain.plot_breakdown(explain.chosen_profiles(skipped), tops)
+
+
+RECORDED = Path(__file__).parent / "fixtures" / "nsys" / "2025.3.1"
+
+
+@pytest.mark.parametrize("cell,kernels_per_iter,graph_launches,kernel_launches,wall_ms", [
+    ("eager_fp32_bs1_seq128", 325, 0, 325, 9.0093),
+    ("fused_bf16_bs1_seq128", 105, 1, 0, 0.6807),
+])
+def test_recorded_nsys_stats_of_in_process_engines(tmp_path, cell, kernels_per_iter, graph_launches, kernel_launches,
+                                                   wall_ms):
+    """Real `nsys stats` CSV from an H200 reduce to per-request numbers: eager launches every kernel, fused
+    replays one CUDA graph."""
+    for report in (RECORDED / cell).glob("stats_*.csv"):
+        shutil.copy(report, tmp_path)
+    prefix = tmp_path / "stats"
+    assert nsys_stats.iteration_range(prefix) == (10, pytest.approx(wall_ms, abs=1e-4))
+    summary = nsys_profile.summarize(prefix, {"iterations": 10, "wall_ms_per_iter": 99.0}, "2025.3.1", tmp_path,
+                                     tmp_path / "profile.nsys-rep")
+    assert summary["kernels_per_iter"] == kernels_per_iter
+    assert summary["graph_launches_per_iter"] == graph_launches
+    assert summary["kernel_launches_per_iter"] == kernel_launches
+    assert 0 < summary["gpu_busy_ms_per_iter"] < wall_ms
+    assert summary["category_ms_per_iter"]["GEMM"] > summary["category_ms_per_iter"]["attention"] > 0
+    assert pd.read_csv(tmp_path / "kernels.csv").category.notna().all()
+
+
+def test_recorded_nsys_stats_of_a_served_engine(tmp_path):
+    """The Triton server's capture has no NVTX ranges: iterations come from the client, kernels from the server."""
+    for report in (RECORDED / "triton-python-grpc_bf16_bs1_seq128").glob("stats_*.csv"):
+        shutil.copy(report, tmp_path)
+    prefix = tmp_path / "stats"
+    assert nsys_stats.iteration_range(prefix) is None
+    kernel_rows = nsys_stats.kernels(prefix)
+    api = nsys_stats.api_calls(prefix)
+    graph_launches = int(api[api.name.str.startswith("cudaGraphLaunch")].calls.sum())
+    assert graph_launches == 9  # 10 requests sent; see the fixture's README
+    assert kernel_rows.calls.sum() % graph_launches == 0  # the same kernels for every captured request
+    summary = nsys_profile.summarize(prefix, {"iterations": 10, "wall_ms_per_iter": 3.18}, "2025.3.1", tmp_path,
+                                     tmp_path / "profile.nsys-rep")
+    assert summary["wall_ms_per_iter"] == 3.18 and summary["graph_launches_per_iter"] == 0.9

@@ -9,6 +9,7 @@ Writes a small JSON (status, wall time per iteration) for the calling step.
 import argparse
 import json
 import subprocess
+import time
 
 import torch
 
@@ -16,6 +17,8 @@ from workflow_scripts.outcome import classify
 from workflow_scripts.profiling.cell import loaded_engine, profiled_iterations, warm_up
 from workflow_scripts.results import read_json, write_json
 from workflow_scripts.step_io import setup_logging
+
+START_SETTLE_S = 2.0
 
 
 def run(spec: dict) -> dict:
@@ -30,6 +33,9 @@ def run(spec: dict) -> dict:
             warm_up(engine, batches, cell["device"], settings["warmup_iters"])
             if session:
                 control(engine, session["start"])
+                # `nsys start` returns before the server's trace is live: on an H200 the first of 10
+                # requests sent at once went uncaptured (9 CUDA graph launches traced)
+                time.sleep(START_SETTLE_S)
             wall_ms = profiled_iterations(engine, batches, cell["device"], settings["iterations"])
             if session:
                 control(engine, session["stop"])
