@@ -149,6 +149,8 @@ def test_concurrency_sweep_results(pipeline_run):
     serving = pd.read_csv(workdir / "results" / "aggregate" / "serving.csv")
     ok = serving[serving.status == "ok"]
     assert sorted(ok.concurrency) == [1, 4] and set(ok.engine) == {"triton-python-grpc"}
+    # the 4 clients ran as threads of 2 processes (config.test.yaml: client_processes 2)
+    assert ok.set_index("concurrency").client_processes.to_dict() == {1: 1, 4: 2}
     assert (ok.throughput_samples_per_s > 0).all() and (ok.p50_ms <= ok.p99_ms).all()
     assert (serving[serving.precision == "fp16"].status == "skipped").all()
 

@@ -69,6 +69,7 @@ def server_columns(result: dict) -> dict:
 def load_row(result: dict, path: str) -> dict:
     row = latency_row(result, path)
     row["concurrency"] = result["cell"]["concurrency"]
+    row["client_processes"] = (result.get("load_client") or {}).get("processes")
     row.update(server_columns(result))
     return row
 

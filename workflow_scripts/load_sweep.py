@@ -3,13 +3,11 @@ in triton.load.concurrency, against one server (dynamic batching groups concurre
 
 One result per N, in the one result schema (kind: load): per-request latency statistics, throughput in
 requests/s, and the server's own breakdown (queue, compute; mean batch size per execution).
-Python threads drive the clients; at high concurrency the client itself can become the limit, which the
-report shows as client time above the server's.
+The clients are threads spread over `triton.load.client_processes` processes (serving/load_clients.py); if
+they still cannot keep up, the report shows client time far above the server's.
 """
 import argparse
 import logging
-import threading
-import time
 
 import numpy as np
 
@@ -18,48 +16,12 @@ from workflow_scripts.engines import create
 from workflow_scripts.model import load_info
 from workflow_scripts.outcome import classify
 from workflow_scripts.results import SCHEMA_VERSION, write_cell_result
+from workflow_scripts.serving.load_clients import closed_loop, planned_processes
 from workflow_scripts.serving.server import stats_window
 from workflow_scripts.step_io import setup_logging, snakemake_log
 from workflow_scripts.tokens import load_tokens
 
 log = logging.getLogger("load_sweep")
-
-
-def closed_loop(engine, input_ids: np.ndarray, attention_mask: np.ndarray, concurrency: int, seconds: float,
-                warmup_seconds: float) -> tuple[list[float], int, float]:
-    """Latencies (ms) of requests completed in the measured window, errors, and the window's length (s)."""
-    start_barrier = threading.Barrier(concurrency + 1)
-    window = {}
-    latencies: list[list[float]] = [[] for _ in range(concurrency)]
-    errors = [0] * concurrency
-
-    def client_loop(index: int) -> None:
-        client = engine.new_client()
-        row = index
-        start_barrier.wait()
-        while True:
-            now = time.perf_counter()
-            if now >= window["end"]:
-                break
-            try:
-                engine.request(client, input_ids[row:row + 1], attention_mask[row:row + 1])
-            except Exception:  # counted; a failing server shows as errors, not as fast requests
-                errors[index] += 1
-            done = time.perf_counter()
-            if now >= window["begin"]:
-                latencies[index].append((done - now) * 1000.0)
-            row = (row + concurrency) % len(input_ids)
-        client.close()
-
-    threads = [threading.Thread(target=client_loop, args=(i,), daemon=True) for i in range(concurrency)]
-    for thread in threads:
-        thread.start()
-    now = time.perf_counter()
-    window["begin"], window["end"] = now + warmup_seconds, now + warmup_seconds + seconds
-    start_barrier.wait()
-    for thread in threads:
-        thread.join()
-    return [ms for per_client in latencies for ms in per_client], sum(errors), seconds
 
 
 def sweep(cell: dict, model_dir: str, tokens_path: str, artifacts: dict, engine_settings: dict,
@@ -83,9 +45,12 @@ def sweep(cell: dict, model_dir: str, tokens_path: str, artifacts: dict, engine_
             if failure:
                 result["status"], result["reason"] = failure
             else:
+                processes = planned_processes(load_settings.get("client_processes", "auto"), concurrency)
+                result["load_client"] = {"processes": processes, "clients": concurrency}
                 before = engine.server.model_stats()
-                latencies, errors, window_s = closed_loop(engine, input_ids, attention_mask, concurrency,
-                                                          load_settings["seconds"], load_settings["warmup_seconds"])
+                latencies, errors = closed_loop(engine.request_target(), input_ids, attention_mask, concurrency,
+                                                load_settings["seconds"], load_settings["warmup_seconds"], processes)
+                window_s = load_settings["seconds"]
                 result["server"] = stats_window(before, engine.server.settled_model_stats())
                 if errors or not latencies:
                     result["status"] = "failed"
@@ -118,6 +83,7 @@ def main(argv=None) -> None:
     parser.add_argument("--repository", required=True, help="Triton model repository folder")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 16])
     parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--client-processes", default="auto", help="processes the clients are spread over")
     parser.add_argument("--out-prefix", required=True, help="writes <prefix>_c<N>.json")
     args = parser.parse_args(argv)
     setup_logging()
@@ -126,7 +92,8 @@ def main(argv=None) -> None:
             "device": args.device}
     settings = {"launcher": "local", "startup_timeout_s": 300, "stop_grace_s": 15, "apptainer": {"sif": ""}}
     sweep(cell, args.model_dir, args.tokens, {f"triton_{backend}": args.repository}, settings,
-          {"concurrency": args.concurrency, "seconds": args.seconds, "warmup_seconds": 1.0},
+          {"concurrency": args.concurrency, "seconds": args.seconds, "warmup_seconds": 1.0,
+           "client_processes": args.client_processes},
           [f"{args.out_prefix}_c{n}.json" for n in args.concurrency])
 
 

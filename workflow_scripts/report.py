@@ -129,11 +129,12 @@ def serving_overhead(table: pd.DataFrame, twins: dict) -> pd.DataFrame:
 
 
 def concurrency_table(serving: pd.DataFrame) -> pd.DataFrame:
-    columns = ["engine", "precision", "seq_len", "concurrency", "status", "p50_ms", "p99_ms",
+    columns = ["engine", "precision", "seq_len", "concurrency", "client_processes", "status", "p50_ms", "p99_ms",
                "throughput_samples_per_s", "server_mean_batch_per_execution", "server_queue_ms",
                "server_compute_infer_ms"]
     out = serving[[c for c in columns if c in serving]].rename(columns={
-        "throughput_samples_per_s": "requests/s", "server_mean_batch_per_execution": "mean server batch",
+        "client_processes": "client processes", "throughput_samples_per_s": "requests/s",
+        "server_mean_batch_per_execution": "mean server batch",
         "server_queue_ms": "queue ms", "server_compute_infer_ms": "compute infer ms"})
     return out.round(3)
 

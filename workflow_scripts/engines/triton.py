@@ -10,17 +10,10 @@ import torch
 
 from workflow_scripts.engines.base import Engine, EngineUnavailable
 from workflow_scripts.serving.launchers import make_launcher
+from workflow_scripts.serving.load_clients import client_module, infer
 from workflow_scripts.serving.model_repository import output_name
 from workflow_scripts.serving.server import TritonServer, stats_window
 from workflow_scripts.results import read_json
-
-
-def client_module(protocol: str):
-    if protocol == "grpc":
-        import tritonclient.grpc as module
-    else:
-        import tritonclient.http as module
-    return module
 
 
 class TritonEngine(Engine):
@@ -50,19 +43,16 @@ class TritonEngine(Engine):
         self.notes.append(f"tritonserver {self.server.version()} via {self.launcher.name} launcher, ready in "
                           f"{self.server.ready_after_s:.1f} s; server log: {log_path}")
 
-    def new_client(self):
-        module = client_module(self.protocol)
+    def request_target(self) -> dict:
+        """Where and what a client sends requests to (load_clients runs clients in other processes)."""
         url = self.server.grpc_url if self.protocol == "grpc" else self.server.http_url
-        return module.InferenceServerClient(url=url)
+        return {"protocol": self.protocol, "url": url, "model_name": self.model_name, "output": self.output}
+
+    def new_client(self):
+        return client_module(self.protocol).InferenceServerClient(url=self.request_target()["url"])
 
     def request(self, client, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
-        module = client_module(self.protocol)
-        inputs = [module.InferInput("input_ids", list(input_ids.shape), "INT64"),
-                  module.InferInput("attention_mask", list(attention_mask.shape), "INT64")]
-        inputs[0].set_data_from_numpy(input_ids)
-        inputs[1].set_data_from_numpy(attention_mask)
-        result = client.infer(self.model_name, inputs, outputs=[module.InferRequestedOutput(self.output)])
-        return result.as_numpy(self.output)
+        return infer(client, client_module(self.protocol), self.model_name, self.output, input_ids, attention_mask)
 
     def run(self, input_ids, attention_mask):
         if input_ids.shape[1] != self.seq_len:

@@ -1,0 +1,102 @@
+"""Closed-loop load on a Triton server: N clients, each sending batch-1 requests back to back.
+
+The clients run as threads spread over several processes: in one interpreter the GIL, not the server, caps
+the request rate (on an H200, 64 threads of one process kept only ~11 requests per server batch in flight).
+Light on imports (no torch): every client process imports this module.
+"""
+import multiprocessing
+import os
+import threading
+import time
+
+import numpy as np
+
+
+def client_module(protocol: str):
+    if protocol == "grpc":
+        import tritonclient.grpc as module
+    else:
+        import tritonclient.http as module
+    return module
+
+
+def infer(client, module, model_name: str, output: str, input_ids: np.ndarray,
+          attention_mask: np.ndarray) -> np.ndarray:
+    """One request: the token ids and mask in, the logits out."""
+    inputs = [module.InferInput("input_ids", list(input_ids.shape), "INT64"),
+              module.InferInput("attention_mask", list(attention_mask.shape), "INT64")]
+    inputs[0].set_data_from_numpy(input_ids)
+    inputs[1].set_data_from_numpy(attention_mask)
+    result = client.infer(model_name, inputs, outputs=[module.InferRequestedOutput(output)])
+    return result.as_numpy(output)
+
+
+def planned_processes(setting, concurrency: int) -> int:
+    """auto: one client process per two cores (the server needs the rest), never more than the clients."""
+    wanted = max(1, (os.cpu_count() or 2) // 2) if setting == "auto" else int(setting)
+    return max(1, min(wanted, concurrency))
+
+
+def closed_loop(target: dict, input_ids: np.ndarray, attention_mask: np.ndarray, concurrency: int,
+                seconds: float, warmup_seconds: float, processes: int) -> tuple[list[float], int]:
+    """Latencies (ms) of the requests completed in the measured window, and the number of failed requests.
+
+    target: protocol, url, model_name, output. Client i sends rows i, i+N, i+2N, ... of the inputs.
+    """
+    context = multiprocessing.get_context("spawn")  # never fork a process that holds gRPC channels
+    clients = [list(range(concurrency))[p::processes] for p in range(processes)]
+    start = context.Barrier(processes + 1)
+    results = context.Queue()
+    workers = [context.Process(target=_client_process, daemon=True,
+                               args=(target, input_ids, attention_mask, ids, concurrency, seconds, warmup_seconds,
+                                     start, results)) for ids in clients]
+    for worker in workers:
+        worker.start()
+    try:
+        start.wait(timeout=120)  # every process has imported its client library and connected
+        outcomes = [results.get(timeout=warmup_seconds + seconds + 120) for _ in workers]
+    finally:
+        for worker in workers:
+            worker.join(timeout=10)
+            if worker.is_alive():
+                worker.kill()
+    return [ms for latencies, _ in outcomes for ms in latencies], sum(errors for _, errors in outcomes)
+
+
+def _client_process(target, input_ids, attention_mask, client_ids, concurrency, seconds, warmup_seconds, start,
+                    results) -> None:
+    module = client_module(target["protocol"])
+    latencies: list[list[float]] = [[] for _ in client_ids]
+    errors = [0] * len(client_ids)
+    window = {}
+    ready = threading.Barrier(len(client_ids) + 1)
+
+    def client_loop(slot: int, row: int) -> None:
+        client = module.InferenceServerClient(url=target["url"])
+        ready.wait()
+        while True:
+            now = time.perf_counter()
+            if now >= window["end"]:
+                break
+            try:
+                infer(client, module, target["model_name"], target["output"], input_ids[row:row + 1],
+                      attention_mask[row:row + 1])
+            except Exception:  # counted; a failing server shows as errors, not as fast requests
+                errors[slot] += 1
+            done = time.perf_counter()
+            if now >= window["begin"]:
+                latencies[slot].append((done - now) * 1000.0)
+            row = (row + concurrency) % len(input_ids)
+        client.close()
+
+    threads = [threading.Thread(target=client_loop, args=(slot, row), daemon=True)
+               for slot, row in enumerate(i % len(input_ids) for i in client_ids)]
+    for thread in threads:
+        thread.start()
+    start.wait(timeout=120)  # all processes start their window together
+    now = time.perf_counter()
+    window["begin"], window["end"] = now + warmup_seconds, now + warmup_seconds + seconds
+    ready.wait()
+    for thread in threads:
+        thread.join()
+    results.put(([ms for per_client in latencies for ms in per_client], sum(errors)))
