@@ -45,3 +45,19 @@ def test_coefficient_of_variation():
     assert stats.coefficient_of_variation([1.0]) == 0.0
     assert stats.coefficient_of_variation([1.0, 1.0, 1.0]) == 0.0
     assert stats.coefficient_of_variation([0.9, 1.0, 1.1]) == pytest.approx(0.1)
+
+
+def test_gpu_cells_are_timed_on_one_core_and_cpu_cells_keep_their_threads():
+    import os
+
+    import torch
+
+    from workflow_scripts.measure import pinned_to_one_core
+
+    allowed, threads = os.sched_getaffinity(0), torch.get_num_threads()
+    with pinned_to_one_core(True, "cuda") as core:  # only the host side is pinned: no GPU needed
+        assert os.sched_getaffinity(0) == {core} and core in allowed and torch.get_num_threads() == 1
+    assert os.sched_getaffinity(0) == allowed and torch.get_num_threads() == threads
+    for enabled, device in ((True, "cpu"), (False, "cuda")):
+        with pinned_to_one_core(enabled, device) as core:
+            assert core is None and os.sched_getaffinity(0) == allowed

@@ -32,6 +32,7 @@ def latency_row(result: dict, path: str) -> dict:
         "throughput_samples_per_s": result.get("throughput_samples_per_s"),
         "repeat_p50_cv": latency.get("repeat_p50_cv"),
         "iterations": latency.get("iterations"),
+        "pinned_core": latency.get("pinned_core"),
         "tokens_per_batch": result.get("tokens_per_batch"),
         "load_s": startup.get("load_s"),
         "first_call_s": startup.get("first_call_s"),

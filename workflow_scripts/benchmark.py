@@ -16,7 +16,7 @@ import torch
 from workflow_scripts import environment, stats
 from workflow_scripts.correctness import compare
 from workflow_scripts.engines import create
-from workflow_scripts.measure import time_first_call, time_iterations
+from workflow_scripts.measure import pinned_to_one_core, time_first_call, time_iterations
 from workflow_scripts.model import load_info
 from workflow_scripts.outcome import classify
 from workflow_scripts.results import SCHEMA_VERSION, write_cell_result
@@ -78,8 +78,9 @@ def measure_engine(engine, cell, tokens, reference, rows, measurement, tolerance
     logits = torch.cat([run_batch(b).float().cpu() for b in batches])
     correctness = compare(logits, reference[torch.cat([b["rows"] for b in batches])], tolerance)
     engine.begin_window()
-    repeats = time_iterations(run_batch, batches, device, measurement["warmup_iters"], measurement["min_iters"],
-                              measurement["min_seconds"], measurement["repeats"])
+    with pinned_to_one_core(measurement.get("pin_cpu", False), device) as pinned_core:
+        repeats = time_iterations(run_batch, batches, device, measurement["warmup_iters"], measurement["min_iters"],
+                                  measurement["min_seconds"], measurement["repeats"])
     server = engine.end_window()
     resamples = measurement["bootstrap_resamples"]
     wall = [ms for r in repeats for ms in r["wall_ms"]]
@@ -92,6 +93,7 @@ def measure_engine(engine, cell, tokens, reference, rows, measurement, tolerance
         "repeat_p50_ms": repeat_p50,
         "repeat_p50_cv": stats.coefficient_of_variation(repeat_p50),
         "iterations": len(wall),
+        "pinned_core": pinned_core,
     }
     # dynamic padding shrinks batches: report how many tokens an average measured batch carries
     tokens_per_batch = sum(b["input_ids"].numel() for b in batches) / len(batches)
@@ -123,6 +125,8 @@ def main(argv=None) -> None:
     parser.add_argument("--min-iters", type=int, default=50)
     parser.add_argument("--min-seconds", type=float, default=2.0)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--pin-cpu", action=argparse.BooleanOptionalAction, default=True,
+                        help="time GPU cells on one core with one thread")
     parser.add_argument("--max-abs-diff", type=float, default=1e-3)
     parser.add_argument("--min-agreement", type=float, default=0.99)
     parser.add_argument("--out", required=True)
@@ -131,7 +135,7 @@ def main(argv=None) -> None:
     cell, artifacts = cell_from_args(args)
     measurement = {"warmup_iters": args.warmup_iters, "min_iters": args.min_iters,
                    "min_seconds": args.min_seconds, "repeats": args.repeats, "max_distinct_batches": 8,
-                   "bootstrap_resamples": 1000}
+                   "bootstrap_resamples": 1000, "pin_cpu": args.pin_cpu}
     run_cell(cell, args.model_dir, args.tokens, args.reference, artifacts, {}, measurement,
              {"max_abs_diff": args.max_abs_diff, "min_agreement": args.min_agreement}, args.out)
 

@@ -1,6 +1,8 @@
 """The timing loop shared by every engine: first call (compilation) apart, warm-up, then timed repeats."""
 
+import contextlib
 import itertools
+import os
 import time
 
 import torch
@@ -56,3 +58,27 @@ def time_iterations(run_batch, batches: list[dict], device: str, warmup_iters: i
         gpu_ms = [begin.elapsed_time(end) for begin, end in events]
         results.append({"wall_ms": wall_ms, "gpu_ms": gpu_ms or None})
     return results
+
+
+@contextlib.contextmanager
+def pinned_to_one_core(enabled: bool, device: str):
+    """For GPU cells: the timing process on one core (of those it may use) with one intra-op thread.
+
+    A GPU cell's host time is one thread launching kernels; when the scheduler moves it between cores its
+    repeat medians jump (eager batch 1 on an H200 host: repeat p50s of 5 to 11 ms, CV 16-30%; pinned: CV
+    about 4%, benchmarks/stability_probe.py). Yields the core, or None where nothing is pinned (CPU cells
+    need their threads). Entered after the engine has loaded and compiled, so no server or compile worker
+    inherits the pin.
+    """
+    if not enabled or device != "cuda" or not hasattr(os, "sched_setaffinity"):
+        yield None
+        return
+    allowed, threads = os.sched_getaffinity(0), torch.get_num_threads()
+    core = max(allowed)  # the highest: core 0 usually takes the most interrupts
+    os.sched_setaffinity(0, {core})
+    torch.set_num_threads(1)
+    try:
+        yield core
+    finally:
+        os.sched_setaffinity(0, allowed)
+        torch.set_num_threads(threads)
