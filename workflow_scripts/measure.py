@@ -64,11 +64,10 @@ def time_iterations(run_batch, batches: list[dict], device: str, warmup_iters: i
 def pinned_to_one_core(enabled: bool, device: str):
     """For GPU cells: the timing process on one core (of those it may use) with one intra-op thread.
 
-    A GPU cell's host time is one thread launching kernels; when the scheduler moves it between cores its
-    repeat medians jump (eager batch 1 on an H200 host: repeat p50s of 5 to 11 ms, CV 16-30%; pinned: CV
-    about 4%, benchmarks/stability_probe.py). Yields the core, or None where nothing is pinned (CPU cells
-    need their threads). Entered after the engine has loaded and compiled, so no server or compile worker
-    inherits the pin.
+    A GPU cell's host time is one thread launching kernels, so where the scheduler puts that thread shows in
+    the timings (config measurement.pin_cpu; benchmarks/stability_probe.py compares). Yields the core, or
+    None where nothing is pinned (CPU cells need their threads). Entered after the engine has loaded and
+    compiled, so no server or compile worker inherits the pin.
     """
     if not enabled or device != "cuda" or not hasattr(os, "sched_setaffinity"):
         yield None
