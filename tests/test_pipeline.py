@@ -74,6 +74,12 @@ def test_report_states_what_was_used_and_shows_every_engine(pipeline_run):
     assert f"SKIPPED: {len(ENGINES) * 2} cell(s)" in head
     assert "## Serving with Triton" in report
     assert "## Headline: smallest batch" in report
+    # the Summary answers each question against report.targets; a CPU run has no matmul peak to compare with
+    summary = report[report.index("## Summary"):report.index("## Headline")]
+    assert "| fastest at batch 1 |" in summary and "×" in summary
+    assert "no matmul peak measured (see Roofline) | ≥ 65% | not measured |" in summary
+    assert "| serving overhead at batch 1 | triton-python-" in summary and "vs eager in-process" in summary
+    assert "| served throughput at the highest concurrency (4 clients) | triton-python-grpc fp32:" in summary
     for engine in ENGINES:
         assert f"| {engine} | fp32 |" in report
     for figure in ("latency_vs_batch", "throughput_vs_batch", "speedup", "throughput_vs_concurrency",

@@ -1,7 +1,7 @@
 """The report's tables built from aggregated cells (the whole report is covered by test_pipeline)."""
 import pandas as pd
 
-from workflow_scripts import report
+from workflow_scripts import report, roofline, targets
 
 
 def test_environment_table_counts_cells_per_machine_outside_slurm():
@@ -11,3 +11,63 @@ def test_environment_table_counts_cells_per_machine_outside_slurm():
     table = pd.DataFrame([machine] * 3 + [{**machine, "hostname": "node2", "slurm_job_id": 42.0}])
     env = report.environment_table(table)
     assert env.set_index("hostname")["cells"].to_dict() == {"node1": 3, "node2": 1}
+
+
+TARGETS = {"min_speedup": 10, "min_peak_share": 0.65, "max_serving_overhead_ms": 0.5,
+           "min_serving_throughput_share": 0.8, "max_repeat_cv": {"cuda": 0.01, "cpu": 0.05}}
+BASELINE = {"engine": "eager", "precision": "fp32"}
+TWINS = {"python": "compile-reduce-overhead", "pytorch": "torchscript"}
+MODEL = {"hidden_size": 768, "num_hidden_layers": 12, "intermediate_size": 3072, "num_attention_heads": 12,
+         "vocab_size": 30522, "num_labels": 2, "num_parameters": 109_483_778}
+
+
+def cells(rows, gpu="NVIDIA H200"):
+    base = {"precision": "bf16", "seq_len": 128, "padding": "max_length", "device": "cuda", "status": "ok",
+            "gpu_name": gpu, "cpu": "Xeon", "repeat_p50_cv": 0.002, "tokens_per_batch": None}
+    frame = pd.DataFrame([{**base, **row} for row in rows])
+    frame["throughput_samples_per_s"] = frame.batch_size / frame.p50_ms * 1000
+    frame["mean_ms"] = frame.p50_ms
+    return report.with_speedup(frame, BASELINE)
+
+
+def summary(table, serving=None, peaks=None):
+    serving = serving if serving is not None else pd.DataFrame(columns=["engine", "status"])
+    return targets.summary_table(table, serving, peaks, MODEL, TWINS, BASELINE, TARGETS,
+                                 report.serving_overhead(table, TWINS)).set_index("question")
+
+
+def test_summary_says_by_how_much_each_target_is_met_or_missed():
+    table = cells([
+        {"engine": "eager", "precision": "fp32", "batch_size": 1, "p50_ms": 9.0},
+        {"engine": "fused", "batch_size": 1, "p50_ms": 0.5},
+        {"engine": "compile-reduce-overhead", "batch_size": 1, "p50_ms": 0.75},
+        {"engine": "triton-python-grpc", "batch_size": 1, "p50_ms": 2.75, "repeat_p50_cv": 0.03},
+        {"engine": "eager", "precision": "fp32", "batch_size": 64, "p50_ms": 36.0},
+        {"engine": "fused", "batch_size": 64, "p50_ms": 3.0},
+        {"engine": "compile-reduce-overhead", "batch_size": 64, "p50_ms": 3.2},
+    ])
+    serving = pd.DataFrame([{"engine": "triton-python-grpc", "precision": "bf16", "seq_len": 128, "status": "ok",
+                             "concurrency": c, "throughput_samples_per_s": rate} for c, rate in ((1, 400), (64, 4000))])
+    peaks = {"status": "ok", "matmul_tflops": {"bf16": 800.0, "fp16": 700.0, "fp32": 50.0, "tf32": 400.0},
+             "copy_gb_per_s": 4000.0}
+    rows = summary(table, serving, peaks)
+    assert rows.loc["fastest at batch 1", "verdict"] == "met (by 8.0×)"  # 9.0 / 0.5 = 18×
+    share = 64 * roofline.model_flops_per_sequence(MODEL, 128) / 3.0e-3 / 800e12  # ~60%: fused bs64 in 3 ms
+    assert rows.loc["fastest at batch 64: share of the measured matmul peak", "verdict"] == (
+        f"{'met' if share >= 0.65 else 'missed'} (by {abs(share - 0.65) * 100:.1f} percentage points)")
+    assert rows.loc["serving overhead at batch 1", "verdict"] == "missed (by 1.50 ms)"  # 2.75 - 0.75 - 0.5
+    throughput = rows.loc["served throughput at the highest concurrency (64 clients)"]
+    assert "(20%)" in throughput.measured and throughput.verdict == "missed (by 60.0 percentage points)"
+    assert rows.loc["cells whose repeat medians agree", "measured"].startswith("6 of 7 (widest: triton-python-grpc")
+
+
+def test_summary_without_peaks_serving_or_other_machines():
+    table = cells([{"engine": "eager", "precision": "fp32", "batch_size": 1, "p50_ms": 9.0},
+                   {"engine": "fused", "batch_size": 1, "p50_ms": 1.0}])
+    other = cells([{"engine": "fused", "batch_size": 1, "p50_ms": 0.1}], gpu="NVIDIA H100 80GB HBM3")
+    rows = summary(pd.concat([table, other], ignore_index=True))
+    assert rows.loc["fastest at batch 1", "measured"] == "fused bf16: 1.000 ms, 9.0× eager fp32"  # not the H100's
+    assert rows.loc["fastest at batch 1", "verdict"] == "missed (by 1.0×)"
+    assert rows.loc["fastest at batch 1: share of the measured matmul peak", "verdict"] == "not measured"
+    assert rows.loc["serving overhead at batch 1", "verdict"] == "not measured"
+    assert rows.loc["served throughput at the highest concurrency", "verdict"] == "not measured"

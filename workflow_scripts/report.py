@@ -20,9 +20,9 @@ from workflow_scripts import roofline  # noqa: E402
 from workflow_scripts.profiling import explain  # noqa: E402
 from workflow_scripts.results import atomic_write_bytes, atomic_write_text, read_json  # noqa: E402
 from workflow_scripts.step_io import setup_logging, snakemake_log  # noqa: E402
+from workflow_scripts.targets import default_targets, summary_table  # noqa: E402
 
 log = logging.getLogger("report")
-UNSTABLE_CV = {"cuda": 0.01, "cpu": 0.05}  # repeat-p50 spread above which a cell is flagged unstable
 FIGURES = ("latency_vs_batch", "throughput_vs_batch", "speedup", "throughput_vs_concurrency", "kernel_breakdown")
 NUMBER_FORMATS = {"ms": "{:.3f}", "x": "{:.2f}×", "pct": "{:.1%}", "rate": "{:,.1f}", "s": "{:.1f}",
                   "sci": "{:.2e}"}
@@ -41,7 +41,7 @@ def with_speedup(table: pd.DataFrame, baseline: dict) -> pd.DataFrame:
     return merged.drop(columns=["base_p50", "machine"])
 
 
-def warnings_for(table: pd.DataFrame, dataset: dict, model: dict) -> list[str]:
+def warnings_for(table: pd.DataFrame, dataset: dict, model: dict, max_repeat_cv: dict) -> list[str]:
     notes = []
     if dataset["origin"] == "sample":
         why = "the configuration asked for it" if not dataset.get("hub_error") else "the Hugging Face hub was unreachable"
@@ -62,11 +62,11 @@ def warnings_for(table: pd.DataFrame, dataset: dict, model: dict) -> list[str]:
                               for r in group.itertuples())
             notes.append(f"{status.upper()}: {len(group)} cell(s) {meaning}: {reason} ({cells})")
     ok = table[table.status == "ok"]
-    unstable = ok[ok.repeat_p50_cv > ok.device.map(UNSTABLE_CV)]
+    unstable = ok[ok.repeat_p50_cv > ok.device.map(max_repeat_cv)]
     if len(unstable):
         cells = ", ".join(f"{r.engine}/{r.precision}/bs{r.batch_size} ({r.repeat_p50_cv:.1%})"
                           for r in unstable.itertuples())
-        notes.append(f"UNSTABLE: repeat medians spread more than {UNSTABLE_CV[devices[0]]:.0%} (CV) in: {cells}")
+        notes.append(f"UNSTABLE: repeat medians spread more than {max_repeat_cv[devices[0]]:.0%} (CV) in: {cells}")
     return notes
 
 
@@ -244,8 +244,8 @@ def render(blocks: list[tuple], figure_dir: Path, out_md: str, out_html: str) ->
 
 
 def build(table_path: str, serving_path: str, profiles_path: str, profile_tops_path: str, peaks_path: str,
-          dataset_info: str, model_dir: str, baseline: dict, twins: dict, out_md: str, out_html: str,
-          figure_paths: dict[str, str]) -> list[str]:
+          dataset_info: str, model_dir: str, baseline: dict, twins: dict, targets: dict, out_md: str,
+          out_html: str, figure_paths: dict[str, str]) -> list[str]:
     table = with_speedup(pd.read_csv(table_path), baseline)
     serving = pd.read_csv(serving_path)
     profiles, profile_tops = pd.read_csv(profiles_path), pd.read_csv(profile_tops_path)
@@ -256,7 +256,10 @@ def build(table_path: str, serving_path: str, profiles_path: str, profile_tops_p
     plot_versus_batch(table, "throughput_samples_per_s", "throughput (samples/s)",
                       figure_paths["throughput_vs_batch"])
     plot_speedup(table, baseline, figure_paths["speedup"])
-    warnings = warnings_for(table, dataset, model)
+    warnings = warnings_for(table, dataset, model, targets["max_repeat_cv"])
+    peaks, model_info = read_json(peaks_path), roofline.load_model_info(model_dir)
+    summary = summary_table(table, serving, peaks, model_info, twins, baseline, targets,
+                            serving_overhead(table, twins))
     env = table.iloc[0]
     machine = env.gpu_name if isinstance(env.gpu_name, str) else f"CPU: {env.cpu}"
     counts = ", ".join(f"{n} {s}" for s, n in table.status.value_counts().items())
@@ -268,6 +271,10 @@ def build(table_path: str, serving_path: str, profiles_path: str, profile_tops_p
               f"Model: {model['model_id']} ({model['weights']} weights, {model['num_parameters']:,} parameters). "
               f"Latency is the synchronised host wall time per batch; speedup is the p50 ratio against "
               f"{baseline['engine']} {baseline['precision']} at the same batch size."),
+        ("h2", "Summary"),
+        ("p", f"This run's answers on {machine}, each against `report.targets` (ratios only between cells of "
+              "the same machine)."),
+        ("table", summary),
         ("h2", "Headline: smallest batch"),
         ("table", headline(table)),
         ("h2", "Latency and throughput versus batch size"),
@@ -276,7 +283,7 @@ def build(table_path: str, serving_path: str, profiles_path: str, profile_tops_p
         ("figure", "speedup", f"speedup over {baseline['engine']} {baseline['precision']}"),
         *serving_blocks(table, serving, twins),
         *explain.profile_blocks(profiles, profile_tops, baseline),
-        *roofline.roofline_blocks(table, read_json(peaks_path), roofline.load_model_info(model_dir)),
+        *roofline.roofline_blocks(table, peaks, model_info),
         ("h2", "All cells"),
         ("table", full_table(table)),
         ("h2", "Correctness and accuracy"),
@@ -331,13 +338,18 @@ def main(argv=None) -> None:
     parser.add_argument("--model-dir", required=True)
     parser.add_argument("--baseline-engine", default="eager")
     parser.add_argument("--baseline-precision", default="fp32")
+    parser.add_argument("--python-twin", default="eager",
+                        help="the in-process engine the Triton Python backend runs (triton.repository."
+                             "python_compile_mode: none=eager, default=compile-default, "
+                             "reduce-overhead=compile-reduce-overhead)")
     parser.add_argument("--out-dir", required=True)
     args = parser.parse_args(argv)
     setup_logging()
     out = Path(args.out_dir)
     build(args.table, args.serving, args.profiles, args.profile_tops, args.peaks, args.dataset_info, args.model_dir,
           {"engine": args.baseline_engine, "precision": args.baseline_precision},
-          {"python": "eager", "pytorch": "torchscript"}, str(out / "report.md"), str(out / "report.html"),
+          {"python": args.python_twin, "pytorch": "torchscript"}, default_targets(), str(out / "report.md"),
+          str(out / "report.html"),
           {name: str(out / "figures" / f"{name}.png") for name in FIGURES})
 
 
@@ -346,6 +358,7 @@ if __name__ == "__main__":
         smk = snakemake  # noqa: F821
         setup_logging(snakemake_log(smk))
         build(smk.input.table, smk.input.serving, smk.input.profiles, smk.input.profile_tops, smk.input.peaks,
-              smk.input.dataset_info, smk.input.model_dir, smk.params.baseline, smk.params.serving_twins, smk.output.md, smk.output.html, {name: smk.output[name] for name in FIGURES})
+              smk.input.dataset_info, smk.input.model_dir, smk.params.baseline, smk.params.serving_twins,
+              smk.params.targets, smk.output.md, smk.output.html, {name: smk.output[name] for name in FIGURES})
     else:
         main()
