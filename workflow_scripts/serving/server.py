@@ -20,6 +20,7 @@ from pathlib import Path
 log = logging.getLogger("triton.server")
 PR_SET_PDEATHSIG = 1
 LOOPBACK = "127.0.0.1"
+EXIT_SETTLE_S = 2.0  # how long a failed request waits to learn whether the server died
 
 
 class ServerError(RuntimeError):
@@ -118,7 +119,13 @@ class TritonServer:
     def raise_if_exited(self, cause: BaseException) -> None:
         """A failed request whose server has died: say so, with the server log's tail, not the client's
         transport error alone."""
-        if self.process is not None and self.process.poll() is not None:
+        if self.process is None:
+            return
+        try:  # a killed server closes its sockets before it can be reaped: give its exit a moment
+            self.process.wait(timeout=EXIT_SETTLE_S)
+        except subprocess.TimeoutExpired:
+            return  # still running: the client's error stands on its own
+        if self.process.returncode is not None:
             raise ServerError(f"tritonserver exited with code {self.process.returncode} while serving "
                               f"({type(cause).__name__}: {str(cause)[:200]}).\n{self.log_tail()}") from cause
 
