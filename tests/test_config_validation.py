@@ -14,6 +14,7 @@ BAD_CONFIGS = [
     ("typo at top level", {"sweeps": {}}, "'sweeps' was unexpected"),
     ("wrong type", {"sweep": {"seq_lens": ["long"]}}, "sweep.seq_lens[0]"),
     ("unknown device", {"device": "tpu"}, "device"),
+    ("piece without tables", {"merge_pieces": ["pieces/a/results"]}, "merge_pieces[0]: pieces/a/results has no"),
     ("baseline not in sweep", {"report": {"baseline": {"engine": "torchscript", "precision": "fp32"}},
                                "sweep": {"engines": ["eager"]}}, "report.baseline.engine"),
 ]

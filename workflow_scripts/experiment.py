@@ -55,6 +55,11 @@ def effective(config: dict) -> dict:
 
 
 def check(config: dict) -> None:
+    for index, piece in enumerate(config.get("merge_pieces") or []):
+        missing = [table.name for table in piece_tables(piece) if not table.is_file()]
+        if missing:
+            raise ConfigError(f"merge_pieces[{index}]: {piece} has no aggregate/{', aggregate/'.join(missing)} "
+                              f"(a relative path starts at the run's working directory, {Path.cwd()})")
     baseline = config["report"]["baseline"]
     sweep = config["sweep"]
     for key, axis in (("engine", "engines"), ("precision", "precisions")):
