@@ -9,8 +9,6 @@ they still cannot keep up, the report shows client time far above the server's.
 import argparse
 import logging
 
-import numpy as np
-
 from workflow_scripts import environment, stats
 from workflow_scripts.engines import create
 from workflow_scripts.model import load_info
