@@ -62,10 +62,12 @@ def check(config: dict) -> None:
                               f"(a relative path starts at the run's working directory, {Path.cwd()})")
     baseline = config["report"]["baseline"]
     sweep = config["sweep"]
-    for key, axis in (("engine", "engines"), ("precision", "precisions")):
-        if baseline[key] not in sweep[axis] and not baseline_in_pieces(baseline, config.get("merge_pieces") or []):
-            raise ConfigError(f"report.baseline.{key} is {baseline[key]!r}, which is not in sweep.{axis} "
-                              f"{sweep[axis]} (on {config['device']}) nor in a merged piece: pick one of those")
+    outside = [(key, axis) for key, axis in (("engine", "engines"), ("precision", "precisions"))
+               if baseline[key] not in sweep[axis]]
+    if outside and not baseline_in_pieces(baseline, config.get("merge_pieces") or []):
+        key, axis = outside[0]
+        raise ConfigError(f"report.baseline.{key} is {baseline[key]!r}, which is not in sweep.{axis} "
+                          f"{sweep[axis]} (on {config['device']}) nor in a merged piece: pick one of those")
     profiled_axes(config)
 
 

@@ -20,7 +20,7 @@ from workflow_scripts import roofline  # noqa: E402
 from workflow_scripts.profiling import explain  # noqa: E402
 from workflow_scripts.results import atomic_write_bytes, atomic_write_text, read_json  # noqa: E402
 from workflow_scripts.step_io import setup_logging, snakemake_log  # noqa: E402
-from workflow_scripts.targets import default_targets, summary_table  # noqa: E402
+from workflow_scripts.targets import default_targets, in_process_twin, summary_table  # noqa: E402
 
 log = logging.getLogger("report")
 FIGURES = ("latency_vs_batch", "throughput_vs_batch", "speedup", "throughput_vs_concurrency", "kernel_breakdown")
@@ -108,9 +108,7 @@ def serving_overhead(table: pd.DataFrame, twins: dict) -> pd.DataFrame:
     rows = []
     for row in served.itertuples():
         twin = twins[row.engine.split("-")[1]]
-        match = table[(table.engine == twin) & (table.precision == row.precision) & (table.batch_size == row.batch_size)
-                      & (table.seq_len == row.seq_len) & (table.padding == row.padding)
-                      & table.status.isin(["ok", "mismatch"])]
+        match = in_process_twin(table, twins, row.engine, row.precision, row.batch_size, row.seq_len, row.padding)
         in_process = match.p50_ms.iloc[0] if len(match) else float("nan")
         server_total = getattr(row, "server_server_total_ms", float("nan"))
         rows.append({

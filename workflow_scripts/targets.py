@@ -18,6 +18,14 @@ def default_targets() -> dict:
     return config["report"]["targets"]
 
 
+def in_process_twin(table: pd.DataFrame, twins: dict, served_engine: str, precision: str, batch_size: int,
+                    seq_len: int, padding: str = "max_length") -> pd.DataFrame:
+    """The timed cells of the in-process engine a served engine runs (twins: backend -> engine) at one cell."""
+    return table[(table.engine == twins[served_engine.split("-")[1]]) & (table.precision == precision)
+                 & (table.batch_size == batch_size) & (table.seq_len == seq_len) & (table.padding == padding)
+                 & table.status.isin(OK)]
+
+
 def _verdict(value: float, target: float, higher_is_better: bool, show) -> str:
     """met/missed and by how much; show formats the margin."""
     if pd.isna(value):
@@ -63,7 +71,8 @@ def summary_table(table: pd.DataFrame, serving: pd.DataFrame, peaks: dict | None
                  "target": f"≥ {targets['min_peak_share']:.0%}",
                  "verdict": _verdict(share, targets["min_peak_share"], True, _points)})
 
-    served = overhead[(overhead["batch_size"] == smallest) & overhead["overhead ms"].notna()] if len(overhead) else overhead
+    served = overhead[(overhead["batch_size"] == smallest) & overhead["overhead ms"].notna()] if len(overhead) \
+        else overhead
     if len(served):
         least = served.loc[served["overhead ms"].idxmin()]
         measured = (f"{least['served engine']} {least['precision']}: {least['served p50 ms']:.3f} ms vs "
@@ -95,11 +104,11 @@ def _throughput_row(table: pd.DataFrame, serving: pd.DataFrame, twins: dict, tar
     """Served requests/s at the highest concurrency against the same model in-process at that batch size."""
     question = "served throughput at the highest concurrency"
     ok = serving[serving.status == "ok"] if len(serving) else serving
+    highest = ok[ok.concurrency == ok.concurrency.max()] if len(ok) else ok
     best = None
-    for row in ok.itertuples():
-        twin = table[(table.engine == twins[row.engine.split("-")[1]]) & (table.precision == row.precision)
-                     & (table.seq_len == row.seq_len) & (table.batch_size == row.concurrency)]
-        if len(twin) and row.concurrency == ok.concurrency.max():
+    for row in highest.itertuples():
+        twin = in_process_twin(table, twins, row.engine, row.precision, row.concurrency, row.seq_len)
+        if len(twin):
             share = row.throughput_samples_per_s / twin.throughput_samples_per_s.iloc[0]
             if best is None or share > best[0]:
                 best = (share, row, twin.iloc[0])
