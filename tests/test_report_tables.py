@@ -13,6 +13,15 @@ def test_environment_table_counts_cells_per_machine_outside_slurm():
     assert env.set_index("hostname")["cells"].to_dict() == {"node1": 3, "node2": 1}
 
 
+def test_environment_table_names_each_card_of_one_host():
+    """A sweep split over the cards of one host: the same model name, told apart by the card's UUID."""
+    machine = {"hostname": "node1", "gpu_name": "NVIDIA H200", "cpu": "Xeon", "torch": "2.11", "git_commit": "abc",
+               "slurm_job_id": float("nan")}
+    table = pd.DataFrame([{**machine, "gpu_uuid": "GPU-a"}] * 2 + [{**machine, "gpu_uuid": "GPU-b"}])
+    env = report.environment_table(table)
+    assert env.set_index("gpu_uuid")["cells"].to_dict() == {"GPU-a": 2, "GPU-b": 1}
+
+
 TARGETS = {"min_speedup": 10, "min_peak_share": 0.65, "max_serving_overhead_ms": 0.5,
            "min_serving_throughput_share": 0.8, "max_repeat_cv": {"cuda": 0.01, "cpu": 0.05}}
 BASELINE = {"engine": "eager", "precision": "fp32"}

@@ -253,6 +253,6 @@ def test_inside_apptainer_the_profiler_runs_in_the_container(tmp_path, monkeypat
 def test_client_processes_never_outnumber_the_clients(monkeypatch):
     from workflow_scripts.serving.load_clients import planned_processes
 
-    monkeypatch.setattr("os.cpu_count", lambda: 16)
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: set(range(16)))  # the job's cores, not the machine's
     assert [planned_processes("auto", n) for n in (1, 4, 16, 64)] == [1, 4, 8, 8]
     assert planned_processes(3, 64) == 3 and planned_processes(3, 2) == 2

@@ -43,6 +43,7 @@ def latency_row(result: dict, path: str) -> dict:
         "model_id": model["model_id"],
         "weights": model["weights"],
         "gpu_name": env["gpu_name"],
+        "gpu_uuid": env.get("gpu_uuid"),  # absent from results made before it was recorded
         "cpu": env["cpu"],
         "hostname": env["hostname"],
         "torch": env["torch"],

@@ -12,6 +12,7 @@ from datetime import datetime, timezone
 
 import torch
 
+from workflow_scripts.environment import gpu_uuid
 from workflow_scripts.results import write_json
 from workflow_scripts.step_io import setup_logging, snakemake_log
 
@@ -79,7 +80,7 @@ def measure_peaks() -> dict:
 
 def calibrate(device: str, out_path: str) -> dict:
     result = {"status": "ok", "reason": None, "device": device, "torch": torch.__version__,
-              "cuda": torch.version.cuda, "gpu_name": None,
+              "cuda": torch.version.cuda, "gpu_name": None, "gpu_uuid": None,
               "time_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
               "matmul_tflops": None, "copy_gb_per_s": None}
     if device == "cpu" or not torch.cuda.is_available():
@@ -88,6 +89,7 @@ def calibrate(device: str, out_path: str) -> dict:
     else:
         result["device"] = "cuda"
         result["gpu_name"] = torch.cuda.get_device_name()
+        result["gpu_uuid"] = gpu_uuid()
         try:
             result.update(measure_peaks())
         except Exception as error:  # recorded; the report says calibration failed and why

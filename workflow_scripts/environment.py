@@ -52,10 +52,11 @@ def cpu_name() -> str:
 
 def gpu_info(device: str) -> dict:
     if device != "cuda":
-        return {"gpu_name": None, "gpu_driver": None, "cuda": None}
+        return {"gpu_name": None, "gpu_uuid": None, "gpu_driver": None, "cuda": None}
     import torch
 
-    info = {"gpu_name": torch.cuda.get_device_name(), "cuda": torch.version.cuda, "gpu_driver": None}
+    info = {"gpu_name": torch.cuda.get_device_name(), "gpu_uuid": gpu_uuid(), "cuda": torch.version.cuda,
+            "gpu_driver": None}
     try:
         import pynvml
 
@@ -65,6 +66,14 @@ def gpu_info(device: str) -> dict:
     except Exception:  # NVML missing in some containers; the driver is then unknown, not fatal
         pass
     return info
+
+
+def gpu_uuid() -> str | None:
+    """The card itself (as nvidia-smi -L names it): pieces of one sweep may run on several cards of one model."""
+    import torch
+
+    uuid = getattr(torch.cuda.get_device_properties(torch.cuda.current_device()), "uuid", None)
+    return f"GPU-{uuid}" if uuid else None
 
 
 def capture(device: str, config_slice) -> dict:

@@ -319,7 +319,8 @@ def correctness_table(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def environment_table(table: pd.DataFrame) -> pd.DataFrame:
-    columns = ["hostname", "gpu_name", "cpu", "torch", "git_commit", "slurm_job_id"]
+    columns = [c for c in ("hostname", "gpu_name", "gpu_uuid", "cpu", "torch", "git_commit", "slurm_job_id")
+               if c in table]
     # dropna=False: a run outside Slurm has no job id, and NaN never equals NaN
     env = table.groupby(columns, dropna=False, sort=False).size().rename("cells").reset_index()
     return env[["cells", *columns]]

@@ -32,8 +32,9 @@ def infer(client, module, model_name: str, output: str, input_ids: np.ndarray,
 
 
 def planned_processes(setting, concurrency: int) -> int:
-    """auto: one client process per two cores (the server needs the rest), never more than the clients."""
-    wanted = max(1, (os.cpu_count() or 2) // 2) if setting == "auto" else int(setting)
+    """auto: one client process per two of the cores this job may use (the server needs the rest; a Slurm
+    allocation or taskset gives fewer than the machine has), never more than the clients."""
+    wanted = max(1, len(os.sched_getaffinity(0)) // 2) if setting == "auto" else int(setting)
     return max(1, min(wanted, concurrency))
 
 
