@@ -256,3 +256,21 @@ def test_client_processes_never_outnumber_the_clients(monkeypatch):
     monkeypatch.setattr("os.sched_getaffinity", lambda pid: set(range(16)))  # the job's cores, not the machine's
     assert [planned_processes("auto", n) for n in (1, 4, 16, 64)] == [1, 4, 8, 8]
     assert planned_processes(3, 64) == 3 and planned_processes(3, 2) == 2
+
+
+class _ExitsWhenUnpickled:
+    """Arguments that end a spawned process while it starts, as a crash would."""
+
+    def __reduce__(self):
+        return (os._exit, (3,))
+
+
+def test_a_load_client_process_that_dies_fails_its_level_at_once():
+    from workflow_scripts.serving.load_clients import LoadClientDied, closed_loop
+
+    target = {"protocol": "grpc", "url": "127.0.0.1:1", "model_name": "m", "output": "logits"}
+    mask = np.ones((4, 8), dtype=np.int64)
+    started = time.monotonic()
+    with pytest.raises(LoadClientDied, match=r"exited with code 3 while connecting \(0 of 2"):
+        closed_loop(target, _ExitsWhenUnpickled(), mask, concurrency=2, seconds=1.0, warmup_seconds=0.1, processes=2)
+    assert time.monotonic() - started < 30  # not the 120 s allowed for connecting

@@ -14,7 +14,7 @@ from workflow_scripts.engines import create
 from workflow_scripts.model import load_info
 from workflow_scripts.outcome import classify
 from workflow_scripts.results import SCHEMA_VERSION, write_cell_result
-from workflow_scripts.serving.load_clients import closed_loop, planned_processes
+from workflow_scripts.serving.load_clients import LoadClientDied, closed_loop, planned_processes
 from workflow_scripts.serving.server import stats_window
 from workflow_scripts.step_io import setup_logging, snakemake_log
 from workflow_scripts.tokens import load_tokens
@@ -46,11 +46,19 @@ def sweep(cell: dict, model_dir: str, tokens_path: str, artifacts: dict, engine_
                 processes = planned_processes(load_settings.get("client_processes", "auto"), concurrency)
                 result["load_client"] = {"processes": processes, "clients": concurrency}
                 before = engine.server.model_stats()
-                latencies, errors = closed_loop(engine.request_target(), input_ids, attention_mask, concurrency,
-                                                load_settings["seconds"], load_settings["warmup_seconds"], processes)
+                try:
+                    latencies, errors = closed_loop(engine.request_target(), input_ids, attention_mask, concurrency,
+                                                    load_settings["seconds"], load_settings["warmup_seconds"],
+                                                    processes)
+                except (LoadClientDied, TimeoutError) as error:  # this level only; the next starts afresh
+                    latencies, errors, lost = [], 0, f"{type(error).__name__}: {error}"
+                else:
+                    lost = None
                 window_s = load_settings["seconds"]
                 result["server"] = stats_window(before, engine.server.settled_model_stats())
-                if errors or not latencies:
+                if lost:
+                    result["status"], result["reason"] = "failed", lost
+                elif errors or not latencies:
                     result["status"] = "failed"
                     result["reason"] = f"{errors} of {errors + len(latencies)} requests failed"
                 else:

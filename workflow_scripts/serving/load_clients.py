@@ -8,6 +8,7 @@ import multiprocessing
 import os
 import threading
 import time
+from queue import Empty
 
 import numpy as np
 
@@ -38,6 +39,13 @@ def planned_processes(setting, concurrency: int) -> int:
     return max(1, min(wanted, concurrency))
 
 
+START_TIMEOUT_S = 120  # for every client process to import its client library and connect
+
+
+class LoadClientDied(RuntimeError):
+    """A client process exited before reporting: its clients' requests are unknown, so the level has no result."""
+
+
 def closed_loop(target: dict, input_ids: np.ndarray, attention_mask: np.ndarray, concurrency: int,
                 seconds: float, warmup_seconds: float, processes: int) -> tuple[list[float], int]:
     """Latencies (ms) of the requests completed in the measured window, and the number of failed requests.
@@ -46,16 +54,21 @@ def closed_loop(target: dict, input_ids: np.ndarray, attention_mask: np.ndarray,
     """
     context = multiprocessing.get_context("spawn")  # never fork a process that holds gRPC channels
     clients = [list(range(concurrency))[p::processes] for p in range(processes)]
-    start = context.Barrier(processes + 1)
-    results = context.Queue()
+    connected, go, results = context.Queue(), context.Event(), context.Queue()
     workers = [context.Process(target=_client_process, daemon=True,
                                args=(target, input_ids, attention_mask, ids, concurrency, seconds, warmup_seconds,
-                                     start, results)) for ids in clients]
+                                     connected, go, results)) for ids in clients]
     for worker in workers:
         worker.start()
     try:
-        start.wait(timeout=120)  # every process has imported its client library and connected
-        outcomes = [results.get(timeout=warmup_seconds + seconds + 120) for _ in workers]
+        # every process has imported its client library and connected; then all start their window together
+        _collect(connected, workers, timeout=START_TIMEOUT_S, what="connecting")
+        go.set()
+        outcomes = _collect(results, workers, timeout=warmup_seconds + seconds + START_TIMEOUT_S, what="measuring")
+    except BaseException:
+        for worker in workers:  # the level has failed: its other clients' requests would be wasted load
+            worker.kill()
+        raise
     finally:
         for worker in workers:
             worker.join(timeout=10)
@@ -64,17 +77,37 @@ def closed_loop(target: dict, input_ids: np.ndarray, attention_mask: np.ndarray,
     return [ms for latencies, _ in outcomes for ms in latencies], sum(errors for _, errors in outcomes)
 
 
-def _client_process(target, input_ids, attention_mask, client_ids, concurrency, seconds, warmup_seconds, start,
-                    results) -> None:
+def _collect(queue, workers, timeout: float, what: str) -> list:
+    """One message from every worker; a worker that dies first fails at once, naming its exit code."""
+    messages, deadline = [], time.monotonic() + timeout
+    while len(messages) < len(workers):
+        try:
+            messages.append(queue.get(timeout=0.5))
+            continue
+        except Empty:
+            pass
+        # a worker that exited cleanly has already queued its message; one that crashed never will
+        dead = [w for w in workers if w.exitcode not in (None, 0)]
+        if dead:
+            raise LoadClientDied(f"load client process {dead[0].pid} exited with code {dead[0].exitcode} while "
+                                 f"{what} ({len(messages)} of {len(workers)} processes had reported)")
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"load clients: {len(messages)} of {len(workers)} processes reported within "
+                               f"{timeout:.0f} s while {what}")
+    return messages
+
+
+def _client_process(target, input_ids, attention_mask, client_ids, concurrency, seconds, warmup_seconds, connected,
+                    go, results) -> None:
     module = client_module(target["protocol"])
     latencies: list[list[float]] = [[] for _ in client_ids]
     errors = [0] * len(client_ids)
     window = {}
-    ready = threading.Barrier(len(client_ids) + 1)
+    threads_ready = threading.Barrier(len(client_ids) + 1)
 
     def client_loop(slot: int, row: int) -> None:
         client = module.InferenceServerClient(url=target["url"])
-        ready.wait()
+        threads_ready.wait()
         while True:
             now = time.perf_counter()
             if now >= window["end"]:
@@ -94,10 +127,13 @@ def _client_process(target, input_ids, attention_mask, client_ids, concurrency, 
                for slot, row in enumerate(i % len(input_ids) for i in client_ids)]
     for thread in threads:
         thread.start()
-    start.wait(timeout=120)  # all processes start their window together
-    now = time.perf_counter()
-    window["begin"], window["end"] = now + warmup_seconds, now + warmup_seconds + seconds
-    ready.wait()
+    connected.put(os.getpid())
+    if not go.wait(timeout=START_TIMEOUT_S):  # the parent gave up on another process: send nothing
+        window["begin"] = window["end"] = 0.0
+    else:
+        now = time.perf_counter()
+        window["begin"], window["end"] = now + warmup_seconds, now + warmup_seconds + seconds
+    threads_ready.wait()
     for thread in threads:
         thread.join()
     results.put(([ms for per_client in latencies for ms in per_client], sum(errors)))
