@@ -274,3 +274,38 @@ def test_a_load_client_process_that_dies_fails_its_level_at_once():
     with pytest.raises(LoadClientDied, match=r"exited with code 3 while connecting \(0 of 2"):
         closed_loop(target, _ExitsWhenUnpickled(), mask, concurrency=2, seconds=1.0, warmup_seconds=0.1, processes=2)
     assert time.monotonic() - started < 30  # not the 120 s allowed for connecting
+
+
+def test_a_level_whose_clients_died_is_failed_and_the_next_level_still_runs(monkeypatch, tmp_path):
+    """The load step around the load generator: the dead level gets a valid `failed` result naming the cause."""
+    from workflow_scripts import load_sweep
+    from workflow_scripts.serving.load_clients import LoadClientDied
+
+    stats = {"success": {"count": 0, "ns": 0}, "execution_count": 0, "inference_count": 0,
+             **{phase: {"ns": 0} for phase in ("queue", "compute_input", "compute_infer", "compute_output")}}
+
+    class Server:  # the engine's server, as far as the load step reads it
+        model_stats = settled_model_stats = staticmethod(lambda: stats)
+
+    class Engine:
+        server = Server()
+        load = close = lambda self: None
+        request_target = lambda self: {}
+
+    def load_generator(target, ids, mask, concurrency, *rest):
+        if concurrency == 4:
+            raise LoadClientDied("load client process 7 exited with code 3 while measuring (1 of 2 processes had reported)")
+        return [1.0, 1.2, 1.1], 0
+
+    monkeypatch.setattr(load_sweep, "create", lambda *a, **k: Engine())
+    monkeypatch.setattr(load_sweep, "closed_loop", load_generator)
+    monkeypatch.setattr(load_sweep, "load_info", lambda model_dir: {"model_id": "tiny", "weights": "random"})
+    monkeypatch.setattr(load_sweep, "load_tokens", lambda path: {"input_ids": torch.ones(4, 8, dtype=torch.int64),
+                                                                 "attention_mask": torch.ones(4, 8, dtype=torch.int64)})
+    cell = {"engine": "triton-python-grpc", "precision": "fp32", "seq_len": 8, "padding": "max_length", "device": "cpu"}
+    outs = [str(tmp_path / f"c{n}.json") for n in (1, 4, 16)]
+    load_sweep.sweep(cell, "model", "tokens.pt", {}, {}, {"concurrency": [1, 4, 16], "seconds": 1.0,
+                                                         "warmup_seconds": 0.1, "client_processes": 2}, outs)
+    results = [json.loads(Path(out).read_text()) for out in outs]
+    assert [r["status"] for r in results] == ["ok", "failed", "ok"]
+    assert results[1]["reason"].startswith("LoadClientDied: load client process 7 exited with code 3")
