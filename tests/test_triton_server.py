@@ -135,14 +135,15 @@ def test_a_taken_port_fails_clearly_then_a_retry_with_fresh_ports_succeeds(tmp_p
     holder.bind(("127.0.0.1", 0))
     holder.listen()
     taken = holder.getsockname()[1]
-    real_free_port = server_module.free_port
+    real_free_ports = server_module.free_ports
     calls = {"n": 0}
 
-    def first_http_port_taken():
+    def first_http_port_taken(count):
         calls["n"] += 1
-        return taken if calls["n"] == 1 else real_free_port()
+        ports = real_free_ports(count)
+        return [taken, *ports[1:]] if calls["n"] == 1 else ports
 
-    monkeypatch.setattr(server_module, "free_port", first_http_port_taken)
+    monkeypatch.setattr(server_module, "free_ports", first_http_port_taken)
     name = model_repository.model_name("python", "fp32")
     no_retry = TritonServer(LocalLauncher(), repository, name, tmp_path / "a.log", startup_timeout_s=60)
     with pytest.raises(ServerError, match="already in use"):
@@ -248,6 +249,30 @@ def test_inside_apptainer_the_profiler_runs_in_the_container(tmp_path, monkeypat
     assert argv[image + 1:image + 5] == ["nsys", "launch", "--session-new=s1", "tritonserver"]
     assert launcher.tool_command(["nsys", "start", "--session=s1"])[1:] == [
         "exec", "--nv", str(sif.resolve()), "nsys", "start", "--session=s1"]
+
+
+def test_free_ports_are_distinct_even_when_the_system_hands_a_closed_port_out_again(monkeypatch):
+    """The fault seen in a test run: one port chosen for both gRPC and metrics. Here the system gives every
+    bind the lowest port not open at that moment, so a port closed before the next choice would come back."""
+    open_ports = set()
+
+    class LowestFreePortSocket:
+        def __init__(self, *args):
+            self.port = None
+
+        def bind(self, address):
+            self.port = min(set(range(50000, 50010)) - open_ports)
+            open_ports.add(self.port)
+
+        def getsockname(self):
+            return ("127.0.0.1", self.port)
+
+        def close(self):
+            open_ports.discard(self.port)
+
+    monkeypatch.setattr(server_module.socket, "socket", LowestFreePortSocket)
+    assert server_module.free_ports(3) == [50000, 50001, 50002]
+    assert open_ports == set()  # none is kept from the server
 
 
 def test_client_processes_never_outnumber_the_clients(monkeypatch):

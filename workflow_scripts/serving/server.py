@@ -27,10 +27,18 @@ class ServerError(RuntimeError):
     pass
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((LOOPBACK, 0))
-        return sock.getsockname()[1]
+def free_ports(count: int) -> list[int]:
+    """Distinct free loopback ports. All are held open while choosing: a port closed before the next is chosen
+    can be handed out again (seen: gRPC and metrics given the same port, and the server refused to start)."""
+    sockets = []
+    try:
+        for _ in range(count):
+            sockets.append(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
+            sockets[-1].bind((LOOPBACK, 0))
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
 
 
 def _die_with_parent() -> None:  # runs in the child between fork and exec
@@ -82,7 +90,7 @@ class TritonServer:
                 log.warning("port collision (attempt %d of %d), retrying with fresh ports", attempt, attempts)
 
     def _start_once(self) -> None:
-        self.ports = {"http": free_port(), "grpc": free_port(), "metrics": free_port()}
+        self.ports = dict(zip(("http", "grpc", "metrics"), free_ports(3)))
         argv, env = self.launcher.command(self.repository, self.model_name, self.ports, LOOPBACK)
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log.info("starting Triton: %s", " ".join(argv))
