@@ -80,3 +80,18 @@ def test_summary_without_peaks_serving_or_other_machines():
     assert rows.loc["fastest at batch 1: share of the measured matmul peak", "verdict"] == "not measured"
     assert rows.loc["serving overhead at batch 1", "verdict"] == "not measured"
     assert rows.loc["served throughput at the highest concurrency", "verdict"] == "not measured"
+
+
+def test_skipped_cells_are_announced_with_their_reason_and_listed_last():
+    """fp16 on CPU and the like: the report's first lines say which cells could not run and why."""
+    skipped = {"engine": "eager", "precision": "fp16", "batch_size": 1, "p50_ms": float("nan"), "status": "skipped",
+               "reason": "fp16 matmuls are not supported on CPU", "device": "cpu"}
+    table = cells([{"engine": "eager", "precision": "fp32", "batch_size": 1, "p50_ms": 4.0, "device": "cpu"},
+                   skipped, {**skipped, "engine": "torchscript"}])
+    table = table.assign(reason=table.reason.where(table.status == "skipped"), p50_ci_low_ms=table.p50_ms,
+                         p50_ci_high_ms=table.p50_ms)
+    dataset = {"origin": "hub", "name": "glue", "config": "sst2", "split": "validation", "rows": 872}
+    notes = report.warnings_for(table, dataset, {}, TARGETS["max_repeat_cv"])
+    assert ("SKIPPED: 2 cell(s) could not run here: fp16 matmuls are not supported on CPU "
+            "(eager/fp16/bs1/seq128/max_length, torchscript/fp16/bs1/seq128/max_length)") in notes
+    assert report.headline(table).status.tolist() == ["ok", "skipped", "skipped"]
