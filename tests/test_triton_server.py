@@ -157,7 +157,9 @@ def test_a_taken_port_fails_clearly_then_a_retry_with_fresh_ports_succeeds(tmp_p
 
 
 CLIENT = textwrap.dedent("""
-    import sys, time
+    import signal, sys, time
+    # Ctrl-C must reach Python even when this test runs in a background job, which starts with SIGINT ignored
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     from workflow_scripts.serving.launchers import LocalLauncher
     from workflow_scripts.serving.server import TritonServer
     server = TritonServer(LocalLauncher(), sys.argv[1], sys.argv[2], sys.argv[3], startup_timeout_s=60)
@@ -173,10 +175,13 @@ def test_no_server_survives_its_client(tmp_path, repository, signum):
     name = model_repository.model_name("python", "fp32")
     client = subprocess.Popen([sys.executable, "-c", CLIENT, str(repository), name, str(tmp_path / "s.log")],
                               stdout=subprocess.PIPE, text=True, cwd=REPO)
-    server_pid = int(client.stdout.readline())
-    assert group_processes(server_pid)
-    client.send_signal(signum)
-    client.wait(timeout=30)
+    try:
+        server_pid = int(client.stdout.readline())
+        assert group_processes(server_pid)
+        client.send_signal(signum)
+        client.wait(timeout=30)
+    finally:  # a client that outlived its signal must not leak into later tests
+        client.kill()
     assert wait_until_gone(lambda: group_processes(server_pid)) == []
 
 
