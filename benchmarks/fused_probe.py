@@ -5,7 +5,7 @@ seq 128, batches of random token ids with padded tails. For batch 1 and 256 it p
 time per forward (CUDA events around each synchronised call, 200 calls after warm-up) of:
 eager fp32 (TF32 off, the pipeline's baseline), eager bf16, compile-reduce-overhead bf16 and fused bf16,
 through the pipeline's own engine classes; then the fused logits' max |diff| against eager fp32 and the
-number of GPU kernels in one fused forward (torch.profiler over one call).
+number of GPU kernels in one fused forward and their GPU time by kernel (torch.profiler over one call).
 
 usage: python benchmarks/fused_probe.py [--batch-sizes 1 256] [--fused-modes default none ...]
                                       [--fused-precisions bf16 fp16 fp32]
@@ -63,8 +63,9 @@ def gpu_p50_ms(call, iters: int, warmup: int) -> float:
     return float(torch.tensor(times).median())
 
 
-def count_kernels(call) -> tuple[int, list[tuple[str, int]]]:
-    """GPU kernels (not memcpy/memset) that one call launches, and the most frequent names."""
+def count_kernels(call) -> tuple[int, list[tuple[str, int]], list[tuple[str, float]]]:
+    """GPU kernels (not memcpy/memset) that one call launches, the most frequent names, and the names
+    ranked by their summed GPU time (us)."""
     from torch.profiler import ProfilerActivity, profile
 
     torch.cuda.synchronize()
@@ -74,11 +75,13 @@ def count_kernels(call) -> tuple[int, list[tuple[str, int]]]:
             call()
             torch.cuda.synchronize()
     names: dict[str, int] = {}
+    gpu_us: dict[str, float] = {}
     for event in prof.events():
         if event.device_type == torch.autograd.DeviceType.CUDA and not event.name.startswith(("Memcpy", "Memset")):
             names[event.name] = names.get(event.name, 0) + 1
+            gpu_us[event.name] = gpu_us.get(event.name, 0.0) + event.device_time_total
     ranked = sorted(names.items(), key=lambda item: -item[1])
-    return sum(names.values()), ranked
+    return sum(names.values()), ranked, sorted(gpu_us.items(), key=lambda item: -item[1])
 
 
 def run_engine(label: str, engine_name: str, precision: str, settings: dict, model_dir: Path, inputs, args,
@@ -100,10 +103,13 @@ def run_engine(label: str, engine_name: str, precision: str, settings: dict, mod
             diff = (logits - reference).abs().max().item()
             print(f"{prefix}: max |diff| vs eager fp32 logits {diff:.4g}", flush=True)
         if kernels:
-            count, ranked = count_kernels(lambda: engine.run(*inputs))
+            count, ranked, by_time = count_kernels(lambda: engine.run(*inputs))
             top = ", ".join(f"{n}x {name[:60]}" for name, n in ranked[:None if args.list_kernels else 6])
             print(f"{prefix}: {count} GPU kernels per forward (one call, profiled); most frequent: {top}",
                   flush=True)
+            total = sum(us for _, us in by_time) or 1.0
+            print(f"{prefix}: GPU time by kernel ({total / 1000:.3f} ms in all): " + ", ".join(
+                f"{us / total:.1%} {name[:70]}" for name, us in by_time[:8]), flush=True)
         return logits
     except Exception:
         print(f"{prefix}: FAILED\n{traceback.format_exc()}", flush=True)
