@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 
 import torch
 
-from workflow_scripts.environment import gpu_uuid
+from workflow_scripts.environment import gpu_info
 from workflow_scripts.results import write_json
 from workflow_scripts.step_io import setup_logging, snakemake_log
 
@@ -87,9 +87,8 @@ def calibrate(device: str, out_path: str) -> dict:
         result.update(status="skipped", device="cpu",
                       reason="no CUDA GPU" if device != "cpu" else "no CUDA GPU (config device: cpu)")
     else:
-        result["device"] = "cuda"
-        result["gpu_name"] = torch.cuda.get_device_name()
-        result["gpu_uuid"] = gpu_uuid()
+        gpu = gpu_info("cuda")  # the same names and card UUID as every cell result
+        result.update(device="cuda", gpu_name=gpu["gpu_name"], gpu_uuid=gpu["gpu_uuid"])
         try:
             result.update(measure_peaks())
         except Exception as error:  # recorded; the report says calibration failed and why
