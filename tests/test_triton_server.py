@@ -256,6 +256,18 @@ def test_inside_apptainer_the_profiler_runs_in_the_container(tmp_path, monkeypat
         "exec", "--nv", str(sif.resolve()), "nsys", "start", "--session=s1"]
 
 
+def test_a_statistics_query_to_a_dead_server_names_its_exit(tmp_path):
+    """The server can die between two requests, while the engine reads its statistics: the cell's reason must
+    name the server's exit and log, not only the refused connection (seen in a fault test's run)."""
+    (tmp_path / "s.log").write_text("fatal: the last words of the server\n")
+    server = TritonServer(LocalLauncher(), tmp_path, "inferbench_python_fp32", tmp_path / "s.log")
+    server.ports = dict(zip(("http", "grpc", "metrics"), server_module.free_ports(3)))  # nothing listens there
+    server.process = subprocess.Popen([sys.executable, "-c", "raise SystemExit(3)"])
+    server.process.wait()
+    with pytest.raises(ServerError, match=r"(?s)exited with code 3 while serving.*last words of the server"):
+        server.model_stats()
+
+
 def test_free_ports_are_distinct_even_when_the_system_hands_a_closed_port_out_again(monkeypatch):
     """The fault seen in a test run: one port chosen for both gRPC and metrics. Here the system gives every
     bind the lowest port not open at that moment, so a port closed before the next choice would come back."""

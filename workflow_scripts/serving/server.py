@@ -176,8 +176,12 @@ class TritonServer:
             return None
 
     def get_json(self, path: str) -> dict:
-        with urllib.request.urlopen(f"http://{self.http_url}{path}", timeout=10) as response:
-            return json.loads(response.read())
+        try:
+            with urllib.request.urlopen(f"http://{self.http_url}{path}", timeout=10) as response:
+                return json.loads(response.read())
+        except OSError as error:  # a server that died between requests (stats, version): say so, as requests do
+            self.raise_if_exited(error)
+            raise
 
     def model_stats(self) -> dict:
         """Cumulative server-side counters of the model: {success, queue, compute_input, ...: {count, ns}}."""
