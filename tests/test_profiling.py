@@ -84,6 +84,41 @@ def test_nsys_is_skipped_with_the_reason_without_gpu_or_executable(tiny_model, t
     assert "nsys not found" in reason and "profiling.nsys.executable: no-such-nsys" in reason
 
 
+NSYS_STAND_IN = Path(__file__).parent / "stand_ins" / "nsight" / "nsys"
+
+
+@pytest.mark.parametrize("modes,status,reason", [
+    ("old-names", "ok", None),  # an nsys before 2023.2 knows only `gpukernsum`, `cudaapisum`, ...
+    ("stats-fails", "failed", "could not export the cuda_gpu_kern_sum report under any of its names"),
+    ("profile-fails", "failed", "nsys profile exited with 1"),
+    ("profile-hangs", "failed", "nsys profile ran longer than profiling.nsys.timeout_s (2 s) and was killed"),
+])
+def test_every_nsys_failure_ends_as_a_profile_result_and_the_profile_section_builds(tiny_model, tmp_path,
+                                                                                   monkeypatch, modes, status,
+                                                                                   reason):
+    """nsys is a STAND-IN (tests/stand_ins/nsight/nsys) serving recorded `nsys stats` CSVs; the cell claims
+    CUDA, and only the GPU's name (which needs a GPU) is left out of its environment."""
+    from workflow_scripts import environment
+    from workflow_scripts.aggregate import TOP_COLUMNS, profile_row
+
+    root, _ = tiny_model
+    monkeypatch.setattr(environment, "gpu_info", lambda device: {"gpu_name": None, "gpu_uuid": None,
+                                                                  "gpu_driver": None, "cuda": None})
+    monkeypatch.setenv("NSYS_STANDIN", modes)
+    monkeypatch.setenv("NSYS_STANDIN_CSV", str(RECORDED / "eager_fp32_bs1_seq128"))
+    out = tmp_path / "n.json"
+    result = nsys_profile.profile_cell({**cell(), "device": "cuda"}, root / "model", root / "tokens.pt", {}, {},
+                                       {**SETTINGS, "timeout_s": 2}, str(NSYS_STAND_IN), out, tmp_path / "n")
+    assert json.loads(out.read_text())["status"] == result["status"] == status
+    if reason:
+        assert reason in result["reason"] and result["profile"] is None
+    else:
+        assert result["profile"]["kernels_per_iter"] == 325 and (tmp_path / "n" / "stats_nvtx_sum.csv").exists()
+    row = pd.DataFrame([profile_row(result, str(out))])
+    blocks = explain.profile_blocks(row, pd.DataFrame(columns=TOP_COLUMNS), {"engine": "eager", "precision": "fp32"})
+    assert any(reason in text for kind, text, *_ in blocks if kind == "p") if reason else len(blocks) > 3
+
+
 def test_profiled_cells_come_from_the_sweep():
     config = {"device": "cpu", "sweep": {"engines": ["eager", "torchscript"], "precisions": ["fp32", "bf16"],
                                          "batch_sizes": [8, 1, 64]},

@@ -1,13 +1,17 @@
 """Step: profile one cell with Nsight Systems (CUDA + NVTX tracing, kernels inside CUDA graphs traced one
 by one), keep the .nsys-rep, export `nsys stats` CSV reports and reduce them to the profile summary.
 
-Skipped, not failed, when nsys is not installed or the cell does not run on a CUDA GPU.
+Skipped, not failed, when nsys is not installed or the cell does not run on a CUDA GPU. Every other
+profiling failure (nsys exits non-zero, a report name this nsys does not know under any of its names,
+`profiling.nsys.timeout_s` exceeded, a summary that cannot be read) ends as a `failed` profile result with
+the reason: the aggregate step needs every profile's summary, and a missing one would stop the report.
 """
 
 import argparse
 import logging
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import uuid
@@ -16,6 +20,7 @@ from pathlib import Path
 from workflow_scripts import environment
 from workflow_scripts.engines import is_served
 from workflow_scripts.model import load_info
+from workflow_scripts.outcome import classify
 from workflow_scripts.profiling import kernels, nsys_stats
 from workflow_scripts.profiling.cell import MEASURED_RANGE
 from workflow_scripts.results import SCHEMA_VERSION, read_json, write_cell_result, write_json
@@ -55,8 +60,12 @@ def profile_cell(cell: dict, model_dir: str, tokens_path: str, artifacts: dict, 
     if reason:
         result["status"], result["reason"] = "skipped", reason
     else:
-        outcome, summary = run_nsys(cell, model_dir, tokens_path, artifacts, engine_settings, settings,
-                                    shutil.which(executable), out_path, Path(report_dir), threads)
+        try:
+            outcome, summary = run_nsys(cell, model_dir, tokens_path, artifacts, engine_settings, settings,
+                                        shutil.which(executable), out_path, Path(report_dir), threads)
+        except Exception as error:  # a profile that cannot be made is a result too (see the docstring)
+            status, reason = classify(error)
+            outcome, summary = {"status": status, "reason": reason}, None
         result["status"], result["reason"], result["profile"] = outcome["status"], outcome["reason"], summary
     result["environment"] = environment.capture(cell["device"], {"cell": cell, "profiling": settings})
     write_cell_result(out_path, result)
@@ -87,6 +96,8 @@ def run_nsys(cell, model_dir, tokens_path, artifacts, engine_settings, settings,
                    "--capture-range-end=stop", "--force-overwrite=true", f"--output={report}", *target]
     write_json(report_dir / "target_spec.json", spec)
     run_logged(command, env, report_dir / "nsys.log", settings["timeout_s"])
+    if not Path(spec["outcome_path"]).exists():
+        return {"status": "failed", "reason": f"the profiled process wrote no outcome: see {report_dir / 'nsys.log'}"}, None
     outcome = read_json(spec["outcome_path"])
     if outcome["status"] != "ok":
         return outcome, None
@@ -94,10 +105,30 @@ def run_nsys(cell, model_dir, tokens_path, artifacts, engine_settings, settings,
     if not rep.exists():
         return {"status": "failed", "reason": f"nsys wrote no {rep.name}: see {report_dir / 'nsys.log'}"}, None
     prefix = report_dir / "stats"
-    stats = [nsys, "stats", *[f"--report={name}" for name in nsys_stats.REPORTS], "--format=csv",
-             f"--output={prefix}", "--force-export=true", str(rep)]
-    run_logged(stats, env, report_dir / "nsys_stats.log", settings["timeout_s"])
+    for report_name, names in nsys_stats.REPORTS.items():
+        export_report(nsys, rep, prefix, report_name, names, env, report_dir / "nsys_stats.log", settings["timeout_s"])
     return outcome, summarize(prefix, outcome, nsys_version(nsys), report_dir, rep)
+
+
+def export_report(nsys: str, rep: Path, prefix: Path, report_name: str, names: tuple[str, ...], env: dict,
+                  log_path: Path, timeout_s: float) -> None:
+    """Export one `nsys stats` report to `<prefix>_<report_name>.csv`, trying its names newest first (nsys
+    renamed its reports, e.g. `gpukernsum` -> `cuda_gpu_kern_sum` in 2023.2). One call per report, so that
+    an unknown name costs only that report's attempt. Raises ProfilerFailed naming every name tried."""
+    errors = []
+    for name in names:
+        try:
+            run_logged([nsys, "stats", f"--report={name}", "--format=csv", f"--output={prefix}",
+                        "--force-export=true", str(rep)], env, log_path, timeout_s)
+        except ProfilerFailed as error:
+            errors.append(f"{name}: {error}")
+            continue
+        written = nsys_stats.report_path(prefix, name)
+        if name != report_name and written.exists():
+            written.replace(nsys_stats.report_path(prefix, report_name))
+        return
+    raise ProfilerFailed(f"nsys stats could not export the {report_name} report under any of its names "
+                         f"({', '.join(names)}):\n" + "\n".join(errors))
 
 
 def summarize(prefix, outcome: dict, version: str, report_dir: Path, rep: Path) -> dict:
@@ -118,15 +149,32 @@ def summarize(prefix, outcome: dict, version: str, report_dir: Path, rep: Path) 
     return summary
 
 
+class ProfilerFailed(RuntimeError):
+    """An nsys command exited non-zero or ran past `profiling.nsys.timeout_s`; the message holds its log's end."""
+
+
 def run_logged(command: list[str], env: dict, log_path: Path, timeout_s: float) -> None:
+    """Run one nsys command with its output appended to `log_path`. On a timeout the command's whole process
+    group (nsys, the profiled process, a server it started) is killed. Raises ProfilerFailed."""
     log.info("$ %s", " ".join(command))
     with open(log_path, "a") as handle:
         handle.write(f"$ {' '.join(command)}\n")
         handle.flush()
-        proc = subprocess.run(command, stdout=handle, stderr=subprocess.STDOUT, env=env, timeout=timeout_s)
-    if proc.returncode != 0:
-        tail = "".join(log_path.read_text().splitlines(keepends=True)[-20:])
-        raise RuntimeError(f"{command[0]} {command[1]} exited with {proc.returncode}; end of {log_path}:\n{tail}")
+        proc = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        try:
+            returncode = proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            raise ProfilerFailed(f"{Path(command[0]).name} {command[1]} ran longer than profiling.nsys.timeout_s "
+                                 f"({timeout_s:g} s) and was killed; end of {log_path}:\n{log_tail(log_path)}")
+    if returncode != 0:
+        raise ProfilerFailed(f"{Path(command[0]).name} {command[1]} exited with {returncode}; end of {log_path}:\n"
+                             f"{log_tail(log_path)}")
+
+
+def log_tail(log_path: Path, lines: int = 20) -> str:
+    return "".join(log_path.read_text(errors="replace").splitlines(keepends=True)[-lines:])
 
 
 def main(argv=None) -> None:

@@ -7,9 +7,13 @@ from pathlib import Path
 
 import pandas as pd
 
-# report name -> what it holds; `nsys stats --report <name> --format csv --output <prefix>` writes
-# <prefix>_<name>.csv (no file when the capture holds no such activity)
-REPORTS = ("cuda_gpu_kern_sum", "cuda_api_sum", "nvtx_sum", "cuda_gpu_mem_time_sum")
+# report -> its names, newest first (nsys 2023.2 renamed them; older releases know only the short names);
+# `nsys stats --report <name> --format csv --output <prefix>` writes <prefix>_<name>.csv (no file when the
+# capture holds no such activity); the step stores each under the report's first name
+REPORTS = {"cuda_gpu_kern_sum": ("cuda_gpu_kern_sum", "gpukernsum"),
+           "cuda_api_sum": ("cuda_api_sum", "cudaapisum"),
+           "nvtx_sum": ("nvtx_sum", "nvtxsum", "nvtxppsum"),
+           "cuda_gpu_mem_time_sum": ("cuda_gpu_mem_time_sum", "gpumemtimesum")}
 
 
 def report_path(prefix: str | Path, report: str) -> Path:
