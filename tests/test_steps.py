@@ -142,3 +142,37 @@ def test_out_of_memory_is_recorded_as_oom(prepared, tmp_path, monkeypatch):
     result = benchmark.run_cell(cell, root / "model", root / "tokens.pt", root / "reference.pt", {}, {},
                                 MEASUREMENT, FP32, tmp_path / "cell.json")
     assert result["status"] == "oom"
+
+
+def test_a_compiled_engine_compiles_every_input_shape_past_dynamos_default_recompile_limit(tmp_path, monkeypatch):
+    """Dynamic padding with 10 batch lengths and `fullgraph: false` once ran shapes 9 and 10 uncompiled
+    ("hit config.recompile_limit (8)") in a cell recorded as compiled. A stand-in model and Dynamo's eager
+    backend (counting what it compiles) keep the test to Dynamo's bookkeeping."""
+    import collections
+
+    import torch
+    from torch._dynamo.testing import CompileCounter
+
+    from workflow_scripts.engines import compiled, create
+
+    output = collections.namedtuple("Output", "logits")
+
+    class StandInModel(torch.nn.Module):
+        def forward(self, input_ids, attention_mask):
+            return output((input_ids * attention_mask).float().sum(dim=1, keepdim=True))
+
+    counter, real_compile = CompileCounter(), torch.compile
+    monkeypatch.setattr(torch, "compile", lambda model, mode, fullgraph, dynamic: real_compile(
+        model, backend=counter, fullgraph=fullgraph, dynamic=dynamic))
+    monkeypatch.setattr(compiled, "load_hf_model", lambda *args, **kwargs: StandInModel())
+    for key, value in (("recompile_limit", 8), ("accumulated_recompile_limit", 256),
+                       ("fail_on_recompile_limit_hit", False)):  # torch's defaults; restored afterwards
+        monkeypatch.setattr(torch._dynamo.config, key, value)
+    engine = create("compile-default", model_dir=tmp_path, device="cpu", precision="fp32",
+                    settings={"fullgraph": False, "dynamic": False})
+    engine.load()
+    lengths = range(8, 28, 2)
+    for seq_len in lengths:
+        ids = torch.ones((2, seq_len), dtype=torch.int64)
+        assert engine.run(ids, torch.ones_like(ids)).tolist() == [[seq_len], [seq_len]]
+    assert counter.frame_count == len(lengths) == engine.describe()["input_shapes"]

@@ -60,6 +60,21 @@ class Engine:
         return {"settings": self.settings, "notes": self.notes}
 
 
+# Dynamo's own per-function recompile limit (torch's default), kept as headroom above the shapes counted
+DYNAMO_RECOMPILE_HEADROOM = 8
+
+
+def allow_compiled_shapes(count: int) -> None:
+    """Let torch.compile compile `count` distinct input shapes of one function (plus headroom), and make a
+    function that still hits the limit raise instead of running uncompiled. Past Dynamo's default limit (8)
+    later shapes silently ran eagerly while the cell was recorded as compiled (dynamic padding with many
+    batch lengths). The limits are process-wide settings: they are only ever raised."""
+    config = torch._dynamo.config
+    config.recompile_limit = max(config.recompile_limit, count + DYNAMO_RECOMPILE_HEADROOM)
+    config.accumulated_recompile_limit = max(config.accumulated_recompile_limit, count + DYNAMO_RECOMPILE_HEADROOM)
+    config.fail_on_recompile_limit_hit = True
+
+
 def load_hf_model(model_dir: Path, device: str, dtype: torch.dtype, **kwargs):
     from transformers import AutoModelForSequenceClassification
 

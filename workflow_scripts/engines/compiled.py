@@ -1,9 +1,10 @@
 """torch.compile (Inductor); the engine name picks the mode: compile-default, compile-reduce-overhead
-(CUDA graphs), compile-max-autotune. Compilation happens on the first call, which the harness times apart."""
+(CUDA graphs), compile-max-autotune. Compilation happens on the first call, which the harness times apart;
+each new input shape (dynamic padding) may compile again, and every shape the engine sees is allowed to."""
 
 import torch
 
-from workflow_scripts.engines.base import Engine, load_hf_model
+from workflow_scripts.engines.base import Engine, allow_compiled_shapes, load_hf_model
 
 
 class CompiledEngine(Engine):
@@ -14,10 +15,18 @@ class CompiledEngine(Engine):
             self.notes.append("CUDA graphs exist only on CUDA: on CPU this mode compiles like 'default'")
         self.model = torch.compile(model, mode=self.mode, fullgraph=self.settings.get("fullgraph", True),
                                    dynamic=self.settings.get("dynamic"))
+        self.shapes: set[tuple[int, ...]] = set()
 
     @torch.inference_mode()
     def run(self, input_ids, attention_mask):
+        shape = tuple(input_ids.shape)
+        if shape not in self.shapes:  # a new shape may compile anew: never past the recompile limit
+            self.shapes.add(shape)
+            allow_compiled_shapes(len(self.shapes))
         if self.mode == "reduce-overhead":
             # a new graph replay may overwrite the previous outputs; callers copy what they keep
             torch.compiler.cudagraph_mark_step_begin()
         return self.model(input_ids=input_ids, attention_mask=attention_mask).logits
+
+    def describe(self) -> dict:
+        return {**super().describe(), "input_shapes": len(self.shapes)}

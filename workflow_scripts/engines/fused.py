@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from workflow_scripts.engines.base import Engine, EngineUnavailable, load_hf_model
+from workflow_scripts.engines.base import Engine, EngineUnavailable, allow_compiled_shapes, load_hf_model
 
 COMPILE_MODES = ("none", "default", "max-autotune-no-cudagraphs")
 # "default" over max-autotune: on an NVIDIA H200 (torch 2.11, bert-base geometry, bf16, seq 128) both ran
@@ -153,10 +153,10 @@ class FusedEngine(Engine):
         self.max_positions = config["max_position_embeddings"]
         self.seq_multiple = options["seq_multiple"]
         self.forward = self.model
+        self.shapes: set[tuple[int, int]] = set()
         if options["compile_mode"] != "none":
-            # static shapes compile once per (batch, seq); raise Dynamo's per-function recompile limit
-            # so that dynamic padding and the whole-split pass never fall back to uncompiled code
-            torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
+            # static shapes compile once per (batch, seq): run() allows every shape it sees, so that dynamic
+            # padding and the whole-split pass never fall back to uncompiled code
             self.forward = torch.compile(self.model, mode=options["compile_mode"], fullgraph=True, dynamic=False)
         self.use_graphs = options["cuda_graphs"] and self.device == "cuda"
         self.graphs: dict[tuple[int, int], GraphedShape] = {}
@@ -174,12 +174,13 @@ class FusedEngine(Engine):
     def run(self, input_ids, attention_mask):
         seq = input_ids.shape[1]
         padded = self.padded_length(seq)
+        shape = (input_ids.shape[0], padded)
         if not self.use_graphs:
             if padded != seq:  # padded keys are masked out, so the logits do not change
                 input_ids = F.pad(input_ids, (0, padded - seq))
                 attention_mask = F.pad(attention_mask, (0, padded - seq))
+            self.allow_shape(shape)
             return self.forward(input_ids, attention_mask)
-        shape = (input_ids.shape[0], padded)
         graphed = self.graphs.get(shape) or self.capture(shape, input_ids.dtype, attention_mask.dtype)
         graphed.input_ids[:, :seq].copy_(input_ids)
         graphed.attention_mask[:, :seq].copy_(attention_mask)
@@ -188,7 +189,14 @@ class FusedEngine(Engine):
         graphed.graph.replay()
         return graphed.logits
 
+    def allow_shape(self, shape: tuple[int, int]) -> None:
+        """A new shape compiles anew: keep Dynamo's recompile limit above the shapes seen."""
+        if shape not in self.shapes:
+            self.shapes.add(shape)
+            allow_compiled_shapes(len(self.shapes))
+
     def capture(self, shape: tuple[int, int], ids_dtype: torch.dtype, mask_dtype: torch.dtype) -> GraphedShape:
+        self.allow_shape(shape)
         # inputs live outside the graph's pool, so no replay of another shape can overwrite them
         input_ids = torch.zeros(shape, dtype=ids_dtype, device=self.device)
         attention_mask = torch.ones(shape, dtype=mask_dtype, device=self.device)

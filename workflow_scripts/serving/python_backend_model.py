@@ -40,6 +40,10 @@ class TritonPythonModel:
             # pad to the preferred batch sizes the dynamic batcher aims for: few shapes, each captured once
             preferred = config.get("dynamic_batching", {}).get("preferred_batch_size", [])
             self.buckets = sorted({1, self.max_batch_size, *(b for b in preferred if b <= self.max_batch_size)})
+            # one compiled graph per bucket: past Dynamo's recompile limit (default 8) later buckets would run
+            # uncompiled without a word; fail instead if that ever happens
+            torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, len(self.buckets) + 8)
+            torch._dynamo.config.fail_on_recompile_limit_hit = True
             for bucket in self.buckets:  # compile (and capture) every shape before READY
                 ids = torch.zeros((bucket, self.seq_len), dtype=torch.int64, device=self.device)
                 self._forward(ids, torch.ones_like(ids))
