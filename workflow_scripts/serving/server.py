@@ -1,7 +1,9 @@
-"""One Triton server's life inside one job: free loopback ports, start, wait until the model is READY,
-statistics, and a stop that leaves no process behind (SIGTERM, then SIGKILL after a grace period).
+"""A server's life inside one job: free loopback ports, start, wait until the model is ready, and a stop that
+leaves no process behind (SIGTERM, then SIGKILL after a grace period). `ManagedServer` is that lifecycle for
+any server made of one or more processes; `TritonServer` adds Triton's readiness and statistics (the Dynamo
+server is in serving/dynamo.py).
 
-The server runs in its own process group, and the kernel sends it SIGTERM if this process dies first
+Each process runs in its own process group, and the kernel sends it SIGTERM if this process dies first
 (PR_SET_PDEATHSIG), so a client killed with SIGKILL does not leave an orphaned server either.
 """
 import ctypes
@@ -17,7 +19,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-log = logging.getLogger("triton.server")
+log = logging.getLogger("serving.server")
 PR_SET_PDEATHSIG = 1
 LOOPBACK = "127.0.0.1"
 EXIT_SETTLE_S = 2.0  # how long a failed request waits to learn whether the server died
@@ -55,19 +57,37 @@ def _terminate_on_sigterm() -> None:
             pass
 
 
-class TritonServer:
-    """Context manager: `with TritonServer(launcher, repository, model, log_path) as server: ...`."""
+class ManagedServer:
+    """Context manager owning a server's processes: `with Server(...) as server: ...`.
 
-    def __init__(self, launcher, repository: str | Path, model_name: str, log_path: str | Path,
-                 startup_timeout_s: float = 120.0, stop_grace_s: float = 10.0):
-        self.launcher = launcher
-        self.repository = Path(repository).resolve()
-        self.model_name = model_name
+    Subclasses name their ports (`port_names`, chosen free on loopback before each start), the processes to
+    start (`commands()`), and what "ready" means (`ready()`); messages name the server as `program`.
+    `process` is the first process (the server itself, or the one that must start first).
+    """
+
+    program = "server"
+    port_names: tuple[str, ...] = ()
+    timeout_setting = "startup_timeout_s"  # the config key that sets startup_timeout_s, named in the timeout error
+
+    def __init__(self, log_path: str | Path, startup_timeout_s: float = 120.0, stop_grace_s: float = 10.0):
         self.log_path = Path(log_path)
         self.startup_timeout_s = startup_timeout_s
         self.stop_grace_s = stop_grace_s
         self.process: subprocess.Popen | None = None
+        self.companions: list[tuple[str, subprocess.Popen]] = []  # further processes, with their names
         self.ports: dict[str, int] = {}
+
+    def commands(self) -> list[tuple[str, list[str], dict]]:
+        """(name, argv, environment) of each process, started in this order."""
+        raise NotImplementedError
+
+    def ready(self) -> bool:
+        """Whether the server answers and its model is ready; called every 0.2 s until it is."""
+        raise NotImplementedError
+
+    def not_ready_error(self) -> str:
+        return (f"{self.program} did not become ready within {self.startup_timeout_s:.0f} s "
+                f"({self.timeout_setting}).")
 
     # ------------------------------------------------------------------ lifecycle
     def __enter__(self):
@@ -78,8 +98,8 @@ class TritonServer:
         self.stop()
 
     def start(self, attempts: int = 3) -> None:
-        """Start and wait for READY; a port grabbed by someone else between choosing and binding it is
-        retried with fresh ports (the server only reports it after loading the model)."""
+        """Start and wait until ready; a port grabbed by someone else between choosing and binding it is
+        retried with fresh ports (a server may only report it after loading the model)."""
         _terminate_on_sigterm()
         for attempt in range(1, attempts + 1):
             try:
@@ -90,74 +110,126 @@ class TritonServer:
                 log.warning("port collision (attempt %d of %d), retrying with fresh ports", attempt, attempts)
 
     def _start_once(self) -> None:
-        self.ports = dict(zip(("http", "grpc", "metrics"), free_ports(3)))
-        argv, env = self.launcher.command(self.repository, self.model_name, self.ports, LOOPBACK)
+        self.ports = dict(zip(self.port_names, free_ports(len(self.port_names))))
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        log.info("starting Triton: %s", " ".join(argv))
-        with open(self.log_path, "ab") as server_log:
-            server_log.write(f"$ {' '.join(argv)}\n".encode())
-            server_log.flush()
-            self.process = subprocess.Popen(argv, stdout=server_log, stderr=subprocess.STDOUT, env=env,
-                                            stdin=subprocess.DEVNULL, start_new_session=True,
-                                            preexec_fn=_die_with_parent)
         try:
+            for name, argv, env in self.commands():
+                log.info("starting %s: %s", name, " ".join(argv))
+                with open(self.log_path, "ab") as server_log:
+                    server_log.write(f"$ {' '.join(argv)}\n".encode())
+                    server_log.flush()
+                    process = subprocess.Popen(argv, stdout=server_log, stderr=subprocess.STDOUT, env=env,
+                                               stdin=subprocess.DEVNULL, start_new_session=True,
+                                               preexec_fn=_die_with_parent)
+                if self.process is None:
+                    self.process, self.process_name = process, name
+                else:
+                    self.companions.append((name, process))
             self._wait_ready()
         except BaseException:
             self.stop()
             raise
-        log.info("Triton ready in %.1f s (pid %d, ports %s)", self.ready_after_s, self.process.pid, self.ports)
+        log.info("%s ready in %.1f s (pid %d, ports %s)", self.program, self.ready_after_s, self.process.pid,
+                 self.ports)
+
+    def _all_processes(self) -> list[tuple[str, subprocess.Popen]]:
+        first = [(getattr(self, "process_name", self.program), self.process)] if self.process else []
+        return first + self.companions
+
+    def _exited(self) -> tuple[str, int] | None:
+        """The first of the server's processes that has exited: (name, exit code)."""
+        for name, process in self._all_processes():
+            if process.poll() is not None:
+                return name, process.returncode
+        return None
 
     def _wait_ready(self) -> None:
         start = time.monotonic()
         deadline = start + self.startup_timeout_s
-        server_ready = False
         while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise ServerError(f"tritonserver exited with code {self.process.returncode} before it was ready."
-                                  f"\n{self.log_tail()}")
-            if not server_ready:
-                server_ready = self._get_status("/v2/health/ready") == 200
-            if server_ready and self._get_status(f"/v2/models/{self.model_name}/ready") == 200:
+            exited = self._exited()
+            if exited:
+                raise ServerError(f"{exited[0]} exited with code {exited[1]} before it was ready.\n{self.log_tail()}")
+            if self.ready():
                 self.ready_after_s = time.monotonic() - start
                 return
             time.sleep(0.2)
-        raise ServerError(f"tritonserver did not report model {self.model_name!r} READY within "
-                          f"{self.startup_timeout_s:.0f} s (triton.startup_timeout_s).\n{self.log_tail()}")
+        raise ServerError(f"{self.not_ready_error()}\n{self.log_tail()}")
 
     def raise_if_exited(self, cause: BaseException) -> None:
         """A failed request whose server has died: say so, with the server log's tail, not the client's
         transport error alone."""
         if self.process is None:
             return
-        try:  # a killed server closes its sockets before it can be reaped: give its exit a moment
-            self.process.wait(timeout=EXIT_SETTLE_S)
-        except subprocess.TimeoutExpired:
-            return  # still running: the client's error stands on its own
-        if self.process.returncode is not None:
-            raise ServerError(f"tritonserver exited with code {self.process.returncode} while serving "
-                              f"({type(cause).__name__}: {str(cause)[:200]}).\n{self.log_tail()}") from cause
+        deadline = time.monotonic() + EXIT_SETTLE_S  # a killed server closes its sockets before it is reaped
+        while time.monotonic() < deadline:
+            exited = self._exited()
+            if exited:
+                raise ServerError(f"{exited[0]} exited with code {exited[1]} while serving "
+                                  f"({type(cause).__name__}: {str(cause)[:200]}).\n{self.log_tail()}") from cause
+            time.sleep(0.05)
 
     def stop(self) -> None:
-        """SIGTERM to the server's process group, SIGKILL after the grace period; idempotent."""
-        if self.process is None:
-            return
-        group = self.process.pid
-        if self.process.poll() is None:
-            _signal_group(group, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=self.stop_grace_s)
-            except subprocess.TimeoutExpired:
-                log.warning("tritonserver ignored SIGTERM for %.0f s: SIGKILL", self.stop_grace_s)
-                _signal_group(group, signal.SIGKILL)
-                self.process.wait()
-        # backend stubs live in the same group; make sure none outlives the server
+        """SIGTERM to every process group of the server, SIGKILL after the grace period; idempotent."""
+        processes = self._all_processes()
+        for _, process in processes:
+            if process.poll() is None:
+                _signal_group(process.pid, signal.SIGTERM)
         deadline = time.monotonic() + self.stop_grace_s
-        while _group_alive(group) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        if _group_alive(group):
-            _signal_group(group, signal.SIGKILL)
-        log.info("tritonserver stopped (exit code %s)", self.process.returncode)
-        self.process = None
+        for name, process in processes:
+            try:
+                process.wait(timeout=max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                log.warning("%s ignored SIGTERM for %.0f s: SIGKILL", name, self.stop_grace_s)
+                _signal_group(process.pid, signal.SIGKILL)
+                process.wait()
+        # helpers (backend stubs) live in the same groups; make sure none outlives the server
+        deadline = time.monotonic() + self.stop_grace_s
+        for _, process in processes:
+            while _group_alive(process.pid) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            if _group_alive(process.pid):
+                _signal_group(process.pid, signal.SIGKILL)
+        for name, process in processes:
+            log.info("%s stopped (exit code %s)", name, process.returncode)
+        self.process, self.companions = None, []
+
+    def log_tail(self, lines: int = 40) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace").splitlines()
+        except OSError:
+            return "(no server log)"
+        return f"--- last {min(lines, len(text))} lines of {self.log_path} ---\n" + "\n".join(text[-lines:])
+
+
+class TritonServer(ManagedServer):
+    """Context manager: `with TritonServer(launcher, repository, model, log_path) as server: ...`."""
+
+    program = "tritonserver"
+    port_names = ("http", "grpc", "metrics")
+    timeout_setting = "triton.startup_timeout_s"
+
+    def __init__(self, launcher, repository: str | Path, model_name: str, log_path: str | Path,
+                 startup_timeout_s: float = 120.0, stop_grace_s: float = 10.0):
+        super().__init__(log_path, startup_timeout_s, stop_grace_s)
+        self.launcher = launcher
+        self.repository = Path(repository).resolve()
+        self.model_name = model_name
+        self.server_ready = False
+
+    def commands(self) -> list[tuple[str, list[str], dict]]:
+        argv, env = self.launcher.command(self.repository, self.model_name, self.ports, LOOPBACK)
+        self.server_ready = False
+        return [(self.program, argv, env)]
+
+    def ready(self) -> bool:
+        if not self.server_ready:
+            self.server_ready = self._get_status("/v2/health/ready") == 200
+        return self.server_ready and self._get_status(f"/v2/models/{self.model_name}/ready") == 200
+
+    def not_ready_error(self) -> str:
+        return (f"tritonserver did not report model {self.model_name!r} READY within "
+                f"{self.startup_timeout_s:.0f} s (triton.startup_timeout_s).")
 
     # ------------------------------------------------------------------ queries
     @property
@@ -207,13 +279,6 @@ class TritonServer:
 
     def version(self) -> str:
         return self.get_json("/v2").get("version", "unknown")
-
-    def log_tail(self, lines: int = 40) -> str:
-        try:
-            text = self.log_path.read_text(errors="replace").splitlines()
-        except OSError:
-            return "(no server log)"
-        return f"--- last {min(lines, len(text))} lines of {self.log_path} ---\n" + "\n".join(text[-lines:])
 
 
 def _signal_group(group: int, signum: int) -> None:

@@ -1,0 +1,83 @@
+"""Served engine: the model behind NVIDIA Dynamo's KServe gRPC frontend, one request per batch.
+
+Not TorchDynamo (the graph capture inside torch.compile, which the compile-* engines use): NVIDIA Dynamo is
+NVIDIA's distributed inference-serving framework (`ai-dynamo` on PyPI, the optional extra `dynamo`).
+load() starts the frontend and a worker that runs the in-process engine named by settings["worker_engine"]
+with settings["worker_settings"] (serving/dynamo.py, serving/dynamo_worker.py) and waits until the model is
+ready; close() stops both. Requests are KServe v2 gRPC, sent with the same `tritonclient.grpc` client as the
+Triton engines; inputs are host arrays, so sending them is part of what serving costs.
+"""
+import torch
+
+from workflow_scripts.engines import create
+from workflow_scripts.engines.base import Engine, EngineUnavailable
+from workflow_scripts.serving.load_clients import client_module, infer
+
+PROTOCOL = "grpc"
+OUTPUT = "logits"
+
+
+class DynamoEngine(Engine):
+    input_device = "cpu"
+
+    def unavailable_reason(self) -> str | None:
+        from workflow_scripts.serving.dynamo import missing_reason
+
+        reason = missing_reason()
+        if reason:
+            return reason
+        try:  # what the worker's engine cannot run here (e.g. fp16 on CPU), it cannot serve either
+            create(self.settings["worker_engine"], model_dir=self.model_dir, device=self.device,
+                   precision=self.precision, settings=self.settings.get("worker_settings") or {})
+        except EngineUnavailable as error:
+            return f"its worker engine {self.settings['worker_engine']}: {error}"
+        return None
+
+    def load(self) -> None:
+        from transformers import AutoConfig
+
+        from workflow_scripts.serving.dynamo import DynamoServer, dynamo_version
+
+        self.model_name = f"inferbench_{self.precision}"
+        worker = {"engine": self.settings["worker_engine"], "settings": self.settings.get("worker_settings") or {},
+                  "model_dir": str(self.model_dir), "device": self.device, "precision": self.precision,
+                  "num_labels": AutoConfig.from_pretrained(self.model_dir).num_labels}
+        log_path = self.result_path.with_suffix(".server.log") if self.result_path else "dynamo.server.log"
+        self.server = DynamoServer(worker, self.model_name, log_path, self.settings["startup_timeout_s"],
+                                   self.settings["stop_grace_s"])
+        self.server.start()
+        self.client = self.new_client()
+        self.notes.append(f"NVIDIA Dynamo {dynamo_version()} KServe gRPC frontend serving "
+                          f"{worker['engine']}, ready in {self.server.ready_after_s:.1f} s; server log: {log_path}")
+
+    def request_target(self) -> dict:
+        """Where and what a client sends requests to (load_clients runs clients in other processes)."""
+        return {"protocol": PROTOCOL, "url": self.server.grpc_url, "model_name": self.model_name, "output": OUTPUT}
+
+    def new_client(self):
+        return client_module(PROTOCOL).InferenceServerClient(url=self.server.grpc_url)
+
+    def run(self, input_ids, attention_mask):
+        try:
+            logits = infer(self.client, client_module(PROTOCOL), self.model_name, OUTPUT, input_ids.numpy(),
+                           attention_mask.numpy())
+        except Exception as error:
+            self.server.raise_if_exited(error)
+            raise
+        return torch.from_numpy(logits.copy())  # the client's buffer is read-only
+
+    def begin_window(self) -> None:
+        self.stats_before = self.server.model_stats()
+
+    def end_window(self) -> dict:
+        from workflow_scripts.serving.dynamo import stats_window
+
+        return stats_window(self.stats_before, self.server.settled_model_stats())
+
+    def close(self) -> None:
+        client = getattr(self, "client", None)
+        if client is not None:
+            client.close()
+        server = getattr(self, "server", None)
+        if server is not None:
+            server.stop()
