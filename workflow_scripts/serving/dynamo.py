@@ -34,8 +34,8 @@ PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # the folder holding workflo
 def missing_reason() -> str | None:
     """Why Dynamo cannot be served here (not installed, no C compiler), or None."""
     if importlib.util.find_spec("dynamo") is None or importlib.util.find_spec("dynamo.frontend") is None:
-        return ("NVIDIA Dynamo is not installed: install the optional extra (bash setup.sh with "
-                "INFERBENCH_EXTRAS=dynamo, see README)")
+        return ("NVIDIA Dynamo is not installed: install the optional extra with `bash setup.sh --dynamo` "
+                "(README: Serving with NVIDIA Dynamo)")
     if shutil.which(os.environ.get("CC", "cc")) is None:
         return (f"no C compiler ({os.environ.get('CC', 'cc')}) to build the library that keeps Dynamo's "
                 "listeners on loopback")
