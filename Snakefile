@@ -30,4 +30,11 @@ rule all:
     input:
         rules.report.output,
         STRICT_TARGETS,
+        # Every result by name as well: Snakemake plans a missing file only where a job that uses it must run
+        # anyway, so a result deleted (or left unwritten by a killed job) after the report was made would be
+        # left out; asked for here, it is made again, then aggregate and report.
+        BENCH_RESULTS,
+        ACCURACY_RESULTS,
+        LOAD_RESULTS,
+        PROFILE_RESULTS,
     default_target: True

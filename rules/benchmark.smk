@@ -16,6 +16,8 @@ rule benchmark_cell:
         engine_settings=engine_settings,
         artifact_kinds=artifact_kinds,
     threads: TIMING_THREADS
+    resources:
+        **SERVER_RESOURCES,
     log:
         "results/logs/bench/{engine}_{precision}_bs{batch_size}_seq{seq_len}_{padding}.log",
     script:

@@ -6,23 +6,36 @@ import sys
 sys.path.insert(0, workflow.basedir)
 os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [workflow.basedir, os.environ.get("PYTHONPATH")]))
 
+import yaml
+from snakemake.logging import logger
 from snakemake.utils import validate
 
 from workflow_scripts.engines import ENGINES, is_served
-from workflow_scripts.experiment import (ConfigError, cells, command_line_booleans, effective, piece_tables,
-                                        profiled_cells, schema_errors)
+from workflow_scripts.experiment import (ConfigError, cells, command_line_values, cpu_overrides, effective,
+                                        in_key_order, piece_tables, profiled_cells, schema_errors)
 
 CONFIG_SCHEMA = f"{workflow.basedir}/schemas/config.schema.yaml"
-command_line_booleans(config)
+command_line_values(config, CONFIG_SCHEMA)
 # Short messages naming each bad key first; then snakemake's own validation (it also fills defaults).
 _problems = schema_errors(config, CONFIG_SCHEMA)
 if _problems:
     raise WorkflowError("Invalid config:\n  " + "\n  ".join(_problems))
 validate(config, CONFIG_SCHEMA)
+# Params compare by value: every mapping in key order (Snakemake records a param's repr).
+_ordered = in_key_order(config)
+config.clear()
+config.update(_ordered)
+# The project's defaults: a key a user set to another value wins over cpu_overrides.
+with open(f"{workflow.basedir}/config.yaml") as _handle:
+    DEFAULT_CONFIG = yaml.safe_load(_handle)
 try:
-    EXPERIMENT = effective(config)
+    EXPERIMENT = effective(config, DEFAULT_CONFIG)
 except ConfigError as error:
     raise WorkflowError(f"Invalid config: {error}")
+if EXPERIMENT["device"] == "cpu" and workflow.is_main_process:
+    _applied, _kept = cpu_overrides(config, DEFAULT_CONFIG)
+    if _kept:
+        logger.info(f"Device cpu: cpu_overrides leaves {', '.join(_kept)} as your config sets them")
 
 DEVICE = EXPERIMENT["device"]
 SWEEP = EXPERIMENT["sweep"]
@@ -63,11 +76,23 @@ def artifact_kinds(wildcards):
 
 
 def engine_settings(wildcards):
+    """The engine's settings that can change its results (its timeouts reach it as SERVER_RESOURCES)."""
     if is_served(wildcards.engine):
         triton = config["triton"]
-        return {"launcher": triton["launcher"], "apptainer": triton["apptainer"],
-                "startup_timeout_s": triton["startup_timeout_s"], "stop_grace_s": triton["stop_grace_s"]}
+        return {"launcher": triton["launcher"], "apptainer": triton["apptainer"]}
     return config["engine_settings"].get(wildcards.engine, {})
+
+
+# Settings that cannot change a result reach the jobs as resources, which trigger no rerun when they change
+# (params do); `--set-resources <rule>:<name>=<value>` also sets them per rule.
+SERVER_RESOURCES = {
+    "triton_startup_timeout_s": config["triton"]["startup_timeout_s"],
+    "triton_stop_grace_s": config["triton"]["stop_grace_s"],
+}
+NSYS_RESOURCES = {
+    "nsys_executable": config["profiling"]["nsys"]["executable"],
+    "nsys_timeout_s": config["profiling"]["nsys"]["timeout_s"],
+}
 
 
 def tolerance(wildcards):
@@ -103,11 +128,15 @@ SERVING_TWINS = {
 }
 # Profiling: which cells, with which tools (rules/profiling.smk)
 PROFILING = EXPERIMENT["profiling"]
-PROFILING_SETTINGS = {
-    "iterations": PROFILING["iterations"],
-    "warmup_iters": PROFILING["warmup_iters"],
-    "max_distinct_batches": MEASUREMENT["max_distinct_batches"],
-}
+def profiling_settings(wildcards):
+    """What a profile job measures. The number of distinct batches changes what it measures only where the
+    batches' shapes differ (dynamic padding): with max_length padding every batch runs the same kernels."""
+    settings = {"iterations": PROFILING["iterations"], "warmup_iters": PROFILING["warmup_iters"]}
+    if wildcards.padding == "dynamic":
+        settings["max_distinct_batches"] = MEASUREMENT["max_distinct_batches"]
+    return settings
+
+
 PROFILE_TOOLS = [tool for tool, on in (("torch", PROFILING["torch_profiler"]), ("nsys", PROFILING["nsys"]["enabled"])) if on]
 PROFILE_RESULTS = [
     "results/profile/{tool}/{engine}/{precision}/bs{batch_size}_seq{seq_len}_{padding}.json".format(tool=tool, **cell)

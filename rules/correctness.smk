@@ -32,6 +32,8 @@ rule accuracy:
         engine_settings=engine_settings,
         artifact_kinds=artifact_kinds,
     threads: TIMING_THREADS
+    resources:
+        **SERVER_RESOURCES,
     log:
         "results/logs/accuracy/{engine}_{precision}_seq{seq_len}_{padding}.log",
     script:

@@ -12,10 +12,12 @@ rule profile_torch:
         tables=directory("results/profile/torch/{engine}/{precision}/bs{batch_size}_seq{seq_len}_{padding}"),
     params:
         device=DEVICE,
-        settings=PROFILING_SETTINGS,
+        settings=profiling_settings,
         engine_settings=engine_settings,
         artifact_kinds=artifact_kinds,
     threads: TIMING_THREADS
+    resources:
+        **SERVER_RESOURCES,
     log:
         "results/logs/profile/torch_{engine}_{precision}_bs{batch_size}_seq{seq_len}_{padding}.log",
     script:
@@ -32,11 +34,13 @@ rule profile_nsys:
         reports=directory("results/profile/nsys/{engine}/{precision}/bs{batch_size}_seq{seq_len}_{padding}"),
     params:
         device=DEVICE,
-        settings={**PROFILING_SETTINGS, "timeout_s": config["profiling"]["nsys"]["timeout_s"]},
-        executable=config["profiling"]["nsys"]["executable"],
+        settings=profiling_settings,
         engine_settings=engine_settings,
         artifact_kinds=artifact_kinds,
     threads: TIMING_THREADS
+    resources:
+        **SERVER_RESOURCES,
+        **NSYS_RESOURCES,
     log:
         "results/logs/profile/nsys_{engine}_{precision}_bs{batch_size}_seq{seq_len}_{padding}.log",
     script:

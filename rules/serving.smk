@@ -56,6 +56,8 @@ rule load_sweep:
         engine_settings=engine_settings,
         artifact_kinds=artifact_kinds,
     threads: TIMING_THREADS
+    resources:
+        **SERVER_RESOURCES,
     log:
         "results/logs/serving/{engine}_{precision}_seq{seq_len}.log",
     script:

@@ -14,9 +14,10 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_DATASETS_OFFLINE"] = "1"
 
 
-def snakemake(workdir: Path, *overlays: Path, args=(), check=True) -> subprocess.CompletedProcess:
-    """Run the project's Snakefile in `workdir` with config.yaml, the test config and extra overlays."""
-    configfiles = [str(REPO / "config.yaml"), str(TEST_CONFIG), *map(str, overlays)]
+def snakemake(workdir: Path, *overlays: Path, args=(), check=True, base: Path = REPO / "config.yaml"
+              ) -> subprocess.CompletedProcess:
+    """Run the project's Snakefile in `workdir` with config.yaml (or `base`), the test config and overlays."""
+    configfiles = [str(base), str(TEST_CONFIG), *map(str, overlays)]
     command = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(workdir),
                "--cores", "2", "--configfile", *configfiles, *args]
     proc = subprocess.run(command, capture_output=True, text=True)

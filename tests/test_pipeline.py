@@ -5,8 +5,9 @@ import shutil
 
 import pandas as pd
 import pytest
+import yaml
 
-from conftest import overlay, scheduled_jobs, snakemake
+from conftest import REPO, overlay, scheduled_jobs, snakemake
 from workflow_scripts.results import validate_cell_result
 
 pytestmark = pytest.mark.slow
@@ -122,6 +123,53 @@ def test_changing_measurement_reruns_cells_but_not_model_or_export(pipeline_run,
     jobs = scheduled_jobs(snakemake(workdir, overlay(tmp_path, "m", {"measurement": {"repeats": 2}}),
                                     args=["-n"]).stdout)
     assert jobs == {"benchmark_cell": len(ENGINES) * 2, "aggregate": 1, "report": 1, "all": 1}
+
+
+def test_the_order_of_keys_in_the_config_reruns_nothing(pipeline_run, tmp_path):
+    """Params compare by value: the same config with its sections' keys in reverse order plans no job."""
+    workdir, _ = pipeline_run
+
+    def reversed_keys(value):
+        return {key: reversed_keys(value[key]) for key in reversed(value)} if isinstance(value, dict) else value
+
+    base = tmp_path / "config.yaml"
+    base.write_text(yaml.safe_dump(reversed_keys(yaml.safe_load((REPO / "config.yaml").read_text())),
+                                   sort_keys=False))
+    assert list(yaml.safe_load(base.read_text())["measurement"])[0] == "pin_cpu"
+    assert scheduled_jobs(snakemake(workdir, base=base, args=["-n"]).stdout) == {}
+
+
+def test_settings_that_cannot_change_a_result_rerun_nothing(pipeline_run, tmp_path):
+    """Timeouts and where nsys lives reach the jobs as resources, not params."""
+    workdir, _ = pipeline_run
+    changed = overlay(tmp_path, "timeouts", {"triton": {"startup_timeout_s": 121, "stop_grace_s": 11},
+                                             "profiling": {"nsys": {"executable": "/opt/nsight/bin/nsys",
+                                                                    "timeout_s": 99}}})
+    assert scheduled_jobs(snakemake(workdir, changed, args=["-n"]).stdout) == {}
+
+
+def test_the_number_of_distinct_batches_reruns_the_timing_cells_only(pipeline_run, tmp_path):
+    """With max_length padding every batch runs the same kernels: the profiles stay (dynamic ones would rerun)."""
+    workdir, _ = pipeline_run
+    jobs = scheduled_jobs(snakemake(workdir, overlay(tmp_path, "m", {"measurement": {"max_distinct_batches": 3}}),
+                                    args=["-n"]).stdout)
+    assert jobs == {"benchmark_cell": len(ENGINES) * 2, "aggregate": 1, "report": 1, "all": 1}
+
+
+def test_a_deleted_result_is_planned_again_with_aggregate_and_report(pipeline_run, tmp_path):
+    workdir, _ = pipeline_run
+    deleted = [workdir / "results/bench/eager/fp32/bs4_seq32_max_length.json",
+               workdir / "results/profile/torch/torchscript/fp32/bs1_seq32_max_length.json"]
+    kept = [tmp_path / path.name for path in deleted]
+    for path, copy in zip(deleted, kept):
+        path.rename(copy)
+    try:
+        dry = snakemake(workdir, args=["-n"]).stdout
+    finally:
+        for path, copy in zip(deleted, kept):
+            copy.rename(path)
+    assert scheduled_jobs(dry) == {"benchmark_cell": 1, "profile_torch": 1, "aggregate": 1, "report": 1, "all": 1}
+    assert "output: results/bench/eager/fp32/bs4_seq32_max_length.json" in dry
 
 
 def test_changing_the_model_reruns_everything_downstream(pipeline_run, tmp_path):

@@ -15,8 +15,8 @@ from workflow_scripts.model import load_info
 from workflow_scripts.outcome import classify
 from workflow_scripts.reference import run_all_rows
 from workflow_scripts.results import SCHEMA_VERSION, write_cell_result
-from workflow_scripts.step_io import (add_cell_arguments, cell_from_args, cell_from_job, setup_logging,
-                                     snakemake_log)
+from workflow_scripts.step_io import (add_cell_arguments, cell_from_args, cell_from_job, job_engine_settings,
+                                     setup_logging, snakemake_log)
 from workflow_scripts.tokens import load_tokens
 
 log = logging.getLogger("accuracy")
@@ -74,6 +74,6 @@ if __name__ == "__main__":
         torch.set_num_threads(smk.threads)
         cell, artifacts = cell_from_job(smk, batch_size=smk.params.batch_size)
         evaluate(cell, smk.input.model_dir, smk.input.tokens, smk.input.reference, artifacts,
-                 smk.params.engine_settings, smk.params.tolerance, smk.output.result)
+                 job_engine_settings(smk), smk.params.tolerance, smk.output.result)
     else:
         main()

@@ -20,8 +20,8 @@ from workflow_scripts.measure import pinned_to_one_core, time_first_call, time_i
 from workflow_scripts.model import load_info
 from workflow_scripts.outcome import classify
 from workflow_scripts.results import SCHEMA_VERSION, write_cell_result
-from workflow_scripts.step_io import (add_cell_arguments, cell_from_args, cell_from_job, setup_logging,
-                                     snakemake_log)
+from workflow_scripts.step_io import (add_cell_arguments, cell_from_args, cell_from_job, job_engine_settings,
+                                     setup_logging, snakemake_log)
 from workflow_scripts.tokens import batch_rows, load_tokens, make_batch
 
 log = logging.getLogger("benchmark")
@@ -146,7 +146,7 @@ if __name__ == "__main__":
         setup_logging(snakemake_log(smk))
         torch.set_num_threads(smk.threads)
         cell, artifacts = cell_from_job(smk)
-        run_cell(cell, smk.input.model_dir, smk.input.tokens, smk.input.reference, artifacts, smk.params.engine_settings,
+        run_cell(cell, smk.input.model_dir, smk.input.tokens, smk.input.reference, artifacts, job_engine_settings(smk),
                  smk.params.measurement, smk.params.tolerance, smk.output.result)
     else:
         main()

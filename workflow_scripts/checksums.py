@@ -51,17 +51,11 @@ def unchanged_since_export(path: Path, info: dict) -> bool:
 
 def mark_outdated(path: str | os.PathLike) -> None:
     """Give the file a modification time older than any input: Snakemake then runs the job that makes it
-    again, and after it every job that uses it (a deleted file would be remade only when some user of it
-    had to run anyway)."""
+    again, and after it every job that uses it. Used by a job that finds an export corrupted before use;
+    planning never writes (see corrupt_exports)."""
     os.utime(path, ns=(0, 0))
 
 
-def outdate_corrupt_exports(paths) -> list[str]:
-    """Mark each corrupted export outdated, so that this run exports it again; one message per export."""
-    messages = []
-    for path in paths:
-        reason = corruption(path, quick=True)
-        if reason:
-            mark_outdated(path)
-            messages.append(f"{reason}: it is exported again, and what used it is run again")
-    return messages
+def corrupt_exports(paths) -> dict[str, str]:
+    """Each corrupted export among `paths` with the reason (read only: planning writes nothing)."""
+    return {str(path): reason for path in paths if (reason := corruption(path, quick=True))}

@@ -86,8 +86,8 @@ def load_verified_torchscript(path: str | Path, device: str):
     """Load an exported module after checking it is the file the export step verified.
 
     A corrupted file is refused and marked outdated, so that the next snakemake run exports it again and
-    reruns this cell, also when the corruption kept the file's size and time (the check at planning time
-    trusts those)."""
+    reruns this cell (planning only names a corrupted export; it writes nothing), also when the corruption
+    kept the file's size and time (the check at planning time trusts those)."""
     info = read_json(sidecar(path))
     if info["status"] != "ok":
         raise EngineUnavailable(info["reason"])

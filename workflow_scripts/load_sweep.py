@@ -16,7 +16,7 @@ from workflow_scripts.outcome import classify
 from workflow_scripts.results import SCHEMA_VERSION, write_cell_result
 from workflow_scripts.serving.load_clients import LoadClientDied, closed_loop, planned_processes
 from workflow_scripts.serving.server import stats_window
-from workflow_scripts.step_io import setup_logging, snakemake_log
+from workflow_scripts.step_io import job_engine_settings, setup_logging, snakemake_log
 from workflow_scripts.tokens import load_tokens
 
 log = logging.getLogger("load_sweep")
@@ -110,7 +110,7 @@ if __name__ == "__main__":
         w = smk.wildcards
         sweep({"engine": w.engine, "precision": w.precision, "seq_len": int(w.seq_len), "padding": "max_length",
                "device": smk.params.device}, smk.input.model_dir, smk.input.tokens,
-              {kind: smk.input[kind] for kind in smk.params.artifact_kinds}, smk.params.engine_settings,
+              {kind: smk.input[kind] for kind in smk.params.artifact_kinds}, job_engine_settings(smk),
               smk.params.load, list(smk.output))
     else:
         main()

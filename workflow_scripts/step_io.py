@@ -4,11 +4,37 @@ import logging
 import sys
 
 
+class Tee:
+    """A text stream that writes to several: the console and a job's log."""
+
+    def __init__(self, *streams):
+        self.streams = streams
+
+    def write(self, text: str) -> int:
+        for stream in self.streams:
+            stream.write(text)
+        return len(text)
+
+    def flush(self) -> None:
+        for stream in self.streams:
+            stream.flush()
+
+    def __getattr__(self, name):  # fileno, isatty, encoding...: the console's
+        return getattr(self.streams[0], name)
+
+
 def setup_logging(log_path: str | None = None) -> None:
-    """Log to the rule's log file (Snakemake) or to stderr (command line)."""
-    handlers = [logging.FileHandler(log_path, mode="w")] if log_path else [logging.StreamHandler(sys.stderr)]
+    """Log to the rule's log file (Snakemake) or to stderr (command line). With a log file, whatever the
+    step writes to stderr from here on (an uncaught exception's traceback, a SystemExit message, library
+    warnings) goes to the log as well as to the console, so that a failed job's log holds its own error."""
+    if log_path:
+        log_file = open(log_path, "w", buffering=1)
+        sys.stderr = Tee(sys.__stderr__, log_file)
+        handler = logging.StreamHandler(log_file)
+    else:
+        handler = logging.StreamHandler(sys.stderr)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-                        handlers=handlers, force=True)
+                        handlers=[handler], force=True)
 
 
 def snakemake_log(smk) -> str | None:
@@ -33,6 +59,18 @@ def cell_from_args(args) -> tuple[dict, dict]:
     cell = {"engine": args.engine, "precision": args.precision, "batch_size": args.batch_size,
             "seq_len": args.seq_len, "padding": args.padding, "device": args.device}
     return cell, ({"torchscript": args.torchscript} if args.torchscript else {})
+
+
+def job_engine_settings(smk) -> dict:
+    """The engine settings of a Snakemake job: its params (what can change a result) and, for a served
+    engine, the server's timeouts, which reach the job as resources (rules/common.smk, SERVER_RESOURCES)."""
+    from workflow_scripts.engines import is_served
+
+    settings = dict(smk.params.engine_settings)
+    if is_served(smk.wildcards.engine):
+        settings.update(startup_timeout_s=smk.resources.triton_startup_timeout_s,
+                        stop_grace_s=smk.resources.triton_stop_grace_s)
+    return settings
 
 
 def cell_from_job(smk, batch_size: int | None = None) -> tuple[dict, dict]:

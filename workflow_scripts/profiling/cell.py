@@ -17,11 +17,12 @@ MEASURED_RANGE = "inferbench_measured"
 
 @contextlib.contextmanager
 def loaded_engine(cell: dict, model_dir: str, tokens_path: str, artifacts: dict, engine_settings: dict,
-                  result_path: str, max_distinct_batches: int):
-    """(engine, batches) with the engine loaded; the engine is closed on the way out, also after errors."""
+                  result_path: str, max_distinct_batches: int | None):
+    """(engine, batches) with the engine loaded; the engine is closed on the way out, also after errors.
+    max_distinct_batches None: one batch (every batch of a cell padded to max_length runs the same kernels)."""
     device = cell["device"]
     tokens = load_tokens(tokens_path)
-    rows = batch_rows(tokens["input_ids"].shape[0], cell["batch_size"], max_distinct_batches)
+    rows = batch_rows(tokens["input_ids"].shape[0], cell["batch_size"], max_distinct_batches or 1)
     engine = create(cell["engine"], model_dir=model_dir, device=device, precision=cell["precision"],
                     settings=engine_settings, artifacts=artifacts, result_path=result_path)
     try:

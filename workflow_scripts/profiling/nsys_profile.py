@@ -24,8 +24,8 @@ from workflow_scripts.outcome import classify
 from workflow_scripts.profiling import kernels, nsys_stats
 from workflow_scripts.profiling.cell import MEASURED_RANGE
 from workflow_scripts.results import SCHEMA_VERSION, read_json, write_cell_result, write_json
-from workflow_scripts.step_io import (add_cell_arguments, cell_from_args, cell_from_job, setup_logging,
-                                     snakemake_log)
+from workflow_scripts.step_io import (add_cell_arguments, cell_from_args, cell_from_job, job_engine_settings,
+                                     setup_logging, snakemake_log)
 
 log = logging.getLogger("nsys_profile")
 TRACE_FLAGS = ["--trace=cuda,nvtx", "--cuda-graph-trace=node"]
@@ -200,7 +200,8 @@ if __name__ == "__main__":
         setup_logging(snakemake_log(smk))
         cell, artifacts = cell_from_job(smk)
         profile_cell(cell, smk.input.model_dir, smk.input.tokens, artifacts,
-                     smk.params.engine_settings, smk.params.settings, smk.params.executable, smk.output.summary,
+                     job_engine_settings(smk), {**smk.params.settings, "timeout_s": smk.resources.nsys_timeout_s},
+                     smk.resources.nsys_executable, smk.output.summary,
                      smk.output.reports, smk.threads)
     else:
         main()

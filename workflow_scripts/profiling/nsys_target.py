@@ -29,7 +29,7 @@ def run(spec: dict) -> dict:
         engine_settings["profiler"] = session["launch"]
     try:
         with loaded_engine(cell, spec["model_dir"], spec["tokens"], spec["artifacts"], engine_settings,
-                           spec["result_path"], settings["max_distinct_batches"]) as (engine, batches):
+                           spec["result_path"], settings.get("max_distinct_batches")) as (engine, batches):
             warm_up(engine, batches, cell["device"], settings["warmup_iters"])
             if session:
                 control(engine, session["start"])

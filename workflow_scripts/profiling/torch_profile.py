@@ -21,8 +21,8 @@ from workflow_scripts.outcome import classify
 from workflow_scripts.profiling import kernels
 from workflow_scripts.profiling.cell import loaded_engine, profiled_iterations, resolve_cell, warm_up
 from workflow_scripts.results import SCHEMA_VERSION, atomic_write_bytes, atomic_write_text, write_cell_result
-from workflow_scripts.step_io import (add_cell_arguments, cell_from_args, cell_from_job, setup_logging,
-                                     snakemake_log)
+from workflow_scripts.step_io import (add_cell_arguments, cell_from_args, cell_from_job, job_engine_settings,
+                                     setup_logging, snakemake_log)
 
 log = logging.getLogger("torch_profile")
 ITERATION_LABEL = "inferbench_iteration"
@@ -55,7 +55,7 @@ def run_profiler(cell, model_dir, tokens_path, artifacts, engine_settings, setti
     device = cell["device"]
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device == "cuda" else [])
     with loaded_engine(cell, model_dir, tokens_path, artifacts, engine_settings, out_path,
-                       settings["max_distinct_batches"]) as (engine, batches):
+                       settings.get("max_distinct_batches")) as (engine, batches):
         warm_up(engine, batches, device, settings["warmup_iters"])
         with profile(activities=activities) as prof:
             wall_ms = profiled_iterations(engine, batches, device, settings["iterations"],
@@ -135,6 +135,6 @@ if __name__ == "__main__":
         torch.set_num_threads(smk.threads)
         cell, artifacts = cell_from_job(smk)
         profile_cell(cell, smk.input.model_dir, smk.input.tokens, artifacts,
-                     smk.params.engine_settings, smk.params.settings, smk.output.summary, smk.output.tables)
+                     job_engine_settings(smk), smk.params.settings, smk.output.summary, smk.output.tables)
     else:
         main()
