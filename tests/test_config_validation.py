@@ -1,7 +1,10 @@
 """A bad config fails before any job runs, with a message that names the key."""
 import pytest
+import yaml
 
-from conftest import overlay, snakemake
+from conftest import REPO, overlay, snakemake
+
+DEFAULT_CONFIG = yaml.safe_load((REPO / "config.yaml").read_text())
 
 BAD_CONFIGS = [
     ("unknown engine", {"sweep": {"engines": ["eager", "warp-drive"]}}, "sweep.engines[1]"),
@@ -17,6 +20,18 @@ BAD_CONFIGS = [
     ("piece without tables", {"merge_pieces": ["pieces/a/results"]}, "merge_pieces[0]: pieces/a/results has no"),
     ("baseline not in sweep", {"report": {"baseline": {"engine": "torchscript", "precision": "fp32"}},
                                "sweep": {"engines": ["eager"]}}, "report.baseline.engine"),
+    # checks of the model and the data, also before any job (once they failed inside a job, or not at all)
+    ("seq_len beyond the model's positions", {"sweep": {"seq_lens": [32, 1024]}},
+     "sweep.seq_lens has 1024, but bert-base-uncased has max_position_embeddings 512"),
+    ("seq_len beyond overridden positions", {"model": {"config_overrides": {"max_position_embeddings": 16}}},
+     "sweep.seq_lens has 32, but bert-base-uncased has max_position_embeddings 16"),
+    ("unresolvable model id offline", {"model": {"id": "my-org/sst2-classifier"}},
+     "model.id 'my-org/sst2-classifier': its config.json is neither a local folder, nor in the Hugging Face cache"),
+    ("batch larger than max_samples", {"dataset": {"max_samples": 3}},
+     "sweep.batch_sizes has 4, more than dataset.max_samples (3): every batch would repeat rows"),
+    ("profiling selection neither all nor a list", {"profiling": {"engines": "none"}},
+     "profiling.engines: 'none' is not allowed; allowed: 'all'; or a list of 'eager', 'compile-default'"),
+    ("number as text in a file", {"triton": {"startup_timeout_s": "fast"}}, "triton.startup_timeout_s"),
 ]
 
 
@@ -57,3 +72,33 @@ def test_the_baseline_may_come_from_a_merged_piece(tmp_path):
     (piece / "aggregate" / "cells.csv").write_text("engine,precision,batch_size\neager,fp32,1\n")
     proc = snakemake(tmp_path, merged, args=["-n"], check=False)
     assert proc.returncode != 0 and "nor in a merged piece" in proc.stderr + proc.stdout
+
+
+def test_numbers_inside_a_command_line_list_are_numbers(tmp_path):
+    """Snakemake reads values inside a --config mapping as text; the README's example must still work."""
+    proc = snakemake(tmp_path, args=["-n", "--config", 'sweep={"batch_sizes": [1, 16], "seq_lens": [32]}',
+                                     "strict=true", 'dataset={"max_samples": "null"}'])
+    assert "results/bench/eager/fp32/bs16_seq32_max_length.json" in proc.stdout
+    assert "results/bench/eager/fp32/bs4_seq32_max_length.json" not in proc.stdout
+    assert "results/report/strict_check.passed" in proc.stdout
+    # a value that is no number stays text and is refused by name
+    proc = snakemake(tmp_path, args=["-n", "--config", 'sweep={"batch_sizes": [2, "x"]}'], check=False)
+    assert proc.returncode != 0 and "sweep.batch_sizes[1]: 'x' is not of type 'integer'" in proc.stdout + proc.stderr
+
+
+def test_profiling_can_be_turned_off_with_an_empty_list(tmp_path):
+    proc = snakemake(tmp_path, overlay(tmp_path, "off", {"profiling": {"engines": []}}), args=["-n"])
+    assert "profile_torch" not in proc.stdout and "profile_nsys" not in proc.stdout
+    assert "benchmark_cell" in proc.stdout
+
+
+def test_a_sweep_key_the_user_sets_wins_over_cpu_overrides(tmp_path):
+    """On CPU, cpu_overrides replaces only the keys a config leaves at config.yaml's defaults."""
+    overrides = {"cpu_overrides": {"sweep": {"batch_sizes": [1, 8], "engines": ["eager"]}}}
+    # the test config sets batch_sizes [1, 4] itself and leaves engines at the default: only engines is replaced
+    proc = snakemake(tmp_path, overlay(tmp_path, "cpu", {**overrides, "sweep": {
+        "engines": DEFAULT_CONFIG["sweep"]["engines"], "precisions": ["fp32"]}, "profiling": {"engines": []}}),
+        args=["-n"])
+    planned = {line.split("results/bench/")[1] for line in proc.stdout.splitlines() if "output: results/bench/" in line}
+    assert planned == {"eager/fp32/bs1_seq32_max_length.json", "eager/fp32/bs4_seq32_max_length.json"}
+    assert "cpu_overrides leaves sweep.batch_sizes as your config sets them" in proc.stderr + proc.stdout

@@ -1,11 +1,13 @@
 """The steps as command-line-free Python calls on a tiny model: dataset, model, tokens, export, cells."""
 import json
+import subprocess
+import sys
 
 import pytest
 
 from workflow_scripts import accuracy, benchmark, dataset, export, model, reference, tokens
 
-from conftest import DATASET, TINY
+from conftest import DATASET, REPO, TINY
 
 MEASUREMENT = {"warmup_iters": 1, "min_iters": 5, "min_seconds": 0.0, "repeats": 2, "max_distinct_batches": 3,
                "bootstrap_resamples": 100}
@@ -36,6 +38,34 @@ def test_pretrained_weights_offline_fail_with_advice(tmp_path, prepared):
     with pytest.raises(SystemExit, match="weights: random"):
         model.prepare({"id": "bert-base-uncased", "weights": "pretrained", "num_labels": 2, "config_overrides": {}},
                       root / "rows.jsonl", tmp_path / "model")
+
+
+def test_offline_a_model_id_gets_its_own_geometry_from_a_shipped_config_and_says_so(tmp_path, prepared):
+    """bert-large-uncased without the hub: its 1024-wide, 16-head layers (once it silently got bert-base's)."""
+    root, _ = prepared
+    info = model.prepare({"id": "bert-large-uncased", "weights": "random", "num_labels": 2,
+                          "config_overrides": {"num_hidden_layers": 1, "vocab_size": 2000}},
+                         root / "rows.jsonl", tmp_path / "model")
+    saved = json.loads((tmp_path / "model" / "config.json").read_text())
+    assert (saved["hidden_size"], saved["num_attention_heads"], saved["intermediate_size"]) == (1024, 16, 4096)
+    assert info["hidden_size"] == 1024 and "shipped with inferbench" in info["config_source"]
+    assert any("bert-large-uncased" in w and "shipped with inferbench" in w for w in info["warnings"])
+
+
+def test_offline_a_model_id_without_any_config_is_refused_by_name(tmp_path, prepared):
+    root, _ = prepared
+    with pytest.raises(SystemExit, match="(?s)'my-org/sst2-classifier'.*ships none for it"):
+        model.prepare({"id": "my-org/sst2-classifier", "weights": "random", "num_labels": 2, "config_overrides": {}},
+                      root / "rows.jsonl", tmp_path / "model")
+
+
+def test_tokenizing_beyond_the_models_positions_is_refused_naming_both_numbers(prepared, tmp_path):
+    """The check for a model whose config planning could not see (fetched from the hub by the model job)."""
+    root, _ = prepared
+    with pytest.raises(SystemExit, match="sweep.seq_lens has 1024, but bert-base-uncased has "
+                                         "max_position_embeddings 512"):
+        tokens.tokenize(root / "model", root / "rows.jsonl", 1024, tmp_path / "tokens.pt")
+    assert not (tmp_path / "tokens.pt").exists()
 
 
 def test_random_model_records_its_origin_and_a_usable_tokenizer(prepared):
@@ -176,3 +206,17 @@ def test_a_compiled_engine_compiles_every_input_shape_past_dynamos_default_recom
         ids = torch.ones((2, seq_len), dtype=torch.int64)
         assert engine.run(ids, torch.ones_like(ids)).tolist() == [[seq_len], [seq_len]]
     assert counter.frame_count == len(lengths) == engine.describe()["input_shapes"]
+
+
+@pytest.mark.parametrize("failure,expected", [
+    ("raise SystemExit('model.id x: refused, with advice')", "model.id x: refused, with advice"),
+    ("import torch; torch.zeros(2, 3) @ torch.zeros(4, 5)", "RuntimeError: mat1 and mat2 shapes cannot be multiplied"),
+])
+def test_a_failing_step_leaves_its_error_in_its_own_log(tmp_path, failure, expected):
+    """Snakemake shows a job's stderr only on its console; the job's log file must hold the error too."""
+    log = tmp_path / "job.log"
+    code = f"from workflow_scripts.step_io import setup_logging\nsetup_logging({str(log)!r})\n{failure}\n"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
+    assert proc.returncode != 0
+    assert expected in log.read_text()
+    assert expected in proc.stderr  # and still on the console

@@ -35,26 +35,89 @@ def planned_device(requested: str) -> str:
     return requested
 
 
-def command_line_booleans(config: dict) -> None:
-    """`--config strict=true` arrives as the string 'true' (Snakemake reads only True/False as booleans)."""
-    value = config.get("strict")
-    if isinstance(value, str) and value.lower() in ("true", "false"):
-        config["strict"] = value.lower() == "true"
+def command_line_values(config: dict, schema_path: str) -> None:
+    """Give `--config` values their types, in place: Snakemake reads a value inside a mapping or list with
+    YAML's base loader, so `--config sweep='{"batch_sizes": [2, 16]}'` arrives as ['2', '16'], and reads
+    only True/False as booleans (`strict=true` arrives as 'true'). A string the schema refuses is read as a
+    YAML scalar (2, 0.5, true, null) and kept where the schema then accepts it; other strings stay."""
+    import jsonschema
+    import yaml
+
+    with open(schema_path) as handle:
+        validator = jsonschema.Draft202012Validator(yaml.safe_load(handle))
+    for _ in range(1000):  # one value per pass: each fix may change which branch of a oneOf applies
+        for error in every_error(validator.iter_errors(config)):
+            if error.validator != "type" or not isinstance(error.instance, str) or not error.absolute_path:
+                continue
+            try:
+                value = yaml.safe_load(error.instance)
+            except yaml.YAMLError:
+                continue
+            if isinstance(value, bool) and error.instance.lower() not in ("true", "false"):
+                continue  # YAML 1.1 also reads yes/no/on/off as booleans: accept only true and false
+            expected = error.validator_value if isinstance(error.validator_value, list) else [error.validator_value]
+            if not isinstance(value, str) and any(validator.is_type(value, kind) for kind in expected):
+                *parents, last = error.absolute_path
+                container = config
+                for key in parents:
+                    container = container[key]
+                container[last] = value
+                break
+        else:
+            return
 
 
-def effective(config: dict) -> dict:
-    """Config with `cpu_overrides` merged in when the device is CPU, and `device` resolved."""
+def every_error(errors):
+    """Schema errors and, for oneOf/anyOf, the errors of each alternative."""
+    for error in errors:
+        yield error
+        yield from every_error(error.context or [])
+
+
+def in_key_order(value):
+    """The same value with every mapping's keys sorted. Snakemake records each param as its repr, in which
+    a dict's key order shows: params made from key-ordered config compare by value."""
+    if isinstance(value, dict):
+        return {key: in_key_order(value[key]) for key in sorted(value)}
+    if isinstance(value, list):
+        return [in_key_order(item) for item in value]
+    return value
+
+
+def cpu_overrides(config: dict, defaults: dict | None) -> tuple[dict, list[str]]:
+    """(the cpu_overrides to apply, the keys they leave alone). A key the user set to something other than
+    its value in the default config.yaml (`defaults`) is the user's choice and wins over cpu_overrides."""
+    applied, kept = {}, []
+    for section, values in (config.get("cpu_overrides") or {}).items():
+        for key, value in values.items():
+            default = ((defaults or {}).get(section) or {}).get(key, config[section].get(key))
+            if config[section].get(key) != default:
+                kept.append(f"{section}.{key}")
+            else:
+                applied.setdefault(section, {})[key] = value
+    return applied, kept
+
+
+def effective(config: dict, defaults: dict | None = None) -> dict:
+    """Config with `cpu_overrides` merged in when the device is CPU (except keys the user set, see
+    cpu_overrides), `device` resolved, checked, every mapping in key order."""
     resolved = copy.deepcopy(config)
     resolved["device"] = planned_device(config["device"])
     if resolved["device"] == "cpu":
-        for section, values in (config.get("cpu_overrides") or {}).items():
+        for section, values in cpu_overrides(config, defaults)[0].items():
             resolved[section] = {**resolved[section], **values}
     resolved.pop("cpu_overrides", None)
     check(resolved)
-    return resolved
+    return in_key_order(resolved)
 
 
 def check(config: dict) -> None:
+    """What the schema cannot say: references between keys, merged pieces, the model's geometry."""
+    sizes, samples = config["sweep"]["batch_sizes"], config["dataset"].get("max_samples")
+    if samples is not None and max(sizes) > samples:
+        raise ConfigError(f"sweep.batch_sizes has {max(sizes)}, more than dataset.max_samples ({samples}): every "
+                          "batch would repeat rows. Raise max_samples or use smaller batch sizes")
+    check_model(config)
     for index, piece in enumerate(config.get("merge_pieces") or []):
         missing = [table.name for table in piece_tables(piece) if not table.is_file()]
         if missing:
@@ -69,6 +132,27 @@ def check(config: dict) -> None:
         raise ConfigError(f"report.baseline.{key} is {baseline[key]!r}, which is not in sweep.{axis} "
                           f"{sweep[axis]} (on {config['device']}) nor in a merged piece: pick one of those")
     profiled_axes(config)
+
+
+def check_model(config: dict) -> None:
+    """The model's config is known before any job (local folder, cache, or shipped), and every seq_len fits
+    its position embeddings. An id known only to the hub passes when the hub is reachable (the model job
+    fetches it and the tokenize job checks the lengths); offline it is refused here."""
+    from workflow_scripts.hub import hub_reachable
+    from workflow_scripts.model_config import ModelConfigUnavailable, find_config, seq_len_problem
+
+    settings = config["model"]
+    try:
+        geometry, _ = find_config(settings["id"])
+    except ModelConfigUnavailable as error:
+        if hub_reachable():
+            return
+        raise ConfigError(f"{error} (the Hugging Face hub is not reachable from here)") from None
+    geometry = {**geometry, **(settings.get("config_overrides") or {})}
+    for seq_len in config["sweep"]["seq_lens"]:
+        problem = seq_len_problem(seq_len, geometry, settings["id"])
+        if problem:
+            raise ConfigError(problem)
 
 
 def baseline_in_pieces(baseline: dict, pieces: list) -> bool:
@@ -124,8 +208,34 @@ def schema_errors(config: dict, schema_path: str) -> list[str]:
     lines = []
     for error in sorted(validator.iter_errors(config), key=lambda e: list(map(str, e.absolute_path))):
         where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path).lstrip(".")
-        lines.append(f"{where or '(top level)'}: {error.message}")
+        message = error.message
+        if error.validator in ("oneOf", "anyOf"):  # jsonschema says only "not valid under any of the given schemas"
+            message = (f"{error.instance!r} is not allowed; allowed: "
+                       + "; or ".join(describe(option, schema) for option in error.validator_value))
+        lines.append(f"{where or '(top level)'}: {message}")
     return lines
+
+
+def describe(subschema: dict, root: dict) -> str:
+    """One alternative of a schema in words, e.g. `'all'` or `a list of 'eager', 'fused' (may be empty)`."""
+    if "$ref" in subschema:  # local references only: "#/$defs/engine"
+        target = root
+        for part in subschema["$ref"].lstrip("#/").split("/"):
+            target = target[part]
+        subschema = {**target, **{k: v for k, v in subschema.items() if k != "$ref"}}
+    if "const" in subschema:
+        return repr(subschema["const"])
+    if "enum" in subschema:
+        return ", ".join(map(repr, subschema["enum"]))
+    if subschema.get("type") == "array":
+        least = subschema.get("minItems", 0)
+        return (f"a list of {describe(subschema.get('items', {}), root)}"
+                + (" (may be empty)" if least == 0 else f" (at least {least})"))
+    if "type" in subschema:
+        kinds = subschema["type"] if isinstance(subschema["type"], list) else [subschema["type"]]
+        bound = f" >= {subschema['minimum']}" if "minimum" in subschema else ""
+        return " or ".join(kinds) + bound
+    return "any value"
 
 
 def piece_tables(results_dir: str | Path) -> list[Path]:

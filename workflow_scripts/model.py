@@ -12,17 +12,20 @@ from pathlib import Path
 
 from workflow_scripts.dataset import read_rows
 from workflow_scripts.hub import go_offline_if_unreachable
+from workflow_scripts.model_config import shipped_config, shipped_ids
 from workflow_scripts.results import write_json
 from workflow_scripts.step_io import setup_logging, snakemake_log
 
 log = logging.getLogger("model")
 INFO_FILE = "inferbench_model.json"
+SHIPPED_SOURCE = "the copy of its config.json shipped with inferbench (hub unreachable)"
 RANDOM_SEED = 0
 
 
 def architecture_config(model_id: str, overrides: dict, num_labels: int, trust_remote_code: bool):
-    """The model's config from the hub or cache; offline, transformers' defaults for its model type."""
-    from transformers import AutoConfig, CONFIG_MAPPING
+    """(config, where it came from): the hub or its cache, else the copy inferbench ships for common ids
+    (model_config.py); an id with neither is refused (never another model's geometry)."""
+    from transformers import AutoConfig
 
     try:
         config = AutoConfig.from_pretrained(model_id, num_labels=num_labels, trust_remote_code=trust_remote_code)
@@ -30,12 +33,13 @@ def architecture_config(model_id: str, overrides: dict, num_labels: int, trust_r
     except ValueError as error:
         refuse_remote_code(model_id, error)
     except OSError as error:
-        model_type = guess_model_type(model_id, CONFIG_MAPPING.keys())
-        if model_type is None:
-            raise SystemExit(f"model.id {model_id!r}: its config is not reachable ({error}) and no known "
-                             "architecture name occurs in the id to fall back on") from error
-        config = CONFIG_MAPPING[model_type](num_labels=num_labels)
-        source = f"transformers defaults for model_type '{model_type}' (hub unreachable)"
+        shipped = shipped_config(model_id)
+        if shipped is None:
+            raise SystemExit(f"model.id {model_id!r}: its config is not reachable ({error}) and inferbench ships "
+                             f"none for it (it ships: {', '.join(shipped_ids())})") from error
+        fields = {key: value for key, value in shipped.items() if key != "model_type"}
+        config = AutoConfig.for_model(shipped["model_type"], **fields, num_labels=num_labels)
+        source = SHIPPED_SOURCE
     for key, value in overrides.items():
         if not hasattr(config, key):
             raise SystemExit(f"model.config_overrides.{key}: {type(config).__name__} has no such field")
@@ -50,13 +54,6 @@ def refuse_remote_code(model_id: str, error: ValueError):
         raise error
     raise SystemExit(f"model.id {model_id!r} needs Python code from its repository to load; inferbench runs no "
                      "such code unless the config sets model.trust_remote_code: true (read that code first)") from error
-
-
-def guess_model_type(model_id: str, known_types) -> str | None:
-    """Longest known model type that occurs in the id: 'distilbert-base-uncased' -> 'distilbert'."""
-    name = model_id.lower().rsplit("/", 1)[-1]
-    matches = [t for t in known_types if t in name]
-    return max(matches, key=len) if matches else None
 
 
 def train_wordpiece_tokenizer(sentences: list[str], vocab_size: int, out_dir: Path):
@@ -115,6 +112,8 @@ def prepare(settings: dict, dataset_rows: str, out_dir: str) -> dict:
                 log.warning("pretrained %s unavailable (%s); building random weights", model_id, error)
     if origin is None:
         config, config_source = architecture_config(model_id, overrides, settings["num_labels"], trust)
+        if config_source == SHIPPED_SOURCE:
+            warnings.append(f"Model architecture of {model_id} from {config_source}.")
         torch.manual_seed(RANDOM_SEED)
         model = AutoModelForSequenceClassification.from_config(config, trust_remote_code=trust)
         origin = "random"

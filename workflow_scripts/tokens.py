@@ -6,11 +6,15 @@ is derived per batch by trimming to the batch's longest sentence, so both share 
 
 import argparse
 import io
+import json
 import logging
+from pathlib import Path
 
 import torch
 
 from workflow_scripts.dataset import read_rows
+from workflow_scripts.model import load_info
+from workflow_scripts.model_config import seq_len_problem
 from workflow_scripts.results import atomic_write_bytes
 from workflow_scripts.step_io import setup_logging, snakemake_log
 
@@ -21,6 +25,12 @@ PADDINGS = ("max_length", "dynamic")
 def tokenize(model_dir: str, dataset_rows: str, seq_len: int, out_path: str) -> dict:
     from transformers import AutoTokenizer
 
+    # planning checks this where the model's config is known beforehand; a config fetched by the model job
+    # is checked here, before any engine meets an input longer than its position embeddings
+    problem = seq_len_problem(seq_len, json.loads((Path(model_dir) / "config.json").read_text()),
+                              load_info(model_dir)["model_id"])
+    if problem:
+        raise SystemExit(problem)
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     rows = read_rows(dataset_rows)
     encoded = tokenizer([row["sentence"] for row in rows], padding="max_length", truncation=True,
