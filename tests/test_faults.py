@@ -239,6 +239,29 @@ def test_a_job_killed_mid_measurement_leaves_no_result_and_the_next_run_redoes_e
     assert cell in planned_outputs(dry_run)
 
 
+def test_after_snakemake_itself_is_killed_unlock_then_the_same_command_resumes(pipelines, tmp_path):
+    """SIGKILL to Snakemake and its job (a lost login session, a time limit on the whole run) leaves the
+    working directory locked: the documented resume is `--unlock`, then the same command again."""
+    run = pipelines["a"]
+    workdir, cell = run["workdir"], CELL.format(engine="eager")
+    assert run["returncode"] == 0
+    slow = overlay(tmp_path, "slow", {"measurement": {**MINIMAL["measurement"], "min_seconds": 60.0}})
+    snakemake = subprocess.Popen(snakemake_command(workdir, [run["overlay"], slow], args=["--forcerun", cell]),
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=pipeline_environment(),
+                                 start_new_session=True)
+    job = wait_until(lambda: python_running(descendants(snakemake.pid), "benchmark.py"), timeout_s=120)
+    assert job, "the benchmark job did not start"
+    os.killpg(snakemake.pid, signal.SIGKILL)
+    snakemake.wait(timeout=30)
+    assert not (workdir / cell).exists()
+    locked = run_snakemake(workdir, [run["overlay"]], check=False)
+    assert locked.returncode != 0 and "LockException" in locked.stdout + locked.stderr
+    run_snakemake(workdir, [run["overlay"]], args=["--unlock"])
+    run_snakemake(workdir, [run["overlay"]])
+    assert json.loads((workdir / cell).read_text())["status"] == "ok"
+    assert scheduled_jobs(run_snakemake(workdir, [run["overlay"]], args=["-n"]).stdout) == {}
+
+
 # ---------------------------------------------------------------- strict=true and a mismatching engine
 def test_strict_run_passes_when_every_cell_is_trustworthy(pipelines):
     run = pipelines["a"]
@@ -273,20 +296,28 @@ def test_strict_run_with_a_mismatching_engine_exits_non_zero_after_writing_the_r
 
 
 # ---------------------------------------------------------------- a corrupted export
-def test_a_corrupted_export_is_detected_when_planning_and_exported_again(pipelines):
+def test_a_corrupted_export_is_named_when_planning_without_a_write_and_exported_again(pipelines):
     run = pipelines["b"]
     workdir = run["workdir"]
     assert run["returncode"] == 0
     module = workdir / "results" / "export" / "torchscript" / "fp32" / "seq32.pt"
     before = {engine: (workdir / CELL.format(engine=engine)).stat().st_mtime_ns for engine in PIPELINE_ENGINES["b"]}
     module.write_bytes(module.read_bytes()[: module.stat().st_size // 2])  # truncated, as by a full disk
+    files = sorted(path for path in (workdir / "results").rglob("*") if path.is_file())
+    stamps = [path.stat().st_mtime_ns for path in files]
     dry_run = run_snakemake(workdir, [run["overlay"]], args=["-n"])
-    assert "Corrupted export: results/export/torchscript/fp32/seq32.pt is corrupted" in dry_run.stdout + dry_run.stderr
-    # the export, and only what uses it
+    warning = "Corrupted export: results/export/torchscript/fp32/seq32.pt is corrupted"
+    assert warning in dry_run.stdout + dry_run.stderr
+    assert "add --forcerun results/export/torchscript/fp32/seq32.pt" in dry_run.stdout + dry_run.stderr
+    # planning wrote nothing (it once set the export's modification time)
+    assert [path.stat().st_mtime_ns for path in files] == stamps
+    # as the warning says: the export, and only what uses it
+    force = ["--forcerun", "results/export/torchscript/fp32/seq32.pt"]
+    dry_run = run_snakemake(workdir, [run["overlay"]], args=["-n", *force])
     assert scheduled_jobs(dry_run.stdout) == {"export_torchscript": 1, "benchmark_cell": 1, "accuracy": 1,
                                               "aggregate": 1, "report": 1, "all": 1}
     assert CELL.format(engine="torchscript") in planned_outputs(dry_run.stdout)
-    run_snakemake(workdir, [run["overlay"]])
+    run_snakemake(workdir, [run["overlay"]], args=force)
     table = pd.read_csv(workdir / "results" / "aggregate" / "cells.csv")
     assert (table.status == "ok").all(), table[["engine", "status", "reason"]]
     after = {engine: (workdir / CELL.format(engine=engine)).stat().st_mtime_ns for engine in PIPELINE_ENGINES["b"]}
@@ -306,7 +337,7 @@ def test_a_corruption_that_keeps_size_and_time_is_refused_before_use_and_then_ex
         damaged[len(damaged) // 2] ^= 0xFF
         module.write_bytes(bytes(damaged))
         os.utime(module, ns=(stamp.st_atime_ns, stamp.st_mtime_ns))
-        assert checksums.outdate_corrupt_exports([module]) == []
+        assert checksums.corrupt_exports([module]) == {}
         with pytest.raises(RuntimeError, match="is corrupted .* the next snakemake run exports it again"):
             export.load_verified_torchscript(module, "cpu")
         # refused before use and marked outdated: the next run exports it again, then reruns what used it
@@ -322,7 +353,7 @@ def test_a_corruption_that_keeps_size_and_time_is_refused_before_use_and_then_ex
 def test_report_still_builds_and_lists_failed_cells(pipelines, tmp_path):
     run = pipelines["b"]
     # a served model that cannot be READY in time: its cells and its load sweep fail for real
-    impatient = overlay(tmp_path, "impatient", {"triton": {"startup_timeout_s": 0.001}})
+    impatient = overlay(tmp_path, "impatient", {"triton": {"startup_timeout_s": 1}})
     proc = run_snakemake(run["workdir"], [run["overlay"], impatient])
     assert proc.returncode == 0
     table = pd.read_csv(run["workdir"] / "results" / "aggregate" / "cells.csv")

@@ -16,7 +16,7 @@ import torch
 from conftest import REPO, path_with_stand_ins, processes_with
 from workflow_scripts.engines import create
 from workflow_scripts.serving import model_repository, server as server_module
-from workflow_scripts.serving.launchers import ApptainerLauncher, LocalLauncher
+from workflow_scripts.serving.launchers import ApptainerLauncher, LocalLauncher, remove_stale_workdirs
 from workflow_scripts.serving.server import ServerError, TritonServer
 
 SETTINGS = {"max_batch_size": 8, "instance_count": 1, "python_compile_mode": "none",
@@ -351,3 +351,15 @@ def test_a_level_whose_clients_died_is_failed_and_the_next_level_still_runs(monk
     results = [json.loads(Path(out).read_text()) for out in outs]
     assert [r["status"] for r in results] == ["ok", "failed", "ok"]
     assert results[1]["reason"].startswith("LoadClientDied: load client process 7 exited with code 3")
+
+
+def test_backend_folders_of_killed_jobs_are_removed_by_the_next_server_start(tmp_path):
+    """A job killed with SIGKILL cannot remove its /tmp/inferbench-triton-<pid>-* folder; the next start does."""
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    stale = tmp_path / f"inferbench-triton-{dead.pid}-abc"
+    live = tmp_path / f"inferbench-triton-{os.getpid()}-def"
+    for folder in (stale, live):
+        (folder / "backends" / "python").mkdir(parents=True)
+    assert remove_stale_workdirs(tmp_path) == [stale]
+    assert not stale.exists() and live.exists()

@@ -37,6 +37,32 @@ def resolve_launcher_name(requested: str, sif: str | Path) -> str:
     return requested
 
 
+# The local launcher's backend folder: /tmp/inferbench-triton-<pid of the job>-<random>
+WORKDIR_PREFIX = "inferbench-triton-"
+
+
+def remove_stale_workdirs(root: str | Path | None = None) -> list[Path]:
+    """Remove the backend folders of jobs that died without cleaning up (SIGKILL, a time limit): those
+    whose job process is gone. Returns what it removed."""
+    removed = []
+    for path in Path(root or tempfile.gettempdir()).glob(f"{WORKDIR_PREFIX}*"):
+        pid = path.name.removeprefix(WORKDIR_PREFIX).split("-", 1)[0]
+        if pid.isdigit() and not process_alive(int(pid)):
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    return removed
+
+
+def process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
 class LocalLauncher:
     name = "local"
     backends = ("python",)
@@ -66,7 +92,8 @@ class LocalLauncher:
     def _backends(self) -> Path:
         """backends/python with the stub for this Python version beside the backend library."""
         if self.workdir is None:
-            self.workdir = Path(tempfile.mkdtemp(prefix="inferbench-triton-"))
+            remove_stale_workdirs()
+            self.workdir = Path(tempfile.mkdtemp(prefix=f"{WORKDIR_PREFIX}{os.getpid()}-"))
             python = self.workdir / "backends" / "python"
             shutil.copytree(self.paths["python_backend"], python, ignore=shutil.ignore_patterns("__pycache__"))
             shutil.copy2(self.paths["stub"], python / "triton_python_backend_stub")
