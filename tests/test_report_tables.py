@@ -95,3 +95,15 @@ def test_skipped_cells_are_announced_with_their_reason_and_listed_last():
     assert ("SKIPPED: 2 cell(s) could not run here: fp16 matmuls are not supported on CPU "
             "(eager/fp16/bs1/seq128/max_length, torchscript/fp16/bs1/seq128/max_length)") in notes
     assert report.headline(table).status.tolist() == ["ok", "skipped", "skipped"]
+
+
+def test_batches_larger_than_the_dataset_are_announced():
+    """The bundled 200-row sample with batch 256: the batch repeats rows, and the report says so first."""
+    table = cells([{"engine": "eager", "precision": "fp32", "batch_size": b, "p50_ms": 4.0, "device": "cuda",
+                    "reason": None} for b in (1, 256)])
+    dataset = {"origin": "hub", "name": "glue", "config": "sst2", "split": "validation", "rows": 200}
+    notes = report.warnings_for(table, dataset, {}, TARGETS["max_repeat_cv"])
+    assert any(n.startswith("BATCHES REPEAT ROWS: the dataset has 200 rows, fewer than batch size(s) 256:")
+               for n in notes)
+    assert not any("REPEAT ROWS" in n for n in report.warnings_for(table, {**dataset, "rows": 872}, {},
+                                                                   TARGETS["max_repeat_cv"]))

@@ -48,6 +48,11 @@ def warnings_for(table: pd.DataFrame, dataset: dict, model: dict, max_repeat_cv:
         notes.append(f"DATASET: this run used the {dataset['rows']}-sentence SST-2-format sample bundled with "
                      f"inferbench ({why}), not {dataset['name']}/{dataset['config']} {dataset['split']}. "
                      "Accuracy figures are not comparable with published SST-2 numbers.")
+    wrapped = sorted(size for size in set(table.batch_size) if size > dataset["rows"])
+    if wrapped:  # batch_rows wraps around: a batch larger than the dataset repeats rows
+        notes.append(f"BATCHES REPEAT ROWS: the dataset has {dataset['rows']} rows, fewer than batch size(s) "
+                     f"{', '.join(map(str, wrapped))}: those batches start again at row 0 (correctness is still "
+                     "checked row by row; with dynamic padding the batch shapes are those of the repeated rows).")
     for warning in model.get("warnings", []):
         notes.append(f"MODEL: {warning}")
     devices = sorted(set(table.device))
