@@ -33,7 +33,7 @@ try:
 except ConfigError as error:
     raise WorkflowError(f"Invalid config: {error}")
 if EXPERIMENT["device"] == "cpu" and workflow.is_main_process:
-    _applied, _kept = cpu_overrides(config, DEFAULT_CONFIG)
+    _kept = cpu_overrides(config, DEFAULT_CONFIG)[1]
     if _kept:
         logger.info(f"Device cpu: cpu_overrides leaves {', '.join(_kept)} as your config sets them")
 
@@ -128,6 +128,8 @@ SERVING_TWINS = {
 }
 # Profiling: which cells, with which tools (rules/profiling.smk)
 PROFILING = EXPERIMENT["profiling"]
+
+
 def profiling_settings(wildcards):
     """What a profile job measures. The number of distinct batches changes what it measures only where the
     batches' shapes differ (dynamic padding): with max_length padding every batch runs the same kernels."""
