@@ -79,7 +79,9 @@ def engine_settings(wildcards):
     """The engine's settings that can change its results (its timeouts reach it as SERVER_RESOURCES)."""
     if is_served(wildcards.engine):
         triton = config["triton"]
-        return {"launcher": triton["launcher"], "apptainer": triton["apptainer"]}
+        # the load client decides who times the served cells (triton.load.client)
+        return {"launcher": triton["launcher"], "apptainer": triton["apptainer"], "client": triton["load"]["client"],
+                "perf_analyzer": triton["load"]["perf_analyzer"]}
     return config["engine_settings"].get(wildcards.engine, {})
 
 

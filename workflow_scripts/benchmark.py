@@ -77,6 +77,38 @@ def measure_engine(engine, cell, tokens, reference, rows, measurement, tolerance
     first_call_s = time_first_call(run_batch, batches[0], device)
     logits = torch.cat([run_batch(b).float().cpu() for b in batches])
     correctness = compare(logits, reference[torch.cat([b["rows"] for b in batches])], tolerance)
+    by_client = engine.timed_by_client(batches, measurement)  # a served engine's own load client, or None
+    if by_client is None:
+        latency, server = time_calls(engine, run_batch, batches, device, batch_size, measurement)
+        split = None
+    else:
+        latency, server, split = by_client["latency"], by_client["server"], by_client["latency_split_ms"]
+    # dynamic padding shrinks batches: report how many tokens an average measured batch carries
+    tokens_per_batch = sum(b["input_ids"].numel() for b in batches) / len(batches)
+    described = engine.describe()
+    del batches
+    gc.collect()  # a cell may run right after another in the same process (tests, command line)
+    return {
+        "status": "ok" if correctness["within_tolerance"] else "mismatch",
+        "reason": None if correctness["within_tolerance"] else
+        f"logits differ from fp32 eager: max |diff| {correctness['max_abs_diff']:.3g}, "
+        f"agreement {correctness['agreement']:.1%} (tolerance {tolerance})",
+        "startup": {"load_s": load_s, "first_call_s": first_call_s},
+        "latency": latency,
+        "throughput_samples_per_s": latency["wall_ms"]["throughput_samples_per_s"],
+        "memory": {"peak_gpu_mb": torch.cuda.max_memory_allocated() / 2**20 if device == "cuda" else None,
+                   "peak_host_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024},
+        "correctness": correctness,
+        "tokens_per_batch": tokens_per_batch,
+        "engine": described,
+        "server": server,
+        "load_client": engine.load_client,
+        "latency_split_ms": split,
+    }
+
+
+def time_calls(engine, run_batch, batches, device, batch_size, measurement) -> tuple[dict, dict | None]:
+    """The shared timing loop, every call timed here: (the result's latency, the engine's server window)."""
     engine.begin_window()
     with pinned_to_one_core(measurement.get("pin_cpu", False), device) as pinned_core:
         repeats = time_iterations(run_batch, batches, device, measurement["warmup_iters"], measurement["min_iters"],
@@ -95,26 +127,7 @@ def measure_engine(engine, cell, tokens, reference, rows, measurement, tolerance
         "iterations": len(wall),
         "pinned_core": pinned_core,
     }
-    # dynamic padding shrinks batches: report how many tokens an average measured batch carries
-    tokens_per_batch = sum(b["input_ids"].numel() for b in batches) / len(batches)
-    described = engine.describe()
-    del batches
-    gc.collect()  # a cell may run right after another in the same process (tests, command line)
-    return {
-        "status": "ok" if correctness["within_tolerance"] else "mismatch",
-        "reason": None if correctness["within_tolerance"] else
-        f"logits differ from fp32 eager: max |diff| {correctness['max_abs_diff']:.3g}, "
-        f"agreement {correctness['agreement']:.1%} (tolerance {tolerance})",
-        "startup": {"load_s": load_s, "first_call_s": first_call_s},
-        "latency": latency,
-        "throughput_samples_per_s": wall_stats["throughput_samples_per_s"],
-        "memory": {"peak_gpu_mb": torch.cuda.max_memory_allocated() / 2**20 if device == "cuda" else None,
-                   "peak_host_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024},
-        "correctness": correctness,
-        "tokens_per_batch": tokens_per_batch,
-        "engine": described,
-        "server": server,
-    }
+    return latency, server
 
 
 def main(argv=None) -> None:

@@ -2,18 +2,23 @@
 in triton.load.concurrency, against one server (dynamic batching groups concurrent requests).
 
 One result per N, in the one result schema (kind: load): per-request latency statistics, throughput in
-requests/s, and the server's own breakdown (queue, compute; mean batch size per execution).
-The clients are threads spread over `triton.load.client_processes` processes (serving/load_clients.py); if
-they still cannot keep up, the report shows client time far above the server's.
+requests/s, the server's own breakdown (queue, compute; mean batch size per execution), and `load_client`
+naming who sent the requests (triton.load.client):
+- perf_analyzer (serving/perf_analyzer.py): Triton's C++ load client with its own stability windows; its
+  split of each request (client, network, queue, compute input/infer/output) is kept as `latency_split_ms`.
+- python: threads spread over `triton.load.client_processes` processes (serving/load_clients.py); if they
+  cannot keep up, the report shows client time far above the server's.
 """
 import argparse
 import logging
+from pathlib import Path
 
 from workflow_scripts import environment, stats
 from workflow_scripts.engines import create
 from workflow_scripts.model import load_info
 from workflow_scripts.outcome import classify
 from workflow_scripts.results import SCHEMA_VERSION, write_cell_result
+from workflow_scripts.serving import perf_analyzer
 from workflow_scripts.serving.load_clients import LoadClientDied, closed_loop, planned_processes
 from workflow_scripts.serving.server import stats_window
 from workflow_scripts.step_io import job_engine_settings, setup_logging, snakemake_log
@@ -32,50 +37,95 @@ def sweep(cell: dict, model_dir: str, tokens_path: str, artifacts: dict, engine_
     results = []
     engine = create(cell["engine"], model_dir=model_dir, device=device, precision=cell["precision"],
                     settings=engine_settings, artifacts=artifacts, result_path=out_paths[0])
+    client, fallback = load_settings.get("client", "python"), None
     try:
+        client, fallback = perf_analyzer.choose_client(client, _pa_settings(load_settings)["executable"])
         engine.load()
         failure = None
     except Exception as error:  # every concurrency level gets the same status and reason
         failure = classify(error)
     try:
         for concurrency, out_path in zip(load_settings["concurrency"], out_paths):
-            result = {**base, "cell": {**cell, "device": device, "batch_size": 1, "concurrency": concurrency}}
+            result = {**base, "cell": {**cell, "device": device, "batch_size": 1, "concurrency": concurrency},
+                      "load_client": {"name": client, "clients": concurrency}}
+            if fallback:
+                result["load_client"]["perf_analyzer_unusable"] = fallback
             if failure:
                 result["status"], result["reason"] = failure
             else:
-                processes = planned_processes(load_settings.get("client_processes", "auto"), concurrency)
-                result["load_client"] = {"processes": processes, "clients": concurrency}
-                before = engine.server.model_stats()
-                try:
-                    latencies, errors = closed_loop(engine.request_target(), input_ids, attention_mask, concurrency,
-                                                    load_settings["seconds"], load_settings["warmup_seconds"],
-                                                    processes)
-                except (LoadClientDied, TimeoutError) as error:  # this level only; the next starts afresh
-                    latencies, errors, lost = [], 0, f"{type(error).__name__}: {error}"
-                else:
-                    lost = None
-                window_s = load_settings["seconds"]
-                result["server"] = stats_window(before, engine.server.settled_model_stats())
-                if lost:
-                    result["status"], result["reason"] = "failed", lost
-                elif errors or not latencies:
-                    result["status"] = "failed"
-                    result["reason"] = f"{errors} of {errors + len(latencies)} requests failed"
-                else:
-                    summary = stats.summarize(latencies, 1, 1000)
-                    result["latency"] = {"wall_ms": summary, "gpu_ms": None, "repeat_p50_ms": [summary["p50"]],
-                                         "repeat_p50_cv": 0.0, "iterations": len(latencies)}
-                    result["throughput_samples_per_s"] = len(latencies) / window_s  # completed requests/s
+                measure = _perf_analyzer_level if client == "perf_analyzer" else _python_level
+                result.update(measure(engine, input_ids, attention_mask, concurrency, load_settings, out_path))
+                result["load_client"].update(result.pop("client_details"))
             result["environment"] = environment.capture(device, {"cell": result["cell"], "load": load_settings,
                                                                  "engine_settings": engine_settings})
             write_cell_result(out_path, result)
-            log.info("concurrency %d: %s %s", concurrency, result["status"],
+            log.info("concurrency %d (%s client): %s %s", concurrency, client, result["status"],
                      f"{result['throughput_samples_per_s']:.1f} req/s" if result["throughput_samples_per_s"]
                      else result["reason"])
             results.append(result)
     finally:
         engine.close()
     return results
+
+
+def _pa_settings(load_settings: dict) -> dict:
+    return {"executable": "perf_analyzer", "stability_percentage": 10, "max_trials": 10,
+            **load_settings.get("perf_analyzer", {})}
+
+
+def _python_level(engine, input_ids, attention_mask, concurrency: int, load_settings: dict, out_path: str) -> dict:
+    """One level with the project's own load generator: threads in several processes, timed in Python."""
+    processes = planned_processes(load_settings.get("client_processes", "auto"), concurrency)
+    level = {"client_details": {"processes": processes}}
+    before = engine.server.model_stats()
+    try:
+        latencies, errors = closed_loop(engine.request_target(), input_ids, attention_mask, concurrency,
+                                        load_settings["seconds"], load_settings["warmup_seconds"], processes)
+    except (LoadClientDied, TimeoutError) as error:  # this level only; the next starts afresh
+        latencies, errors, lost = [], 0, f"{type(error).__name__}: {error}"
+    else:
+        lost = None
+    level["server"] = stats_window(before, engine.server.settled_model_stats())
+    if lost:
+        level["status"], level["reason"] = "failed", lost
+    elif errors or not latencies:
+        level["status"], level["reason"] = "failed", f"{errors} of {errors + len(latencies)} requests failed"
+    else:
+        summary = stats.summarize(latencies, 1, 1000)
+        level["latency"] = {"wall_ms": summary, "gpu_ms": None, "repeat_p50_ms": [summary["p50"]],
+                            "repeat_p50_cv": 0.0, "iterations": len(latencies)}
+        level["throughput_samples_per_s"] = len(latencies) / load_settings["seconds"]  # completed requests/s
+    return level
+
+
+def _perf_analyzer_level(engine, input_ids, attention_mask, concurrency: int, load_settings: dict,
+                         out_path: str) -> dict:
+    """One level measured by perf_analyzer (its own stability windows, each `seconds` long; its CSV and console
+    output are kept beside the result). `server` is the server's statistics over the whole run, for the mean
+    batch per execution; the latency split is perf_analyzer's, over the same requests as its latencies."""
+    settings = _pa_settings(load_settings)
+    stem = Path(out_path).with_suffix("")
+    csv_path, console = f"{stem}.perf_analyzer.csv", f"{stem}.perf_analyzer.log"
+    data = perf_analyzer.write_input_data(input_ids, attention_mask, f"{stem}.perf_analyzer_input.json")
+    argv = perf_analyzer.command(settings["executable"], engine.request_target(), 1, concurrency, data,
+                                 load_settings["seconds"] * 1000, settings["stability_percentage"],
+                                 settings["max_trials"], csv_path)
+    level = {"client_details": {"csv": csv_path, "log": console}}
+    before = engine.server.model_stats()
+    try:
+        perf_analyzer.run(argv, console, timeout_s=load_settings["seconds"] * (settings["max_trials"] + 2) + 120)
+        measured = perf_analyzer.parse_csv(csv_path)[0]
+    except (perf_analyzer.PerfAnalyzerError, OSError, ValueError) as error:  # this level only
+        level["status"], level["reason"] = "failed", str(error)
+        measured = None
+    finally:
+        data.unlink(missing_ok=True)
+    level["server"] = stats_window(before, engine.server.settled_model_stats())
+    if measured:
+        level["latency"] = perf_analyzer.latency_result(measured)
+        level["throughput_samples_per_s"] = measured["samples_per_s"]  # batch 1: requests/s
+        level["latency_split_ms"] = measured["split_ms"]
+    return level
 
 
 def main(argv=None) -> None:
@@ -89,7 +139,9 @@ def main(argv=None) -> None:
     parser.add_argument("--repository", required=True, help="Triton model repository folder")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 16])
     parser.add_argument("--seconds", type=float, default=5.0)
-    parser.add_argument("--client-processes", default="auto", help="processes the clients are spread over")
+    parser.add_argument("--client-processes", default="auto", help="processes the Python clients are spread over")
+    parser.add_argument("--client", default="auto", choices=perf_analyzer.CLIENTS,
+                        help="the load client (auto: perf_analyzer where it runs, else python)")
     parser.add_argument("--out-prefix", required=True, help="writes <prefix>_c<N>.json")
     args = parser.parse_args(argv)
     setup_logging()
@@ -99,7 +151,7 @@ def main(argv=None) -> None:
     settings = {"launcher": "local", "startup_timeout_s": 300, "stop_grace_s": 15, "apptainer": {"sif": ""}}
     sweep(cell, args.model_dir, args.tokens, {f"triton_{backend}": args.repository}, settings,
           {"concurrency": args.concurrency, "seconds": args.seconds, "warmup_seconds": 1.0,
-           "client_processes": args.client_processes},
+           "client_processes": args.client_processes, "client": args.client},
           [f"{args.out_prefix}_c{n}.json" for n in args.concurrency])
 
 

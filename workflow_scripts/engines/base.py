@@ -16,6 +16,8 @@ class Engine:
     input_device: str | None = None
     # the largest batch the engine accepts (a served model's max_batch_size); None = no limit
     max_batch_size: int | None = None
+    # served engines: who sends the requests ({"name": "perf_analyzer" | "python", ...}); None = in-process
+    load_client: dict | None = None
 
     def __init__(self, name: str, model_dir: str | Path, device: str, precision: str,
                  settings: dict | None = None, artifacts: dict[str, str] | None = None,
@@ -51,6 +53,12 @@ class Engine:
 
     def end_window(self) -> dict | None:
         """Called just after them; whatever it returns is stored in the result as `server`."""
+        return None
+
+    def timed_by_client(self, batches: list[dict], measurement: dict) -> dict | None:
+        """A served engine whose load client times the requests itself (perf_analyzer): after the correctness
+        check, {latency, server, latency_split_ms} in the result schema's forms for requests of these batches.
+        None (the default): the shared timing loop times run() here."""
         return None
 
     def close(self) -> None:

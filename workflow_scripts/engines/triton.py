@@ -3,12 +3,17 @@
 Names: triton-<backend>-<protocol>, backend python (the Hugging Face model run with torch inside Triton's
 Python backend) or pytorch (the TorchScript export in Triton's libtorch backend), protocol grpc or http.
 load() starts the server (workflow_scripts/serving/launchers.py) and waits until the model is READY;
-close() stops it. Inputs are host arrays: sending them is part of what serving costs.
+close() stops it. Inputs are host arrays: sending them is part of what serving costs. The timed requests come
+from settings["client"] (triton.load.client): perf_analyzer where it runs (timed_by_client), else run() in the
+shared timing loop (the Python tritonclient); the correctness check always goes through run().
 """
+from pathlib import Path
+
 import numpy as np
 import torch
 
 from workflow_scripts.engines.base import Engine, EngineUnavailable
+from workflow_scripts.serving import perf_analyzer
 from workflow_scripts.serving.launchers import make_launcher
 from workflow_scripts.serving.load_clients import client_module, infer
 from workflow_scripts.serving.model_repository import output_name
@@ -38,6 +43,9 @@ class TritonEngine(Engine):
         log_path = (self.result_path.with_suffix(".server.log") if self.result_path else None)
         self.server = TritonServer(self.launcher, repository, self.model_name, log_path or "tritonserver.log",
                                    self.settings["startup_timeout_s"], self.settings["stop_grace_s"])
+        client, fallback = perf_analyzer.choose_client(self.settings.get("client", "python"),
+                                                       self.perf_analyzer_settings()["executable"])
+        self.load_client = {"name": client, **({"perf_analyzer_unusable": fallback} if fallback else {})}
         self.server.start()
         self.client = self.new_client()
         self.notes.append(f"tritonserver {self.server.version()} via {self.launcher.name} launcher, ready in "
@@ -73,6 +81,39 @@ class TritonEngine(Engine):
 
     def end_window(self) -> dict:
         return stats_window(self.stats_before, self.server.settled_model_stats())
+
+    def perf_analyzer_settings(self) -> dict:
+        return {"executable": "perf_analyzer", "stability_percentage": 10, "max_trials": 10,
+                **self.settings.get("perf_analyzer", {})}
+
+    def timed_by_client(self, batches: list[dict], measurement: dict) -> dict | None:
+        """With perf_analyzer as the client: one closed-loop client sending requests of this cell's batch size
+        made of the cell's rows, in windows of measurement.min_seconds until three agree (see
+        serving/perf_analyzer.py). Its CSV and console output are kept beside the result."""
+        if self.load_client["name"] != "perf_analyzer":
+            return None
+        settings = self.perf_analyzer_settings()
+        stem = (self.result_path or Path("cell.json")).with_suffix("")
+        csv_path, console = f"{stem}.perf_analyzer.csv", f"{stem}.perf_analyzer.log"
+        data = perf_analyzer.write_input_data(torch.cat([b["input_ids"] for b in batches]).numpy(),
+                                              torch.cat([b["attention_mask"] for b in batches]).numpy(),
+                                              f"{stem}.perf_analyzer_input.json")
+        argv = perf_analyzer.command(settings["executable"], self.request_target(), len(batches[0]["input_ids"]),
+                                     1, data, measurement["min_seconds"] * 1000, settings["stability_percentage"],
+                                     settings["max_trials"], csv_path)
+        self.load_client.update({"csv": csv_path, "log": console})
+        self.begin_window()
+        try:
+            perf_analyzer.run(argv, console, timeout_s=measurement["min_seconds"] * (settings["max_trials"] + 2) + 120)
+        except perf_analyzer.PerfAnalyzerError as error:
+            self.server.raise_if_exited(error)
+            raise
+        finally:
+            data.unlink(missing_ok=True)
+        server = self.end_window()
+        measured = perf_analyzer.parse_csv(csv_path)[0]
+        return {"latency": perf_analyzer.latency_result(measured), "server": server,
+                "latency_split_ms": measured["split_ms"]}
 
     def close(self) -> None:
         client = getattr(self, "client", None)
