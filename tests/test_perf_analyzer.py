@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from conftest import REPO
@@ -184,3 +185,53 @@ def test_a_perf_analyzer_that_fails_is_named_with_its_last_words(tmp_path):
     slow.chmod(0o755)
     with pytest.raises(perf_analyzer.PerfAnalyzerError, match="ran past 1 s"):
         perf_analyzer.run([str(slow)], console, timeout_s=1)
+
+
+def served_result(twin: dict, level: dict, concurrency: int | None = None) -> dict:
+    """A served result as the project writes it, from the recorded perf_analyzer level on the twin's card."""
+    cell = {**twin["cell"], "engine": "triton-python-grpc"}
+    result = {**twin, "cell": cell, "latency": perf_analyzer.latency_result(level),
+              "throughput_samples_per_s": level["samples_per_s"], "load_client": {"name": "perf_analyzer"},
+              "latency_split_ms": level["split_ms"], "server": {"requests": 42937, "executions": 842,
+                                                                "mean_batch_per_execution": 42937 / 842}}
+    if concurrency:
+        result.update(kind="load", cell={**cell, "batch_size": 1, "concurrency": concurrency})
+    return result
+
+
+def test_report_splits_served_requests_against_in_process(tmp_path):
+    """The report's serving tables from the recorded H200 numbers: perf_analyzer's split, and the Python
+    client's (server phases, the rest as client+network)."""
+    from workflow_scripts import aggregate, report
+
+    twins = {name: json.loads((FIXTURES / f"twin_compile-reduce-overhead_bf16_{name}_seq128.json").read_text())
+             for name in ("bs1", "bs64")}
+    grpc = perf_analyzer.parse_csv(FIXTURES / "pa_grpc_c1.csv")[0]
+    busy = perf_analyzer.parse_csv(FIXTURES / "pa_grpc_c64.csv")[0]
+    python_client = {**served_result(twins["bs1"], grpc), "load_client": {"name": "python"},
+                     "latency_split_ms": None, "server": {"requests": 100, "queue_ms": 0.2, "compute_input_ms": 0.02,
+                                                          "compute_infer_ms": 1.5, "compute_output_ms": 0.08}}
+    python_client["cell"] = {**python_client["cell"], "engine": "triton-python-http"}
+    results = {"twin1": twins["bs1"], "twin64": twins["bs64"], "served": served_result(twins["bs1"], grpc),
+               "python": python_client, "c64": served_result(twins["bs1"], busy, concurrency=64)}
+    paths = []
+    for name, result in results.items():
+        validate_cell_result(result)
+        (tmp_path / f"{name}.json").write_text(json.dumps(result))
+        paths.append(str(tmp_path / f"{name}.json"))
+    cells, serving, _, _ = aggregate.aggregate(paths)
+    twin_names = {"python": "compile-reduce-overhead", "pytorch": "torchscript"}
+
+    overhead = report.serving_overhead(cells, twin_names).set_index("served engine")
+    pa = overhead.loc["triton-python-grpc"]
+    assert pa["client"] == "perf_analyzer" and pa["overhead ms"] == pytest.approx(1.268, abs=0.001)
+    assert (pa["client ms"], pa["network+serialisation ms"], pa["queue ms"], pa["compute input ms"],
+            pa["compute infer ms"], pa["compute output ms"]) == (0.005, 0.293, 0.209, 0.021, 1.461, 0.077)
+    python = overhead.loc["triton-python-http"]
+    assert python["client"] == "python" and pd.isna(python["client ms"]) and python["queue ms"] == 0.2
+    assert python["client+network ms"] == pytest.approx(2.068 - 1.8, abs=0.001)  # mean minus the server phases
+
+    level = report.concurrency_table(serving, cells, twin_names).iloc[0]
+    assert level["client"] == "perf_analyzer" and level["requests/s"] == pytest.approx(5763.33)
+    assert level["share of in-process"] == pytest.approx(5763.33 / twins["bs64"]["throughput_samples_per_s"], abs=1e-3)
+    assert level["mean server batch"] == pytest.approx(51.0, abs=0.1) and level["compute infer ms"] == 6.263

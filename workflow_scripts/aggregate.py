@@ -64,8 +64,13 @@ def accuracy_row(result: dict) -> dict:
 
 
 def server_columns(result: dict) -> dict:
+    """A served result's server statistics (server_*), who sent its requests (client) and, where that client
+    split each request itself (perf_analyzer), its split (split_*_ms)."""
     server = result.get("server") or {}
-    return {f"server_{key}": value for key, value in server.items() if key != "requests"}
+    split = result.get("latency_split_ms") or {}
+    return {**{f"server_{key}": value for key, value in server.items() if key != "requests"},
+            "client": (result.get("load_client") or {}).get("name"),
+            **{f"split_{key}_ms": ms for key, ms in split.items()}}
 
 
 def load_row(result: dict, path: str) -> dict:

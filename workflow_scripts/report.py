@@ -107,38 +107,69 @@ def _fmt(kind: str):
     return lambda value: "" if pd.isna(value) else NUMBER_FORMATS[kind].format(value)
 
 
+SERVER_PHASES = ("queue", "compute_input", "compute_infer", "compute_output")
+
+
+def latency_split(rows: pd.DataFrame) -> pd.DataFrame:
+    """Where each served millisecond goes (ms per request), one row per served cell or load level: client,
+    network+serialisation, their sum, queue, compute input, compute infer, compute output.
+
+    perf_analyzer's own split where it was the client (the same requests as its latencies; its client part is
+    its send and receive, its network part includes the server's own send/receive). With the Python client the
+    phases come from the server's statistics over the timed window, and client+network is the client's mean
+    minus them: the Python client cannot time its own part apart from the network's, so those two stay empty.
+    """
+    def column(name: str) -> pd.Series:
+        return rows[name].astype(float) if name in rows else pd.Series(float("nan"), index=rows.index)
+
+    out = pd.DataFrame(index=rows.index)
+    out["client ms"] = column("split_client_ms")
+    out["network+serialisation ms"] = column("split_network_ms")
+    for phase in SERVER_PHASES:
+        out[f"{phase.replace('_', ' ')} ms"] = column(f"split_{phase}_ms").fillna(column(f"server_{phase}_ms"))
+    server_ms = sum(out[f"{phase.replace('_', ' ')} ms"] for phase in SERVER_PHASES)
+    out.insert(2, "client+network ms", column("split_client_and_network_ms").fillna(column("mean_ms") - server_ms))
+    return out
+
+
 def serving_overhead(table: pd.DataFrame, twins: dict) -> pd.DataFrame:
-    """Served p50 minus the same model in-process (its twin engine) at the same cell, per served cell."""
+    """Served p50 minus the same model in-process (its twin engine) at the same cell, per served cell, with
+    the served latency's split (latency_split)."""
     served = table[table.engine.str.startswith("triton-") & table.status.isin(["ok", "mismatch"])]
     rows = []
     for row in served.itertuples():
         twin = twins[row.engine.split("-")[1]]
         match = in_process_twin(table, twins, row.engine, row.precision, row.batch_size, row.seq_len, row.padding)
         in_process = match.p50_ms.iloc[0] if len(match) else float("nan")
-        server_total = getattr(row, "server_server_total_ms", float("nan"))
         rows.append({
             "served engine": row.engine, "precision": row.precision, "batch_size": row.batch_size,
-            "seq_len": row.seq_len, "served p50 ms": row.p50_ms, "in-process engine": twin,
-            "in-process p50 ms": in_process, "overhead ms": row.p50_ms - in_process,
-            "client mean ms": row.mean_ms, "server total ms": server_total,
-            "network+serialisation ms": row.mean_ms - server_total,
-            "queue ms": getattr(row, "server_queue_ms", float("nan")),
-            "compute input ms": getattr(row, "server_compute_input_ms", float("nan")),
-            "compute infer ms": getattr(row, "server_compute_infer_ms", float("nan")),
-            "compute output ms": getattr(row, "server_compute_output_ms", float("nan")),
+            "seq_len": row.seq_len, "client": getattr(row, "client", None), "served p50 ms": row.p50_ms,
+            "in-process engine": twin, "in-process p50 ms": in_process, "overhead ms": row.p50_ms - in_process,
+            "served mean ms": row.mean_ms,
         })
     out = pd.DataFrame(rows)
+    if len(out):
+        out = pd.concat([out, latency_split(served).reset_index(drop=True)], axis=1)
     return out.round(3) if len(out) else out
 
 
-def concurrency_table(serving: pd.DataFrame) -> pd.DataFrame:
-    columns = ["engine", "precision", "seq_len", "concurrency", "client_processes", "status", "p50_ms", "p99_ms",
-               "throughput_samples_per_s", "server_mean_batch_per_execution", "server_queue_ms",
-               "server_compute_infer_ms"]
-    out = serving[[c for c in columns if c in serving]].rename(columns={
-        "client_processes": "client processes", "throughput_samples_per_s": "requests/s",
-        "server_mean_batch_per_execution": "mean server batch",
-        "server_queue_ms": "queue ms", "server_compute_infer_ms": "compute infer ms"})
+def concurrency_table(serving: pd.DataFrame, table: pd.DataFrame, twins: dict) -> pd.DataFrame:
+    """Each load level: requests/s and its share of the same model in-process at a batch of that many rows
+    (where that cell was measured), the server's mean batch, and the split of a request's latency."""
+    rows = []
+    for level in serving.itertuples():
+        twin = in_process_twin(table, twins, level.engine, level.precision, level.concurrency, level.seq_len)
+        in_process = twin.throughput_samples_per_s.iloc[0] if len(twin) else float("nan")
+        rows.append({"engine": level.engine, "precision": level.precision, "seq_len": level.seq_len,
+                     "concurrency": level.concurrency, "client": getattr(level, "client", None),
+                     "status": level.status, "p50 ms": level.p50_ms, "p99 ms": level.p99_ms,
+                     "requests/s": level.throughput_samples_per_s,
+                     "in-process samples/s at that batch": in_process,
+                     "share of in-process": level.throughput_samples_per_s / in_process,
+                     "mean server batch": getattr(level, "server_mean_batch_per_execution", float("nan"))})
+    out = pd.DataFrame(rows)
+    if len(out):
+        out = pd.concat([out, latency_split(serving.reset_index(drop=True))], axis=1)
     return out.round(3)
 
 
@@ -305,14 +336,18 @@ def serving_blocks(table: pd.DataFrame, serving: pd.DataFrame, twins: dict) -> l
         return []
     blocks = [("h2", "Serving with Triton"),
               ("p", "What serving costs on top of running the same model in-process (python backend: "
-                    f"{twins['python']}; pytorch backend: {twins['pytorch']}), and where the time goes: the "
-                    "server's own statistics split each request into queue, compute input, compute infer and "
-                    "compute output; the rest of the client's time is network and (de)serialisation.")]
+                    f"{twins['python']}; pytorch backend: {twins['pytorch']}), and where each served millisecond "
+                    "goes, per request: client, network+serialisation, queue, compute input, compute infer, "
+                    "compute output. With perf_analyzer as the client (column client) the split is its own, over "
+                    "the same requests as its latencies; with the Python client the server's statistics give "
+                    "the phases and the rest of the client's mean is client+network together.")]
     overhead = serving_overhead(table, twins)
     blocks.append(("table", overhead) if len(overhead) else ("p", "No served cell produced numbers."))
     blocks += [("figure", "throughput_vs_concurrency", "served throughput versus concurrent clients (dynamic "
                                                        "batching)"),
-               ("table", concurrency_table(serving))]
+               ("p", "Under load (batch-1 requests from N closed-loop clients): requests/s against the same model "
+                     "in-process at batch N, the batch the server formed on average, and the same split."),
+               ("table", concurrency_table(serving, table, twins))]
     return blocks
 
 
