@@ -35,7 +35,9 @@ def path_with_stand_ins() -> str:
 
 # Not "not pytest in the command line": servers started by tests carry pytest's temp paths in theirs.
 def processes_with(text: str) -> list[str]:
-    """Live processes whose command line contains `text` (this test process aside)."""
+    """Live processes whose command line contains `text` (this test process aside), each as `<pid> <whole
+    command line>`: never shortened, since callers look for paths in it, and where the checkout or its
+    environment lives decides how long the line is (a server under a ~/.cache/... venv was missed)."""
     found = []
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
@@ -44,7 +46,7 @@ def processes_with(text: str) -> list[str]:
         except OSError:
             continue
         if text in cmdline and int(pid) != os.getpid() and state != "Z":
-            found.append(f"{pid} {cmdline[:200]}")
+            found.append(f"{pid} {cmdline}")
     return found
 
 

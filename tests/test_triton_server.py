@@ -120,6 +120,18 @@ def test_a_model_that_fails_to_load_ends_with_the_log_tail_and_no_process(tmp_pa
     assert processes_with(str(broken)) == []
 
 
+
+def test_processes_are_found_by_a_path_however_deep_the_checkout_and_its_environment_live(tmp_path):
+    """Processes are looked up by paths in their command lines, whose length depends on where the checkout
+    and its virtual environment live: a path past the 200th character was once cut off and not found."""
+    deep = tmp_path.joinpath(*["a-folder-of-a-checkout-that-lives-deep"] * 8) / "repository"
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", str(deep)])
+    try:
+        assert [line for line in processes_with("time.sleep(60)") if str(deep) in line]
+    finally:
+        proc.kill()
+        proc.wait()
+
 def test_readiness_timeout_is_a_clear_error_and_kills_the_server(tmp_path, repository):
     slow, name = repository_with_model_py(tmp_path / "slow", repository, (
         "import time\nclass TritonPythonModel:\n    def initialize(self, args):\n        time.sleep(600)\n"))
