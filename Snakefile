@@ -28,6 +28,7 @@ include: "rules/report.smk"
 
 rule all:
     input:
+        deployment_checked,
         rules.report.output,
         STRICT_TARGETS,
         # Every result by name as well: Snakemake plans a missing file only where a job that uses it must run

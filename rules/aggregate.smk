@@ -17,5 +17,7 @@ rule aggregate:
         pieces=config["merge_pieces"],
     log:
         "results/logs/aggregate.log",
+    conda:
+        CONDA_ENV
     script:
         "../workflow_scripts/aggregate.py"

@@ -18,7 +18,10 @@ rule benchmark_cell:
     threads: TIMING_THREADS
     resources:
         **SERVER_RESOURCES,
+        **GPU_TYPE,
     log:
         "results/logs/bench/{engine}_{precision}_bs{batch_size}_seq{seq_len}_{padding}.log",
+    conda:
+        CONDA_ENV
     script:
         "../workflow_scripts/benchmark.py"

@@ -8,7 +8,11 @@ rule calibrate:
         device=DEVICE,
     # a timing job: it takes every core like the benchmark cells, so none runs beside it on the GPU
     threads: TIMING_THREADS
+    resources:
+        **GPU_TYPE,
     log:
         "results/logs/calibration/calibrate.log",
+    conda:
+        CONDA_ENV
     script:
         "../workflow_scripts/calibrate.py"

@@ -10,6 +10,7 @@ import yaml
 from snakemake.logging import logger
 from snakemake.utils import validate
 
+from workflow_scripts import deployment
 from workflow_scripts.engines import ENGINES, is_served
 from workflow_scripts.experiment import (ConfigError, cells, command_line_values, cpu_overrides, effective,
                                         in_key_order, piece_tables, profiled_cells, schema_errors)
@@ -45,6 +46,15 @@ try:
     TIMING_THREADS = max(1, min(workflow.cores or 1, 64))
 except WorkflowError:  # cluster executors define no total core count: the profile's set-threads decides
     TIMING_THREADS = 1
+
+# The GPU type that every GPU rule (the rules that run the model, with `threads: TIMING_THREADS`) and no
+# other asks a cluster for: config `gpu_model`, which the Slurm plugin turns into `--gpus=<type>:<count>`.
+# Local runs ignore it.
+GPU_TYPE = {"gpu_model": config["gpu_model"]} if config.get("gpu_model") else {}
+
+# The software of every job that runs the project's Python, for `--sdm conda` (same pins as pyproject.toml;
+# relative to the rules files). Without --sdm conda it is not used.
+CONDA_ENV = "../envs/inferbench.yaml"
 
 # Where each kind of exported model lives; engines name the kinds they need in workflow_scripts/engines.
 ARTIFACT_PATHS = {
@@ -149,3 +159,17 @@ PROFILE_RESULTS = [
 ]
 # With strict=true, the run fails after the report when any cell is mismatch or failed.
 STRICT_TARGETS = ["results/report/strict_check.passed"] if config["strict"] else []
+
+
+def deployment_checked(wildcards):
+    """Input function of rule all: fails, naming everything missing (Slurm commands, Apptainer, the image),
+    when the jobs are planned. Not while this file is read: the executor is known only then (a dry run
+    hides it), and this runs before Snakemake checks containers or submits anything."""
+    if workflow.is_main_process:
+        plugin = workflow.executor_plugin
+        executor = None if plugin is None or workflow.dryrun else plugin.name
+        apptainer = "APPTAINER" in {method.name for method in workflow.deployment_settings.deployment_method}
+        problems = deployment.missing(executor, apptainer, config["container"])
+        if problems:
+            raise WorkflowError("Cannot run here:\n  " + "\n  ".join(problems))
+    return []

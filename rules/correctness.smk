@@ -11,8 +11,12 @@ rule reference:
         device=DEVICE,
         batch_size=config["correctness"]["batch_size"],
     threads: TIMING_THREADS
+    resources:
+        **GPU_TYPE,
     log:
         "results/logs/reference/seq{seq_len}.log",
+    conda:
+        CONDA_ENV
     script:
         "../workflow_scripts/reference.py"
 
@@ -34,7 +38,10 @@ rule accuracy:
     threads: TIMING_THREADS
     resources:
         **SERVER_RESOURCES,
+        **GPU_TYPE,
     log:
         "results/logs/accuracy/{engine}_{precision}_seq{seq_len}_{padding}.log",
+    conda:
+        CONDA_ENV
     script:
         "../workflow_scripts/accuracy.py"

@@ -13,5 +13,7 @@ rule dataset:
         settings=config["dataset"],
     log:
         "results/logs/dataset.log",
+    conda:
+        CONDA_ENV
     script:
         "../workflow_scripts/dataset.py"

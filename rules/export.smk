@@ -24,7 +24,11 @@ rule export_torchscript:
         device=DEVICE,
         tolerance=tolerance,
     threads: TIMING_THREADS
+    resources:
+        **GPU_TYPE,
     log:
         "results/logs/export/torchscript_{precision}_seq{seq_len}.log",
+    conda:
+        CONDA_ENV
     script:
         "../workflow_scripts/export.py"

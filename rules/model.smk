@@ -14,5 +14,7 @@ rule model:
         settings=config["model"],
     log:
         "results/logs/model.log",
+    conda:
+        CONDA_ENV
     script:
         "../workflow_scripts/model.py"

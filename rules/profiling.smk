@@ -18,8 +18,11 @@ rule profile_torch:
     threads: TIMING_THREADS
     resources:
         **SERVER_RESOURCES,
+        **GPU_TYPE,
     log:
         "results/logs/profile/torch_{engine}_{precision}_bs{batch_size}_seq{seq_len}_{padding}.log",
+    conda:
+        CONDA_ENV
     script:
         "../workflow_scripts/profiling/torch_profile.py"
 
@@ -41,7 +44,10 @@ rule profile_nsys:
     resources:
         **SERVER_RESOURCES,
         **NSYS_RESOURCES,
+        **GPU_TYPE,
     log:
         "results/logs/profile/nsys_{engine}_{precision}_bs{batch_size}_seq{seq_len}_{padding}.log",
+    conda:
+        CONDA_ENV
     script:
         "../workflow_scripts/profiling/nsys_profile.py"

@@ -44,6 +44,8 @@ rule report:
         serving_twins=SERVING_TWINS,
     log:
         "results/logs/report.log",
+    conda:
+        CONDA_ENV
     script:
         "../workflow_scripts/report.py"
 
@@ -57,5 +59,7 @@ rule strict_check:
         passed="results/report/strict_check.passed",
     log:
         "results/logs/strict_check.log",
+    conda:
+        CONDA_ENV
     script:
         "../workflow_scripts/strict_check.py"

@@ -36,6 +36,8 @@ rule triton_repository:
         backend="python|pytorch",
     log:
         "results/logs/triton_repository/{backend}_{precision}_seq{seq_len}.log",
+    conda:
+        CONDA_ENV
     script:
         "../workflow_scripts/serving/model_repository.py"
 
@@ -58,7 +60,10 @@ rule load_sweep:
     threads: TIMING_THREADS
     resources:
         **SERVER_RESOURCES,
+        **GPU_TYPE,
     log:
         "results/logs/serving/{engine}_{precision}_seq{seq_len}.log",
+    conda:
+        CONDA_ENV
     script:
         "../workflow_scripts/load_sweep.py"

@@ -9,5 +9,7 @@ rule tokenize:
         tokens="results/tokens/seq{seq_len}.pt",
     log:
         "results/logs/tokenize/seq{seq_len}.log",
+    conda:
+        CONDA_ENV
     script:
         "../workflow_scripts/tokens.py"

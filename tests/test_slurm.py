@@ -2,6 +2,11 @@
 
 Jobs run through `--sdm apptainer`, with `apptainer` being the STAND-IN of tests/stand_ins (Apptainer cannot
 be installed here): it records its calls and runs each job natively.
+
+Opt-in (`INFERBENCH_REAL_SLURM=1`, which `.ci/run` sets): the cluster changes the machine. As root it
+installs slurm-wlm, munge, slurmdbd and mariadb-server with apt-get (they stay installed), writes
+/etc/slurm/{slurm,gres,slurmdbd}.conf (the previous ones are restored afterwards) and runs munged, MariaDB,
+slurmdbd, slurmctld and slurmd on 127.0.0.1 for the duration of this module.
 """
 import os
 import re
@@ -19,10 +24,14 @@ pytestmark = pytest.mark.slow
 SLURM = REPO / "tests" / "slurm"
 GPU_RULES = {"export_torchscript", "reference", "accuracy", "benchmark_cell", "load_sweep", "profile_torch", "calibrate"}
 LOCAL_RULES = {"dataset", "model"}
+OPT_IN = "INFERBENCH_REAL_SLURM"
 
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
+    if os.environ.get(OPT_IN) != "1":
+        pytest.skip(f"a real Slurm cluster is opt-in: {OPT_IN}=1 installs and starts it on this machine "
+                    "(see the module docstring); CI sets it")
     if os.geteuid() != 0 or not shutil.which("apt-get"):
         pytest.skip("the test cluster needs root and apt-get (Debian), as in CI")
     # not under pytest's private (0700) temp dir: the daemons run as other users (munge, mysql)
@@ -50,7 +59,7 @@ def slurm_snakemake(workdir, *overlays, args=()):
 
 
 def accounted_jobs() -> pd.DataFrame:
-    """Every job Slurm accounted for: rule (from the plugin's job comment), GPUs allocated, state."""
+    """Every job Slurm accounted for: rule (from the plugin's job comment), GPUs allocated, their type, state."""
     out = subprocess.run(["sacct", "-n", "-X", "-P", "--format=JobID,Comment,AllocTRES,State"], check=True,
                          capture_output=True, text=True).stdout
     rows = []
@@ -59,8 +68,9 @@ def accounted_jobs() -> pd.DataFrame:
         match = re.match(r"rule_(.+?)(_wildcards_.*)?$", comment)
         rows.append({"job_id": job_id, "rule": match.group(1) if match else comment,
                      "gpus": int(re.search(r"gres/gpu=(\d+)", tres).group(1)) if "gres/gpu=" in tres else 0,
+                     "gpu_type": ",".join(re.findall(r"gres/gpu:([^=,]+)=", tres)) or None,
                      "state": state})
-    return pd.DataFrame(rows, columns=["job_id", "rule", "gpus", "state"])
+    return pd.DataFrame(rows, columns=["job_id", "rule", "gpus", "gpu_type", "state"])
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +82,9 @@ def first_run(cluster, tmp_path_factory):
     return workdir, proc, accounted_jobs()
 
 
-def test_every_non_local_rule_ran_as_a_slurm_job_gpu_rules_with_a_gpu(first_run):
+def test_every_non_local_rule_ran_as_a_slurm_job_gpu_rules_with_a_gpu_of_the_configured_type(first_run):
+    """config.slurm.yaml sets `gpu_model: testgpu` once: every GPU rule asks for that type, no other rule
+    for any GPU (a `gpu_model` in the profile's default-resources once gave every job a GPU)."""
     workdir, _, jobs = first_run
     assert len(jobs) and (jobs.state == "COMPLETED").all(), jobs
     rules = set(jobs.rule)
@@ -80,6 +92,7 @@ def test_every_non_local_rule_ran_as_a_slurm_job_gpu_rules_with_a_gpu(first_run)
                      "profile_torch", "calibrate", "aggregate", "report"}
     assert not rules & LOCAL_RULES
     assert (jobs[jobs.rule.isin(GPU_RULES)].gpus == 1).all()
+    assert (jobs[jobs.rule.isin(GPU_RULES)].gpu_type == "testgpu").all(), jobs
     assert (jobs[~jobs.rule.isin(GPU_RULES)].gpus == 0).all()
 
 
@@ -112,3 +125,41 @@ def test_adding_a_batch_size_submits_only_the_new_cells(first_run, tmp_path):
     new = after[~after.job_id.isin(before.job_id)]
     assert sorted(new.rule) == ["aggregate", "benchmark_cell", "benchmark_cell", "report"]
     assert (new.state == "COMPLETED").all()
+
+
+def test_the_profile_on_a_machine_without_slurm_names_everything_missing_before_any_job(tmp_path):
+    """No Slurm commands, no Apptainer and no image (PATH holds this interpreter's folder and `which`, which
+    the executor plugin calls): a real run once printed "No SLURM account given, trying to guess." and hung;
+    a dry run named only Apptainer."""
+    tools = tmp_path / "bin"
+    tools.mkdir()
+    (tools / "which").symlink_to(shutil.which("which"))
+    env = {**os.environ, "PATH": os.pathsep.join([str(tools), os.path.dirname(sys.executable)])}
+    tmp_path = tmp_path / "run"
+    command = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(tmp_path),
+               "--profile", str(REPO / "slurm_profile"), "--configfile", str(REPO / "config.yaml"),
+               str(TEST_CONFIG)]
+    for args in (["-n"], []):
+        proc = subprocess.run([*command, *args], capture_output=True, text=True, env=env, timeout=180)
+        output = proc.stdout + proc.stderr
+        assert proc.returncode != 0 and "Cannot run here:" in output, output[-3000:]
+        assert "needs `apptainer` on PATH" in output
+        assert "the image `container: containers/inferbench.sif` does not exist" in output
+        # only a real run knows its executor (a dry run hides it)
+        assert ("the Slurm executor needs sbatch, sacct, squeue, scancel on PATH" in output) == (args == [])
+    assert not (tmp_path / "results").exists()
+
+
+def test_the_documented_way_to_serve_from_the_official_triton_image_plans_its_jobs(tmp_path):
+    """README, Running on a cluster: jobs outside the pipeline's image (`--sdm conda`), so that Apptainer
+    can start Triton's official image in them, with `triton: {launcher: apptainer}`. It once said `--sdm env`,
+    which Snakemake does not have. conda and apptainer are STAND-INs (tests/stand_ins); a dry run."""
+    official = overlay(tmp_path, "official_triton", {"triton": {"launcher": "apptainer"}})
+    command = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(tmp_path / "run"),
+               "--profile", str(REPO / "slurm_profile"), "--sdm", "conda", "--configfile", str(REPO / "config.yaml"),
+               str(TEST_CONFIG), str(official), "-n"]
+    proc = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "PATH": path_with_stand_ins()},
+                          timeout=180)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    planned = scheduled_jobs(proc.stdout)
+    assert planned["pull_triton_image"] == 1 and planned["benchmark_cell"] > 0 and planned["load_sweep"] > 0

@@ -6,6 +6,8 @@
 #   SLURM_TEST_TIMEOUT  seconds to wait per step   (default 60)
 #   SLURM_TEST_CLUSTER  ClusterName                (default inferbench)
 #   SLURM_TEST_GPUS     fake GPUs on the node      (default 1)
+#   SLURM_TEST_GPU_TYPE their type, as `--gpus=<type>:1` asks for it (default testgpu);
+#                       untyped requests (`--gpus=1`) get them too
 #
 # Needs root (writes /etc/slurm/*.conf; backs up existing ones for
 # stop_cluster.sh to restore).  Every start gives a fresh cluster: Slurm state
@@ -16,6 +18,7 @@ DIR=${SLURM_TEST_DIR:-/tmp/inferbench-slurm}
 TIMEOUT=${SLURM_TEST_TIMEOUT:-60}
 CLUSTER=${SLURM_TEST_CLUSTER:-inferbench}
 NGPU=${SLURM_TEST_GPUS:-1}
+GPU_TYPE=${SLURM_TEST_GPU_TYPE:-testgpu}
 ETC=/etc/slurm
 MARK="# inferbench-slurm-test: written by tests/slurm/start_cluster.sh"
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -193,11 +196,11 @@ MEM_MB=$(( $(awk '/^MemTotal:/ {print $2}' /proc/meminfo) / 1024 * 9 / 10 ))
 DEFMEM=$(( MEM_MB / NCPU ))
 GRES_LINE=""; NODE_GRES=""
 if [ "$NGPU" -gt 0 ]; then
-    NODE_GRES="Gres=gpu:$NGPU"
+    NODE_GRES="Gres=gpu:$GPU_TYPE:$NGPU"
     # File=/dev/null: a fake device, so the GPU is schedulable but nothing real
     # (more than one fake GPU: a plain count, no device files).
-    if [ "$NGPU" -eq 1 ]; then GRES_LINE="NodeName=localhost Name=gpu Count=1 File=/dev/null"
-    else GRES_LINE="NodeName=localhost Name=gpu Count=$NGPU"; fi
+    if [ "$NGPU" -eq 1 ]; then GRES_LINE="NodeName=localhost Name=gpu Type=$GPU_TYPE Count=1 File=/dev/null"
+    else GRES_LINE="NodeName=localhost Name=gpu Type=$GPU_TYPE Count=$NGPU"; fi
 fi
 
 cat > "$ETC/slurm.conf" <<EOF
@@ -236,7 +239,7 @@ JobCompType=jobcomp/none
 AccountingStorageType=accounting_storage/slurmdbd
 AccountingStorageHost=localhost
 AccountingStoragePort=6819
-AccountingStorageTRES=gres/gpu
+AccountingStorageTRES=gres/gpu,gres/gpu:$GPU_TYPE
 AccountingStoreFlags=job_comment
 NodeName=localhost NodeAddr=127.0.0.1 CPUs=$NCPU RealMemory=$MEM_MB $NODE_GRES State=UNKNOWN
 PartitionName=debug Nodes=localhost Default=YES MaxTime=INFINITE State=UP
@@ -298,4 +301,4 @@ SLURM_TEST_CLUSTER=$CLUSTER
 SLURM_TEST_DBPORT=$DBPORT
 EOF
 SECS=$(awk -v a="$T0" -v b="$(date +%s.%N)" 'BEGIN {printf "%.1f", b - a}')
-echo "Slurm test cluster '$CLUSTER' up in ${SECS}s: node localhost $NCPU CPUs ${MEM_MB}MB gpu:$NGPU idle, partition debug, accounting via slurmdbd+MariaDB:$DBPORT, dir $DIR"
+echo "Slurm test cluster '$CLUSTER' up in ${SECS}s: node localhost $NCPU CPUs ${MEM_MB}MB gpu:$GPU_TYPE:$NGPU idle, partition debug, accounting via slurmdbd+MariaDB:$DBPORT, dir $DIR"
