@@ -5,6 +5,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 import torch
@@ -107,22 +108,54 @@ CLIENT = textwrap.dedent("""
               "num_labels": 2}
     server = DynamoServer(worker, "inferbench_fp32", sys.argv[2], startup_timeout_s=180)
     server.start()
-    print(server.process.pid, *(p.pid for _, p in server.companions), flush=True)
+    print(server.workdir, server.process.pid, *(p.pid for _, p in server.companions), flush=True)
     time.sleep(600)
 """)
 
 
 @needs_dynamo
 def test_no_dynamo_process_survives_a_killed_job(tiny_model, tmp_path):
-    """The job is killed with SIGKILL (no cleanup possible): the kernel's parent-death signal stops both."""
+    """The job is killed with SIGKILL (no cleanup possible): the kernel's parent-death signal stops both, and
+    the next Dynamo start removes the folder the killed job left."""
     root, _ = tiny_model
     client = subprocess.Popen([sys.executable, "-c", CLIENT, str(root / "model"), str(tmp_path / "s.log")],
                               stdout=subprocess.PIPE, text=True, cwd=REPO)
     try:
-        groups = [int(pid) for pid in client.stdout.readline().split()]
+        workdir, *pids = client.stdout.readline().split()
+        groups = [int(pid) for pid in pids]
         assert len(groups) == 2 and all(group_processes(group) for group in groups)
         client.send_signal(signal.SIGKILL)
         client.wait(timeout=30)
     finally:
         client.kill()
     assert all(wait_until_gone(lambda: group_processes(group)) == [] for group in groups)
+    assert Path(workdir).is_dir()  # nobody could clean up
+    assert Path(workdir) in dynamo.remove_stale_workdirs(prefix=dynamo.WORKDIR_PREFIX)
+    assert not Path(workdir).exists()
+
+
+def test_the_load_step_drives_dynamo_with_the_python_client_and_says_why(monkeypatch, tmp_path):
+    """perf_analyzer needs Triton's statistics API, which Dynamo's frontend lacks: whatever triton.load.client
+    asks for, Dynamo's levels use the Python client, and each result says why (the engine is stood in)."""
+    import json
+
+    from workflow_scripts import load_sweep
+
+    class StandIn:
+        perf_analyzer_cannot_drive = DynamoEngine.perf_analyzer_cannot_drive
+        load = close = begin_window = run = lambda self, *args: None
+        end_window = lambda self: {"requests": 3}
+        request_target = lambda self: {}
+
+    monkeypatch.setattr(load_sweep, "create", lambda *a, **k: StandIn())
+    monkeypatch.setattr(load_sweep, "closed_loop", lambda *a: ([1.0, 1.2, 1.1], 0))
+    monkeypatch.setattr(load_sweep, "load_info", lambda model_dir: {"model_id": "tiny", "weights": "random"})
+    monkeypatch.setattr(load_sweep, "load_tokens", lambda path: {"input_ids": torch.ones(4, 8, dtype=torch.int64),
+                                                                 "attention_mask": torch.ones(4, 8, dtype=torch.int64)})
+    cell = {"engine": "dynamo-grpc", "precision": "fp32", "seq_len": 8, "padding": "max_length", "device": "cpu"}
+    out = tmp_path / "c1.json"
+    load_sweep.sweep(cell, "model", "tokens.pt", {}, {}, {"concurrency": [1], "seconds": 1.0, "warmup_seconds": 0.1,
+                                                          "client_processes": 1, "client": "perf_analyzer"}, [str(out)])
+    result = json.loads(out.read_text())
+    assert result["status"] == "ok" and result["load_client"]["name"] == "python"
+    assert "statistics API" in result["load_client"]["perf_analyzer_unusable"]

@@ -35,14 +35,19 @@ def sweep(cell: dict, model_dir: str, tokens_path: str, artifacts: dict, engine_
     tokens = load_tokens(tokens_path)
     input_ids, attention_mask = tokens["input_ids"].numpy(), tokens["attention_mask"].numpy()
     results = []
-    engine = create(cell["engine"], model_dir=model_dir, device=device, precision=cell["precision"],
-                    settings=engine_settings, artifacts=artifacts, result_path=out_paths[0])
-    client, fallback = load_settings.get("client", "python"), None
+    engine, client, fallback = None, load_settings.get("client", "python"), None
     try:
-        client, fallback = perf_analyzer.choose_client(client, _pa_settings(load_settings)["executable"])
+        engine = create(cell["engine"], model_dir=model_dir, device=device, precision=cell["precision"],
+                        settings=engine_settings, artifacts=artifacts, result_path=out_paths[0])
+        if client != "python" and engine.perf_analyzer_cannot_drive:
+            client, fallback = "python", engine.perf_analyzer_cannot_drive
+        else:
+            client, fallback = perf_analyzer.choose_client(client, _pa_settings(load_settings)["executable"])
         engine.load()
+        if client == "python":  # the first request pays what a first call pays (compilation): not in a level
+            engine.run(tokens["input_ids"][:1], tokens["attention_mask"][:1])
         failure = None
-    except Exception as error:  # every concurrency level gets the same status and reason
+    except Exception as error:  # every concurrency level gets the same status and reason (skipped: why)
         failure = classify(error)
     try:
         for concurrency, out_path in zip(load_settings["concurrency"], out_paths):
@@ -64,7 +69,8 @@ def sweep(cell: dict, model_dir: str, tokens_path: str, artifacts: dict, engine_
                      else result["reason"])
             results.append(result)
     finally:
-        engine.close()
+        if engine is not None:
+            engine.close()
     return results
 
 
@@ -77,7 +83,7 @@ def _python_level(engine, input_ids, attention_mask, concurrency: int, load_sett
     """One level with the project's own load generator: threads in several processes, timed in Python."""
     processes = planned_processes(load_settings.get("client_processes", "auto"), concurrency)
     level = {"client_details": {"processes": processes}}
-    before = engine.server.model_stats()
+    engine.begin_window()
     try:
         latencies, errors = closed_loop(engine.request_target(), input_ids, attention_mask, concurrency,
                                         load_settings["seconds"], load_settings["warmup_seconds"], processes)
@@ -85,7 +91,7 @@ def _python_level(engine, input_ids, attention_mask, concurrency: int, load_sett
         latencies, errors, lost = [], 0, f"{type(error).__name__}: {error}"
     else:
         lost = None
-    level["server"] = stats_window(before, engine.server.settled_model_stats())
+    level["server"] = engine.end_window()  # the server's own breakdown of the level
     if lost:
         level["status"], level["reason"] = "failed", lost
     elif errors or not latencies:

@@ -18,6 +18,8 @@ class Engine:
     max_batch_size: int | None = None
     # served engines: who sends the requests ({"name": "perf_analyzer" | "python", ...}); None = in-process
     load_client: dict | None = None
+    # served engines that perf_analyzer cannot drive: why (their load levels use the Python client)
+    perf_analyzer_cannot_drive: str | None = None
 
     def __init__(self, name: str, model_dir: str | Path, device: str, precision: str,
                  settings: dict | None = None, artifacts: dict[str, str] | None = None,

@@ -19,6 +19,9 @@ OUTPUT = "logits"
 
 class DynamoEngine(Engine):
     input_device = "cpu"
+    load_client = {"name": "python"}  # its cells are timed by the shared loop through tritonclient.grpc
+    perf_analyzer_cannot_drive = ("perf_analyzer reads Triton's statistics API, which Dynamo's KServe frontend "
+                                  "does not implement (UNIMPLEMENTED)")
 
     def unavailable_reason(self) -> str | None:
         from workflow_scripts.serving.dynamo import missing_reason

@@ -25,10 +25,13 @@ import time
 from pathlib import Path
 
 from workflow_scripts.serving.dynamo_worker import COUNTERS, counters
+from workflow_scripts.serving.launchers import remove_stale_workdirs
 from workflow_scripts.serving.server import LOOPBACK, ManagedServer, ServerError
 
 SHIM_SOURCE = Path(__file__).resolve().parent / "loopback_bind.c"
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # the folder holding workflow_scripts/
+# The server's own folder (discovery, loopback library, counters): /tmp/inferbench-dynamo-<pid of the job>-<random>
+WORKDIR_PREFIX = "inferbench-dynamo-"
 
 
 def missing_reason() -> str | None:
@@ -89,7 +92,8 @@ class DynamoServer(ManagedServer):
 
     def commands(self) -> list[tuple[str, list[str], dict]]:
         self._remove_workdir()  # a retry after a port collision starts from a clean discovery folder
-        self.workdir = Path(tempfile.mkdtemp(prefix="inferbench-dynamo-"))
+        remove_stale_workdirs(prefix=WORKDIR_PREFIX)  # those of killed jobs
+        self.workdir = Path(tempfile.mkdtemp(prefix=f"{WORKDIR_PREFIX}{os.getpid()}-"))
         namespace = "inferbench-" + self.workdir.name.rsplit("-", 1)[-1].lower().replace("_", "-")
         env = os.environ.copy()
         env.update({

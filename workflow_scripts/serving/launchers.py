@@ -41,12 +41,12 @@ def resolve_launcher_name(requested: str, sif: str | Path) -> str:
 WORKDIR_PREFIX = "inferbench-triton-"
 
 
-def remove_stale_workdirs(root: str | Path | None = None) -> list[Path]:
-    """Remove the backend folders of jobs that died without cleaning up (SIGKILL, a time limit): those
-    whose job process is gone. Returns what it removed."""
+def remove_stale_workdirs(root: str | Path | None = None, prefix: str = WORKDIR_PREFIX) -> list[Path]:
+    """Remove the folders `<prefix><pid of the job>-...` of jobs that died without cleaning up (SIGKILL, a
+    time limit): those whose job process is gone. Returns what it removed."""
     removed = []
-    for path in Path(root or tempfile.gettempdir()).glob(f"{WORKDIR_PREFIX}*"):
-        pid = path.name.removeprefix(WORKDIR_PREFIX).split("-", 1)[0]
+    for path in Path(root or tempfile.gettempdir()).glob(f"{prefix}*"):
+        pid = path.name.removeprefix(prefix).split("-", 1)[0]
         if pid.isdigit() and not process_alive(int(pid)):
             shutil.rmtree(path, ignore_errors=True)
             removed.append(path)
