@@ -169,7 +169,8 @@ def deployment_checked(wildcards):
         plugin = workflow.executor_plugin
         executor = None if plugin is None or workflow.dryrun else plugin.name
         apptainer = "APPTAINER" in {method.name for method in workflow.deployment_settings.deployment_method}
-        problems = deployment.missing(executor, apptainer, config["container"])
+        serves_from_image = bool(SERVED_ENGINES) and config["triton"]["launcher"] == "apptainer"
+        problems = deployment.missing(executor, apptainer, config["container"], serves_from_image=serves_from_image)
         if problems:
             raise WorkflowError("Cannot run here:\n  " + "\n  ".join(problems))
     return []

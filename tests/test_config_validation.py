@@ -102,3 +102,14 @@ def test_a_sweep_key_the_user_sets_wins_over_cpu_overrides(tmp_path):
     planned = {line.split("results/bench/")[1] for line in proc.stdout.splitlines() if "output: results/bench/" in line}
     assert planned == {"eager/fp32/bs1_seq32_max_length.json", "eager/fp32/bs4_seq32_max_length.json"}
     assert "cpu_overrides leaves sweep.batch_sizes as your config sets them" in proc.stderr + proc.stdout
+
+
+def test_serving_from_tritons_image_without_apptainer_is_named_before_any_job(tmp_path, monkeypatch):
+    """`triton.launcher: apptainer` needs Apptainer where the image is pulled and the jobs run; without it
+    the pull job once failed with a bare `apptainer: command not found`."""
+    from workflow_scripts import deployment
+
+    monkeypatch.setenv("PATH", str(tmp_path))  # no apptainer, no Slurm
+    (problem,) = deployment.missing("local", False, "containers/inferbench.sif", tmp_path, serves_from_image=True)
+    assert problem.startswith("triton.launcher: apptainer serves from Triton's image, which needs `apptainer`")
+    assert deployment.missing("local", False, "containers/inferbench.sif", tmp_path) == []
