@@ -15,6 +15,7 @@ rule aggregate:
         profile_tops="results/aggregate/profile_tops.csv",
     params:
         pieces=config["merge_pieces"],
+        engines=ENGINE_ROLES,
     log:
         "results/logs/aggregate.log",
     conda:

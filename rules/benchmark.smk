@@ -14,7 +14,6 @@ rule benchmark_cell:
         measurement=MEASUREMENT,
         tolerance=tolerance,
         engine_settings=engine_settings,
-        artifact_kinds=artifact_kinds,
     threads: TIMING_THREADS
     resources:
         **SERVER_RESOURCES,

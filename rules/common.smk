@@ -11,7 +11,8 @@ from snakemake.logging import logger
 from snakemake.utils import validate
 
 from workflow_scripts import deployment
-from workflow_scripts.engines import ENGINES, is_served
+from workflow_scripts import engines
+from workflow_scripts.engines import ARTIFACTS, ENGINES
 from workflow_scripts.experiment import (ConfigError, cells, command_line_values, cpu_overrides, effective,
                                         in_key_order, piece_tables, profiled_cells, schema_errors)
 
@@ -56,13 +57,8 @@ GPU_TYPE = {"gpu_model": config["gpu_model"]} if config.get("gpu_model") else {}
 # relative to the rules files). Without --sdm conda it is not used.
 CONDA_ENV = "../envs/inferbench.yaml"
 
-# Where each kind of exported model lives; engines name the kinds they need in workflow_scripts/engines.
-ARTIFACT_PATHS = {
-    "torchscript": "results/export/torchscript/{precision}/seq{seq_len}.pt",
-    "triton_python": "results/triton/python/{precision}/seq{seq_len}",
-    "triton_pytorch": "results/triton/pytorch/{precision}/seq{seq_len}",
-}
-SERVED_ENGINES = [engine for engine in SWEEP["engines"] if is_served(engine)]
+# Per registered engine: served or not, and its in-process twin (the aggregate step writes both as columns).
+ENGINE_ROLES = engines.roles(config)
 
 
 wildcard_constraints:
@@ -73,26 +69,24 @@ wildcard_constraints:
     padding="max_length|dynamic",
 
 
+def artifact_path(kind, wildcards):
+    """The file or folder of one kind of exported model for a job: its rule's output, wildcards filled in."""
+    artifact = ARTIFACTS[kind]
+    pattern = getattr(rules, artifact.rule).output[artifact.output]
+    return pattern.format(**{**wildcards, **dict(artifact.wildcards)})
+
+
 def engine_artifacts(wildcards):
-    """Exported models the engine of this job loads (and the Triton image it starts), as named inputs."""
-    inputs = {kind: ARTIFACT_PATHS[kind] for kind in ENGINES[wildcards.engine].artifacts}
-    if is_served(wildcards.engine) and config["triton"]["launcher"] == "apptainer":
-        inputs["triton_image"] = config["triton"]["apptainer"]["sif"]
-    return inputs
-
-
-def artifact_kinds(wildcards):
-    return list(ENGINES[wildcards.engine].artifacts)
+    """Exported models the engine of this job loads (and files its settings name), as named inputs."""
+    entry = ENGINES[wildcards.engine]
+    inputs = {kind: artifact_path(kind, wildcards) for kind in entry.artifacts}
+    return {**inputs, **(entry.config_inputs(config) if entry.config_inputs else {})}
 
 
 def engine_settings(wildcards):
-    """The engine's settings that can change its results (its timeouts reach it as SERVER_RESOURCES)."""
-    if is_served(wildcards.engine):
-        triton = config["triton"]
-        # the load client decides who times the served cells (triton.load.client)
-        return {"launcher": triton["launcher"], "apptainer": triton["apptainer"], "client": triton["load"]["client"],
-                "perf_analyzer": triton["load"]["perf_analyzer"]}
-    return config["engine_settings"].get(wildcards.engine, {})
+    """The engine's settings that can change its results, as its settings dataclass names them (those that
+    cannot, such as a server's timeouts, reach it as SERVER_RESOURCES)."""
+    return engines.settings_from_config(wildcards.engine, config)
 
 
 # Settings that cannot change a result reach the jobs as resources, which trigger no rerun when they change
@@ -121,23 +115,15 @@ ACCURACY_RESULTS = sorted(
         for cell in cells(SWEEP)
     }
 )
-# The concurrency sweep drives gRPC clients from threads (tritonclient.http's gevent client is not
-# thread-safe), so it runs for the gRPC engines.
+# The concurrency sweep, for the served engines whose registry entry says it can drive them
 LOAD_RESULTS = [
     f"results/serving/{engine}/{precision}/seq{seq_len}_c{concurrency}.json"
-    for engine in SERVED_ENGINES
-    if engine.endswith("-grpc")
+    for engine in SWEEP["engines"]
+    if ENGINES[engine].load_sweep
     for precision in SWEEP["precisions"]
     for seq_len in SWEEP["seq_lens"]
     for concurrency in config["triton"]["load"]["concurrency"]
 ]
-# The in-process engine that runs what each Triton backend serves: their difference is the serving cost.
-SERVING_TWINS = {
-    "python": {"none": "eager", "default": "compile-default", "reduce-overhead": "compile-reduce-overhead"}[
-        config["triton"]["repository"]["python_compile_mode"]
-    ],
-    "pytorch": "torchscript",
-}
 # Profiling: which cells, with which tools (rules/profiling.smk)
 PROFILING = EXPERIMENT["profiling"]
 

@@ -34,7 +34,6 @@ rule accuracy:
         batch_size=config["correctness"]["batch_size"],
         tolerance=tolerance,
         engine_settings=engine_settings,
-        artifact_kinds=artifact_kinds,
     threads: TIMING_THREADS
     resources:
         **SERVER_RESOURCES,

@@ -14,7 +14,6 @@ rule profile_torch:
         device=DEVICE,
         settings=profiling_settings,
         engine_settings=engine_settings,
-        artifact_kinds=artifact_kinds,
     threads: TIMING_THREADS
     resources:
         **SERVER_RESOURCES,
@@ -39,7 +38,6 @@ rule profile_nsys:
         device=DEVICE,
         settings=profiling_settings,
         engine_settings=engine_settings,
-        artifact_kinds=artifact_kinds,
     threads: TIMING_THREADS
     resources:
         **SERVER_RESOURCES,

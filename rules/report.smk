@@ -41,7 +41,6 @@ rule report:
     params:
         baseline=config["report"]["baseline"],
         targets=config["report"]["targets"],
-        serving_twins=SERVING_TWINS,
     log:
         "results/logs/report.log",
     conda:

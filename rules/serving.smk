@@ -20,7 +20,7 @@ rule pull_triton_image:
 def repository_inputs(wildcards):
     inputs = {"model_dir": "results/model"}
     if wildcards.backend == "pytorch":
-        inputs["torchscript"] = ARTIFACT_PATHS["torchscript"].format(**wildcards)
+        inputs["torchscript"] = rules.export_torchscript.output.module.format(**wildcards)
     return inputs
 
 
@@ -56,7 +56,6 @@ rule load_sweep:
         device=DEVICE,
         load=config["triton"]["load"],
         engine_settings=engine_settings,
-        artifact_kinds=artifact_kinds,
     threads: TIMING_THREADS
     resources:
         **SERVER_RESOURCES,

@@ -1,8 +1,16 @@
+import re
+from dataclasses import asdict, fields
+
+import pytest
 import yaml
 
 from conftest import REPO
-from workflow_scripts.engines import ENGINES, create, engine_class
+from workflow_scripts import engines
+from workflow_scripts.engines import ARTIFACTS, ENGINES, create, engine_class
 from workflow_scripts.engines.base import Engine
+
+SCHEMA = yaml.safe_load((REPO / "schemas" / "config.schema.yaml").read_text())
+CONFIG = yaml.safe_load((REPO / "config.yaml").read_text())
 
 
 def test_registry_and_config_schema_name_the_same_engines():
@@ -17,11 +25,86 @@ def test_every_registered_engine_implements_the_interface():
         assert cls.load is not Engine.load and cls.run is not Engine.run, name
 
 
-def test_every_artifact_kind_has_a_path_in_the_rules():
-    common = (REPO / "rules" / "common.smk").read_text()
-    for spec in ENGINES.values():
+def test_every_artifact_kind_is_the_output_of_a_rule():
+    rules = "".join(path.read_text() for path in (REPO / "rules").glob("*.smk"))
+    for name, spec in ENGINES.items():
         for kind in spec.artifacts:
-            assert f'"{kind}": "results/' in common, kind
+            artifact = ARTIFACTS[kind]
+            block = re.search(rf"^rule {artifact.rule}:\n(.*?)(?=^\S)", rules, re.M | re.S)
+            assert block, f"{name}: {kind} names rule {artifact.rule}, which no rules file defines"
+            assert re.search(rf"^\s+{artifact.output}=", block.group(1), re.M), (name, kind, artifact.output)
+
+
+def schema_section(path: list[str]) -> dict:
+    """The schema of a config section, following $refs."""
+    node = SCHEMA
+    for key in path:
+        node = node["properties"][key]
+        if "$ref" in node:
+            node = SCHEMA["$defs"][node["$ref"].rsplit("/", 1)[1]]
+    return node
+
+
+@pytest.mark.parametrize("name", list(ENGINES))
+def test_settings_dataclass_matches_the_schema_and_the_default_config(name):
+    """Each engine's settings dataclass names exactly the keys its config section may hold for it, and its
+    defaults are config.yaml's values: a setting documented in one place and defaulted in another cannot drift."""
+    section = schema_section(engines.settings_section(name))
+    keys = engines.setting_keys(name)
+    for field_name, path in keys.items():  # every field's key path exists in the schema
+        node = section
+        for key in path:
+            assert key in node.get("properties", {}), (name, field_name, path)
+            node = node["properties"][key]
+    if ENGINES[name].settings_section is None:  # engine_settings.<name> belongs to the engine alone
+        assert {path[0] for path in keys.values()} == set(section.get("properties", {})), name
+    from_config = {**engines.settings_from_config(name, CONFIG), **engines.settings_from_config(name, CONFIG, True)}
+    assert from_config == asdict(ENGINES[name].settings()), name
+
+
+def test_settings_from_config_fill_defaults_and_keep_only_the_engines_keys():
+    config = {"engine_settings": {"fused": {"seq_multiple": 8}},
+              "triton": {"launcher": "local", "stop_grace_s": 3, "load": {"client": "python", "seconds": 5}}}
+    assert engines.settings_from_config("fused", config)["seq_multiple"] == 8
+    assert engines.settings_from_config("fused", config)["compile_mode"] == "default"
+    triton = engines.settings_from_config("triton-python-grpc", config)
+    assert triton["launcher"] == "local" and triton["client"] == "python" and "load" not in triton
+    assert "stop_grace_s" not in triton  # it cannot change a result: a resource, not a param
+    assert engines.settings_from_config("triton-python-grpc", config, resources=True) == {
+        "startup_timeout_s": 600, "stop_grace_s": 3}
+
+
+@pytest.mark.parametrize("mode", schema_section(["triton", "repository"])["properties"]["python_compile_mode"]["enum"])
+def test_every_served_engine_has_a_registered_in_process_twin(mode):
+    config = {**CONFIG, "triton": {**CONFIG["triton"], "repository": {**CONFIG["triton"]["repository"],
+                                                                      "python_compile_mode": mode}}}
+    roles = engines.roles(config)
+    assert set(roles) == set(ENGINES)
+    for name, role in roles.items():
+        if role["served"]:
+            assert ENGINES[name].protocol and not roles[role["twin"]]["served"], name
+        else:
+            assert role["twin"] is None, name
+    assert roles["triton-python-grpc"]["twin"] == engines.PYTHON_BACKEND_TWINS[mode]
+
+
+# Engine names in generic code: the registry and the engines (and the rules that build their artifacts) only
+ENGINE_NAME_PARTS = re.compile(r"triton-|compile-|-grpc|-http|torchscript|fused")
+GENERIC_CODE = ["rules/common.smk", "rules/benchmark.smk", "rules/correctness.smk", "rules/profiling.smk",
+                "rules/aggregate.smk", "rules/report.smk", "rules/calibration.smk", "rules/dataset.smk",
+                "rules/model.smk", "rules/tokens.smk", "workflow_scripts/aggregate.py",
+                "workflow_scripts/report.py", "workflow_scripts/targets.py", "workflow_scripts/profiling/explain.py",
+                "workflow_scripts/roofline.py", "workflow_scripts/benchmark.py", "workflow_scripts/accuracy.py",
+                "workflow_scripts/profiling/torch_profile.py", "workflow_scripts/profiling/nsys_profile.py"]
+
+
+@pytest.mark.parametrize("path", GENERIC_CODE)
+def test_generic_code_never_names_an_engine(path):
+    source = REPO / path
+    if source.exists():  # modules move (the report became a package)
+        hits = [f"{path}:{number}: {line.strip()}" for number, line in
+                enumerate(source.read_text().splitlines(), 1) if ENGINE_NAME_PARTS.search(line)]
+        assert not hits, "\n".join(hits)
 
 
 def test_reduce_overhead_on_cpu_says_it_compiles_like_default(tiny_model):

@@ -219,10 +219,13 @@ def test_report_splits_served_requests_against_in_process(tmp_path):
         validate_cell_result(result)
         (tmp_path / f"{name}.json").write_text(json.dumps(result))
         paths.append(str(tmp_path / f"{name}.json"))
-    cells, serving, _, _ = aggregate.aggregate(paths)
-    twin_names = {"python": "compile-reduce-overhead", "pytorch": "torchscript"}
+    # as engines.roles() gives them with triton.repository.python_compile_mode: reduce-overhead
+    roles = {"compile-reduce-overhead": {"served": False, "twin": None},
+             **{name: {"served": True, "twin": "compile-reduce-overhead"}
+                for name in ("triton-python-grpc", "triton-python-http")}}
+    cells, serving, _, _ = aggregate.aggregate(paths, roles)
 
-    overhead = report.serving_overhead(cells, twin_names).set_index("served engine")
+    overhead = report.serving_overhead(cells).set_index("served engine")
     pa = overhead.loc["triton-python-grpc"]
     assert pa["client"] == "perf_analyzer" and pa["overhead ms"] == pytest.approx(1.268, abs=0.001)
     assert (pa["client ms"], pa["network+serialisation ms"], pa["queue ms"], pa["compute input ms"],
@@ -231,7 +234,7 @@ def test_report_splits_served_requests_against_in_process(tmp_path):
     assert python["client"] == "python" and pd.isna(python["client ms"]) and python["queue ms"] == 0.2
     assert python["client+network ms"] == pytest.approx(2.068 - 1.8, abs=0.001)  # mean minus the server phases
 
-    level = report.concurrency_table(serving, cells, twin_names).iloc[0]
+    level = report.concurrency_table(serving, cells).iloc[0]
     assert level["client"] == "perf_analyzer" and level["requests/s"] == pytest.approx(5763.33)
     assert level["share of in-process"] == pytest.approx(5763.33 / twins["bs64"]["throughput_samples_per_s"], abs=1e-3)
     assert level["mean server batch"] == pytest.approx(51.0, abs=0.1) and level["compute infer ms"] == 6.263

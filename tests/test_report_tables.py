@@ -25,7 +25,7 @@ def test_environment_table_names_each_card_of_one_host():
 TARGETS = {"min_speedup": 10, "min_peak_share": 0.65, "max_serving_overhead_ms": 0.5,
            "min_serving_throughput_share": 0.8, "max_repeat_cv": {"cuda": 0.01, "cpu": 0.05}}
 BASELINE = {"engine": "eager", "precision": "fp32"}
-TWINS = {"python": "compile-reduce-overhead", "pytorch": "torchscript"}
+ROLES = {"triton-python-grpc": {"served": True, "twin": "compile-reduce-overhead"}}  # as engines.roles() gives
 MODEL = {"hidden_size": 768, "num_hidden_layers": 12, "intermediate_size": 3072, "num_attention_heads": 12,
          "vocab_size": 30522, "num_labels": 2, "num_parameters": 109_483_778}
 
@@ -33,7 +33,8 @@ MODEL = {"hidden_size": 768, "num_hidden_layers": 12, "intermediate_size": 3072,
 def cells(rows, gpu="NVIDIA H200"):
     base = {"precision": "bf16", "seq_len": 128, "padding": "max_length", "device": "cuda", "status": "ok",
             "gpu_name": gpu, "cpu": "Xeon", "repeat_p50_cv": 0.002, "tokens_per_batch": None}
-    frame = pd.DataFrame([{**base, **row} for row in rows])
+    frame = pd.DataFrame([{**base, **ROLES.get(row["engine"], {"served": False, "twin": None}), **row}
+                          for row in rows])
     frame["throughput_samples_per_s"] = frame.batch_size / frame.p50_ms * 1000
     frame["mean_ms"] = frame.p50_ms
     return report.with_speedup(frame, BASELINE)
@@ -41,8 +42,8 @@ def cells(rows, gpu="NVIDIA H200"):
 
 def summary(table, serving=None, peaks=None):
     serving = serving if serving is not None else pd.DataFrame(columns=["engine", "status"])
-    return targets.summary_table(table, serving, peaks, MODEL, TWINS, BASELINE, TARGETS,
-                                 report.serving_overhead(table, TWINS)).set_index("question")
+    return targets.summary_table(table, serving, peaks, MODEL, BASELINE, TARGETS,
+                                 report.serving_overhead(table)).set_index("question")
 
 
 def test_summary_says_by_how_much_each_target_is_met_or_missed():
@@ -55,7 +56,7 @@ def test_summary_says_by_how_much_each_target_is_met_or_missed():
         {"engine": "fused", "batch_size": 64, "p50_ms": 3.0},
         {"engine": "compile-reduce-overhead", "batch_size": 64, "p50_ms": 3.2},
     ])
-    serving = pd.DataFrame([{"engine": "triton-python-grpc", "precision": "bf16", "seq_len": 128, "status": "ok",
+    serving = pd.DataFrame([{"engine": "triton-python-grpc", **ROLES["triton-python-grpc"], "precision": "bf16", "seq_len": 128, "status": "ok",
                              "concurrency": c, "throughput_samples_per_s": rate} for c, rate in ((1, 400), (64, 4000))])
     peaks = {"status": "ok", "matmul_tflops": {"bf16": 800.0, "fp16": 700.0, "fp32": 50.0, "tf32": 400.0},
              "copy_gb_per_s": 4000.0}

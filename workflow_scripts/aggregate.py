@@ -7,7 +7,8 @@ import logging
 
 import pandas as pd
 
-from workflow_scripts.experiment import piece_tables
+from workflow_scripts import engines
+from workflow_scripts.experiment import load_config, piece_tables
 from workflow_scripts.results import atomic_write_text, read_json
 from workflow_scripts.step_io import setup_logging, snakemake_log
 
@@ -15,14 +16,17 @@ log = logging.getLogger("aggregate")
 CELL_KEYS = ["engine", "precision", "batch_size", "seq_len", "padding"]
 
 
-def latency_row(result: dict, path: str) -> dict:
+def latency_row(result: dict, path: str, roles: dict[str, dict]) -> dict:
+    """One timed cell (or load level) as a flat row: its keys, role, status, statistics and environment.
+
+    roles: engines.roles() of the run's config, giving the `served` and `twin` columns."""
     cell, latency = result["cell"], result.get("latency") or {}
     wall, gpu = latency.get("wall_ms") or {}, latency.get("gpu_ms") or {}
     correctness = result.get("correctness") or {}
     startup, memory = result.get("startup") or {}, result.get("memory") or {}
     env, model = result["environment"], result["model"]
-    row = {**{key: cell[key] for key in CELL_KEYS}, "device": cell["device"], "status": result["status"],
-           "reason": result["reason"]}
+    row = {**{key: cell[key] for key in CELL_KEYS}, **roles[cell["engine"]], "device": cell["device"],
+           "status": result["status"], "reason": result["reason"]}
     for stat in ("p50", "p90", "p95", "p99", "mean", "std", "min", "max"):
         row[f"{stat}_ms"] = wall.get(stat)
     row["p50_ci_low_ms"], row["p50_ci_high_ms"] = wall.get("p50_ci95", [None, None])
@@ -73,8 +77,8 @@ def server_columns(result: dict) -> dict:
             **{f"split_{key}_ms": ms for key, ms in split.items()}}
 
 
-def load_row(result: dict, path: str) -> dict:
-    row = latency_row(result, path)
+def load_row(result: dict, path: str, roles: dict[str, dict]) -> dict:
+    row = latency_row(result, path, roles)
     row["concurrency"] = result["cell"]["concurrency"]
     row["client_processes"] = (result.get("load_client") or {}).get("processes")
     row.update(server_columns(result))
@@ -114,25 +118,31 @@ PROFILE_NUMBERS = ["iterations", "wall_ms_per_iter", "gpu_busy_ms_per_iter", "gp
 PROFILE_COLUMNS = [*CELL_KEYS, "device", "tool", "status", "reason", *PROFILE_NUMBERS]
 TOP_COLUMNS = [*CELL_KEYS, "tool", "kind", "rank", "name", "category", "ms_per_iter", "calls_per_iter", "mean_us",
                "time_fraction"]
-SERVING_COLUMNS = ["engine", "precision", "seq_len", "concurrency", "status", "reason", "p50_ms", "p90_ms",
+SERVING_COLUMNS = ["engine", "served", "twin", "precision", "seq_len", "concurrency", "status", "reason", "p50_ms", "p90_ms",
                    "p99_ms", "mean_ms", "throughput_samples_per_s", "iterations"]
 
 
-def aggregate(result_paths: list[str]) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+def aggregate(result_paths: list[str], roles: dict[str, dict]) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame,
+                                                                         pd.DataFrame]:
     """(one row per benchmark cell with its accuracy pass joined in, one row per served load level,
-    one row per profile, the profiles' top kernels and operators)."""
+    one row per profile, the profiles' top kernels and operators).
+
+    result_paths: cell result JSON files of any kind; roles: engines.roles() (served, twin per engine).
+    Raises SystemExit when there is no benchmark cell, ValueError on a result of unknown kind."""
     latency, accuracy, load, profiles, tops = [], [], [], [], []
     for path in result_paths:
         result = read_json(path)
         if result["kind"] == "latency":
-            latency.append({**latency_row(result, path), **server_columns(result)})
+            latency.append({**latency_row(result, path, roles), **server_columns(result)})
         elif result["kind"] == "accuracy":
             accuracy.append(accuracy_row(result))
         elif result["kind"] == "profile":
             profiles.append(profile_row(result, path))
             tops += top_rows(result)
+        elif result["kind"] == "load":
+            load.append(load_row(result, path, roles))
         else:
-            load.append(load_row(result, path))
+            raise ValueError(f"{path}: unknown result kind {result['kind']!r}")
     profile_table = pd.DataFrame(profiles, columns=None if profiles else PROFILE_COLUMNS)
     top_table = pd.DataFrame(tops, columns=TOP_COLUMNS)
     serving = pd.DataFrame(load, columns=None if load else SERVING_COLUMNS)
@@ -152,9 +162,11 @@ def aggregate(result_paths: list[str]) -> tuple[pd.DataFrame, pd.DataFrame, pd.D
     return table.sort_values(CELL_KEYS).reset_index(drop=True), serving, profile_table, top_table
 
 
-def with_pieces(tables: tuple[pd.DataFrame, ...], piece_dirs: list[str]) -> tuple[pd.DataFrame, ...]:
+def with_pieces(tables: tuple[pd.DataFrame, ...], piece_dirs: list[str], roles: dict[str, dict]
+                ) -> tuple[pd.DataFrame, ...]:
     """This run's tables joined by those of earlier pieces (other runs, other machines): a `piece` column says
-    where each row was measured. A cell measured twice on the same GPU model is an error, not a silent pick."""
+    where each row was measured. A cell measured twice on the same GPU model is an error, not a silent pick.
+    Pieces aggregated before the `served` and `twin` columns existed get them from `roles`."""
     if not piece_dirs:
         return tables
     merged = []
@@ -164,7 +176,7 @@ def with_pieces(tables: tuple[pd.DataFrame, ...], piece_dirs: list[str]) -> tupl
             if not path.exists():
                 raise SystemExit(f"merge_pieces: {path} is missing; run that piece to its end (its aggregate "
                                  "step) first, or fix the folder in merge_pieces")
-            frames.append(pd.read_csv(path).assign(piece=str(results_dir)))
+            frames.append(with_roles(pd.read_csv(path), roles).assign(piece=str(results_dir)))
         merged.append(pd.concat([f for f in frames if len(f)], ignore_index=True) if any(map(len, frames))
                       else table.assign(piece=[]))
     cells = merged[0]
@@ -176,6 +188,16 @@ def with_pieces(tables: tuple[pd.DataFrame, ...], piece_dirs: list[str]) -> tupl
                          "Narrow this run's sweep or drop one piece.")
     merged[0] = cells.sort_values(CELL_KEYS).reset_index(drop=True)
     return tuple(merged)
+
+
+def with_roles(table: pd.DataFrame, roles: dict[str, dict]) -> pd.DataFrame:
+    """The table with `served` and `twin` columns where it has engines and lacks them (older pieces)."""
+    if "engine" not in table or table.empty:
+        return table
+    for column in ("served", "twin"):
+        if column not in table:
+            table = table.assign(**{column: table.engine.map(lambda engine: roles[engine][column])})
+    return table
 
 
 def write_csv(table: pd.DataFrame, out_path: str) -> None:
@@ -193,9 +215,12 @@ def main(argv=None) -> None:
     parser.add_argument("--out-profile-tops", help="CSV of the profiles' top kernels and operators")
     parser.add_argument("--merge-piece", action="append", default=[], metavar="RESULTS_DIR",
                         help="results folder of an earlier piece of the sweep whose tables join this one")
+    parser.add_argument("--configfile", action="append", default=[],
+                        help="config files over config.yaml (the twin of a served engine depends on them)")
     args = parser.parse_args(argv)
     setup_logging()
-    tables = with_pieces(aggregate(args.results), args.merge_piece)
+    roles = engines.roles(load_config(*args.configfile))
+    tables = with_pieces(aggregate(args.results, roles), args.merge_piece, roles)
     for table, path in zip(tables, (args.out, args.out_serving, args.out_profiles, args.out_profile_tops)):
         if path:
             write_csv(table, path)
@@ -207,7 +232,7 @@ if __name__ == "__main__":
         setup_logging(snakemake_log(smk))
         table, serving, profiles, tops = with_pieces(
             aggregate(list(smk.input.bench) + list(smk.input.accuracy) + list(smk.input.load)
-                      + list(smk.input.profiles)), smk.params.pieces)
+                      + list(smk.input.profiles), smk.params.engines), smk.params.pieces, smk.params.engines)
         write_csv(table, smk.output.table)
         write_csv(serving, smk.output.serving)
         write_csv(profiles, smk.output.profiles)

@@ -8,6 +8,8 @@ from pathlib import Path
 
 # The aggregated tables of a run, in the order the aggregate step returns them
 AGGREGATE_TABLES = ("cells.csv", "serving.csv", "profiles.csv", "profile_tops.csv")
+# The default experiment: what a step run from the command line uses where Snakemake would pass params
+DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "config.yaml"
 
 
 class ConfigError(ValueError):
@@ -33,6 +35,25 @@ def planned_device(requested: str) -> str:
     if requested == "auto":
         return "cuda" if cuda_visible() else "cpu"
     return requested
+
+
+def load_config(*overlays: str | Path) -> dict:
+    """config.yaml with each overlay file merged on top (nested sections key by key, lists replaced), as
+    `--configfile` layers files; not checked (the Snakefile checks what Snakemake runs)."""
+    import yaml
+
+    config = yaml.safe_load(DEFAULT_CONFIG.read_text())
+    for path in overlays:
+        config = merged(config, yaml.safe_load(Path(path).read_text()) or {})
+    return config
+
+
+def merged(base: dict, overlay: dict) -> dict:
+    """`overlay` over `base`: dictionaries merge key by key, anything else is replaced."""
+    out = dict(base)
+    for key, value in overlay.items():
+        out[key] = merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
 
 
 def command_line_values(config: dict, schema_path: str) -> None:

@@ -14,13 +14,12 @@ import logging
 from pathlib import Path
 
 from workflow_scripts import environment, stats
-from workflow_scripts.engines import create
+from workflow_scripts.engines import create, spec
 from workflow_scripts.model import load_info
 from workflow_scripts.outcome import classify
 from workflow_scripts.results import SCHEMA_VERSION, write_cell_result
 from workflow_scripts.serving import perf_analyzer
 from workflow_scripts.serving.load_clients import LoadClientDied, closed_loop, planned_processes
-from workflow_scripts.serving.server import stats_window
 from workflow_scripts.step_io import job_engine_settings, setup_logging, snakemake_log
 from workflow_scripts.tokens import load_tokens
 
@@ -117,7 +116,7 @@ def _perf_analyzer_level(engine, input_ids, attention_mask, concurrency: int, lo
                                  load_settings["seconds"] * 1000, settings["stability_percentage"],
                                  settings["max_trials"], csv_path)
     level = {"client_details": {"csv": csv_path, "log": console}}
-    before = engine.server.model_stats()
+    engine.begin_window()
     try:
         perf_analyzer.run(argv, console, timeout_s=load_settings["seconds"] * (settings["max_trials"] + 2) + 120)
         measured = perf_analyzer.parse_csv(csv_path)[0]
@@ -126,7 +125,7 @@ def _perf_analyzer_level(engine, input_ids, attention_mask, concurrency: int, lo
         measured = None
     finally:
         data.unlink(missing_ok=True)
-    level["server"] = stats_window(before, engine.server.settled_model_stats())
+    level["server"] = engine.end_window()
     if measured:
         level["latency"] = perf_analyzer.latency_result(measured)
         level["throughput_samples_per_s"] = measured["samples_per_s"]  # batch 1: requests/s
@@ -142,7 +141,7 @@ def main(argv=None) -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--model-dir", required=True)
     parser.add_argument("--tokens", required=True)
-    parser.add_argument("--repository", required=True, help="Triton model repository folder")
+    parser.add_argument("--repository", required=True, help="the served model's repository folder")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 16])
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--client-processes", default="auto", help="processes the Python clients are spread over")
@@ -151,11 +150,11 @@ def main(argv=None) -> None:
     parser.add_argument("--out-prefix", required=True, help="writes <prefix>_c<N>.json")
     args = parser.parse_args(argv)
     setup_logging()
-    backend = args.engine.split("-")[1]
     cell = {"engine": args.engine, "precision": args.precision, "seq_len": args.seq_len, "padding": "max_length",
             "device": args.device}
-    settings = {"launcher": "local", "startup_timeout_s": 300, "stop_grace_s": 15, "apptainer": {"sif": ""}}
-    sweep(cell, args.model_dir, args.tokens, {f"triton_{backend}": args.repository}, settings,
+    settings = {"launcher": "local", "startup_timeout_s": 300, "stop_grace_s": 15}
+    artifacts = {kind: args.repository for kind in spec(args.engine).artifacts}
+    sweep(cell, args.model_dir, args.tokens, artifacts, settings,
           {"concurrency": args.concurrency, "seconds": args.seconds, "warmup_seconds": 1.0,
            "client_processes": args.client_processes, "client": args.client},
           [f"{args.out_prefix}_c{n}.json" for n in args.concurrency])
@@ -168,7 +167,7 @@ if __name__ == "__main__":
         w = smk.wildcards
         sweep({"engine": w.engine, "precision": w.precision, "seq_len": int(w.seq_len), "padding": "max_length",
                "device": smk.params.device}, smk.input.model_dir, smk.input.tokens,
-              {kind: smk.input[kind] for kind in smk.params.artifact_kinds}, job_engine_settings(smk),
+              {kind: smk.input[kind] for kind in spec(w.engine).artifacts}, job_engine_settings(smk),
               smk.params.load, list(smk.output))
     else:
         main()

@@ -132,14 +132,14 @@ def latency_split(rows: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def serving_overhead(table: pd.DataFrame, twins: dict) -> pd.DataFrame:
+def serving_overhead(table: pd.DataFrame) -> pd.DataFrame:
     """Served p50 minus the same model in-process (its twin engine) at the same cell, per served cell, with
     the served latency's split (latency_split)."""
-    served = table[table.engine.str.startswith("triton-") & table.status.isin(["ok", "mismatch"])]
+    served = table[table.served.astype(bool) & table.status.isin(["ok", "mismatch"])]
     rows = []
     for row in served.itertuples():
-        twin = twins[row.engine.split("-")[1]]
-        match = in_process_twin(table, twins, row.engine, row.precision, row.batch_size, row.seq_len, row.padding)
+        twin = row.twin
+        match = in_process_twin(table, twin, row.precision, row.batch_size, row.seq_len, row.padding)
         in_process = match.p50_ms.iloc[0] if len(match) else float("nan")
         rows.append({
             "served engine": row.engine, "precision": row.precision, "batch_size": row.batch_size,
@@ -153,12 +153,12 @@ def serving_overhead(table: pd.DataFrame, twins: dict) -> pd.DataFrame:
     return out.round(3) if len(out) else out
 
 
-def concurrency_table(serving: pd.DataFrame, table: pd.DataFrame, twins: dict) -> pd.DataFrame:
+def concurrency_table(serving: pd.DataFrame, table: pd.DataFrame) -> pd.DataFrame:
     """Each load level: requests/s and its share of the same model in-process at a batch of that many rows
     (where that cell was measured), the server's mean batch, and the split of a request's latency."""
     rows = []
     for level in serving.itertuples():
-        twin = in_process_twin(table, twins, level.engine, level.precision, level.concurrency, level.seq_len)
+        twin = in_process_twin(table, level.twin, level.precision, level.concurrency, level.seq_len)
         in_process = twin.throughput_samples_per_s.iloc[0] if len(twin) else float("nan")
         rows.append({"engine": level.engine, "precision": level.precision, "seq_len": level.seq_len,
                      "concurrency": level.concurrency, "client": getattr(level, "client", None),
@@ -278,7 +278,7 @@ def render(blocks: list[tuple], figure_dir: Path, out_md: str, out_html: str) ->
 
 
 def build(table_path: str, serving_path: str, profiles_path: str, profile_tops_path: str, peaks_path: str,
-          dataset_info: str, model_dir: str, baseline: dict, twins: dict, targets: dict, out_md: str,
+          dataset_info: str, model_dir: str, baseline: dict, targets: dict, out_md: str,
           out_html: str, figure_paths: dict[str, str]) -> list[str]:
     table = with_speedup(pd.read_csv(table_path), baseline)
     serving = pd.read_csv(serving_path)
@@ -292,8 +292,7 @@ def build(table_path: str, serving_path: str, profiles_path: str, profile_tops_p
     plot_speedup(table, baseline, figure_paths["speedup"])
     warnings = warnings_for(table, dataset, model, targets["max_repeat_cv"])
     peaks, model_info = read_json(peaks_path), roofline.load_model_info(model_dir)
-    summary = summary_table(table, serving, peaks, model_info, twins, baseline, targets,
-                            serving_overhead(table, twins))
+    summary = summary_table(table, serving, peaks, model_info, baseline, targets, serving_overhead(table))
     env = table.iloc[0]
     machine = env.gpu_name if isinstance(env.gpu_name, str) else f"CPU: {env.cpu}"
     counts = ", ".join(f"{n} {s}" for s, n in table.status.value_counts().items())
@@ -315,7 +314,7 @@ def build(table_path: str, serving_path: str, profiles_path: str, profile_tops_p
         ("figure", "latency_vs_batch", "p50 latency per batch versus batch size (log-log)"),
         ("figure", "throughput_vs_batch", "throughput (samples/s) versus batch size"),
         ("figure", "speedup", f"speedup over {baseline['engine']} {baseline['precision']}"),
-        *serving_blocks(table, serving, twins),
+        *serving_blocks(table, serving),
         *explain.profile_blocks(profiles, profile_tops, baseline),
         *roofline.roofline_blocks(table, peaks, model_info),
         ("h2", "All cells"),
@@ -331,23 +330,26 @@ def build(table_path: str, serving_path: str, profiles_path: str, profile_tops_p
     return warnings
 
 
-def serving_blocks(table: pd.DataFrame, serving: pd.DataFrame, twins: dict) -> list[tuple]:
-    if not table.engine.str.startswith("triton-").any():
+def serving_blocks(table: pd.DataFrame, serving: pd.DataFrame) -> list[tuple]:
+    served = table[table.served.astype(bool)]
+    if served.empty:
         return []
-    blocks = [("h2", "Serving with Triton"),
-              ("p", "What serving costs on top of running the same model in-process (python backend: "
-                    f"{twins['python']}; pytorch backend: {twins['pytorch']}), and where each served millisecond "
+    twins = "; ".join(f"{engine}: {twin}" for engine, twin in
+                      served[["engine", "twin"]].drop_duplicates().itertuples(index=False))
+    blocks = [("h2", "Serving"),
+              ("p", f"What serving costs on top of running the same model in-process ({twins}), and where each "
+                    "served millisecond "
                     "goes, per request: client, network+serialisation, queue, compute input, compute infer, "
                     "compute output. With perf_analyzer as the client (column client) the split is its own, over "
                     "the same requests as its latencies; with the Python client the server's statistics give "
                     "the phases and the rest of the client's mean is client+network together.")]
-    overhead = serving_overhead(table, twins)
+    overhead = serving_overhead(table)
     blocks.append(("table", overhead) if len(overhead) else ("p", "No served cell produced numbers."))
     blocks += [("figure", "throughput_vs_concurrency", "served throughput versus concurrent clients (dynamic "
                                                        "batching)"),
                ("p", "Under load (batch-1 requests from N closed-loop clients): requests/s against the same model "
                      "in-process at batch N, the batch the server formed on average, and the same split."),
-               ("table", concurrency_table(serving, table, twins))]
+               ("table", concurrency_table(serving, table))]
     return blocks
 
 
@@ -377,17 +379,13 @@ def main(argv=None) -> None:
     parser.add_argument("--model-dir", required=True)
     parser.add_argument("--baseline-engine", default="eager")
     parser.add_argument("--baseline-precision", default="fp32")
-    parser.add_argument("--python-twin", default="eager",
-                        help="the in-process engine the Triton Python backend runs (triton.repository."
-                             "python_compile_mode: none=eager, default=compile-default, "
-                             "reduce-overhead=compile-reduce-overhead)")
     parser.add_argument("--out-dir", required=True)
     args = parser.parse_args(argv)
     setup_logging()
     out = Path(args.out_dir)
     build(args.table, args.serving, args.profiles, args.profile_tops, args.peaks, args.dataset_info, args.model_dir,
-          {"engine": args.baseline_engine, "precision": args.baseline_precision},
-          {"python": args.python_twin, "pytorch": "torchscript"}, default_targets(), str(out / "report.md"),
+          {"engine": args.baseline_engine, "precision": args.baseline_precision}, default_targets(),
+          str(out / "report.md"),
           str(out / "report.html"),
           {name: str(out / "figures" / f"{name}.png") for name in FIGURES})
 
@@ -397,7 +395,6 @@ if __name__ == "__main__":
         smk = snakemake  # noqa: F821
         setup_logging(snakemake_log(smk))
         build(smk.input.table, smk.input.serving, smk.input.profiles, smk.input.profile_tops, smk.input.peaks,
-              smk.input.dataset_info, smk.input.model_dir, smk.params.baseline, smk.params.serving_twins,
-              smk.params.targets, smk.output.md, smk.output.html, {name: smk.output[name] for name in FIGURES})
+              smk.input.dataset_info, smk.input.model_dir, smk.params.baseline, smk.params.targets, smk.output.md, smk.output.html, {name: smk.output[name] for name in FIGURES})
     else:
         main()

@@ -3,6 +3,8 @@
 import logging
 import sys
 
+from workflow_scripts.engines import spec
+
 
 class Tee:
     """A text stream that writes to several: the console and a job's log."""
@@ -64,10 +66,8 @@ def cell_from_args(args) -> tuple[dict, dict]:
 def job_engine_settings(smk) -> dict:
     """The engine settings of a Snakemake job: its params (what can change a result) and, for a served
     engine, the server's timeouts, which reach the job as resources (rules/common.smk, SERVER_RESOURCES)."""
-    from workflow_scripts.engines import is_served
-
     settings = dict(smk.params.engine_settings)
-    if is_served(smk.wildcards.engine):
+    if spec(smk.wildcards.engine).served:
         settings.update(startup_timeout_s=smk.resources.triton_startup_timeout_s,
                         stop_grace_s=smk.resources.triton_stop_grace_s)
     return settings
@@ -79,4 +79,4 @@ def cell_from_job(smk, batch_size: int | None = None) -> tuple[dict, dict]:
     cell = {"engine": w.engine, "precision": w.precision,
             "batch_size": batch_size if batch_size is not None else int(w.batch_size),
             "seq_len": int(w.seq_len), "padding": w.padding, "device": smk.params.device}
-    return cell, {kind: smk.input[kind] for kind in smk.params.artifact_kinds}
+    return cell, {kind: smk.input[kind] for kind in spec(w.engine).artifacts}

@@ -2,26 +2,23 @@
 largest batch gets to the GPU's measured peak, what serving costs, how steady the timings are), each set
 against `report.targets` with the margin by which it meets or misses it."""
 
-from pathlib import Path
-
 import pandas as pd
-import yaml
 
 from workflow_scripts import roofline
+from workflow_scripts.experiment import load_config
 
 OK = ["ok", "mismatch"]  # cells with timings (a mismatch is timed, and flagged elsewhere)
 
 
 def default_targets() -> dict:
     """report.targets of the default experiment (for the report's command line)."""
-    config = yaml.safe_load((Path(__file__).resolve().parent.parent / "config.yaml").read_text())
-    return config["report"]["targets"]
+    return load_config()["report"]["targets"]
 
 
-def in_process_twin(table: pd.DataFrame, twins: dict, served_engine: str, precision: str, batch_size: int,
-                    seq_len: int, padding: str = "max_length") -> pd.DataFrame:
-    """The timed cells of the in-process engine a served engine runs (twins: backend -> engine) at one cell."""
-    return table[(table.engine == twins[served_engine.split("-")[1]]) & (table.precision == precision)
+def in_process_twin(table: pd.DataFrame, twin: str, precision: str, batch_size: int, seq_len: int,
+                    padding: str = "max_length") -> pd.DataFrame:
+    """The timed cells of `twin` (the in-process engine a served engine runs: its `twin` column) at one cell."""
+    return table[(table.engine == twin) & (table.precision == precision)
                  & (table.batch_size == batch_size) & (table.seq_len == seq_len) & (table.padding == padding)
                  & table.status.isin(OK)]
 
@@ -39,7 +36,7 @@ def _points(share: float) -> str:
 
 
 def summary_table(table: pd.DataFrame, serving: pd.DataFrame, peaks: dict | None, model_info: dict,
-                  twins: dict, baseline: dict, targets: dict, overhead: pd.DataFrame) -> pd.DataFrame:
+                  baseline: dict, targets: dict, overhead: pd.DataFrame) -> pd.DataFrame:
     """One row per question for the run's own machine (the first cell's GPU or CPU: pieces merged from
     other machines are left out, as ratios across cards mean nothing).
 
@@ -84,7 +81,7 @@ def summary_table(table: pd.DataFrame, serving: pd.DataFrame, peaks: dict | None
                  "target": f"≤ +{targets['max_serving_overhead_ms']} ms",
                  "verdict": _verdict(value, targets["max_serving_overhead_ms"], False, lambda v: f"{v:.2f} ms")})
 
-    rows.append(_throughput_row(table, serving, twins, targets))
+    rows.append(_throughput_row(table, serving, targets))
 
     limit = targets["max_repeat_cv"]
     judged = table[table.repeat_p50_cv.notna()]
@@ -100,14 +97,14 @@ def summary_table(table: pd.DataFrame, serving: pd.DataFrame, peaks: dict | None
     return pd.DataFrame(rows)
 
 
-def _throughput_row(table: pd.DataFrame, serving: pd.DataFrame, twins: dict, targets: dict) -> dict:
+def _throughput_row(table: pd.DataFrame, serving: pd.DataFrame, targets: dict) -> dict:
     """Served requests/s at the highest concurrency against the same model in-process at that batch size."""
     question = "served throughput at the highest concurrency"
     ok = serving[serving.status == "ok"] if len(serving) else serving
     highest = ok[ok.concurrency == ok.concurrency.max()] if len(ok) else ok
     best = None
     for row in highest.itertuples():
-        twin = in_process_twin(table, twins, row.engine, row.precision, row.concurrency, row.seq_len)
+        twin = in_process_twin(table, row.twin, row.precision, row.concurrency, row.seq_len)
         if len(twin):
             share = row.throughput_samples_per_s / twin.throughput_samples_per_s.iloc[0]
             if best is None or share > best[0]:

@@ -1,45 +1,162 @@
-"""Engine registry: name -> implementing class, and the exported artifacts each engine needs.
+"""Engine registry: what the rules, the steps, aggregation and the report need to know about each engine.
 
-Importing this module stays cheap (no torch), so the Snakefile can read names and artifacts at parse time.
-To add an engine: write a module with an `Engine` subclass and register it here (see README).
+Generic code asks an engine's `EngineSpec` (served or in-process, protocol, in-process twin, settings,
+artifacts), never its name. Importing this module stays cheap (no torch), so the Snakefile reads it at parse
+time. To add an engine: write a module with an `Engine` subclass and add one line to `ENGINES` (see README).
 """
 
 import importlib
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, fields
+from typing import Callable
+
+from workflow_scripts.engines.settings import CompileSettings, FusedSettings, NoSettings, TritonServerSettings
+
+
+@dataclass(frozen=True)
+class ArtifactSpec:
+    """A kind of exported model: the rule output that makes it, and wildcards fixed by the kind."""
+
+    rule: str                        # the rule that writes it (rules/export.smk, rules/serving.smk)
+    output: str                      # the name of that rule's output
+    wildcards: tuple[tuple[str, str], ...] = ()  # e.g. (("backend", "python"),): the rest come from the job
+
+
+# Kinds of exported model an engine may load; each is one rule's output, verified before any engine uses it.
+ARTIFACTS: dict[str, ArtifactSpec] = {
+    "torchscript": ArtifactSpec("export_torchscript", "module"),
+    "triton_python": ArtifactSpec("triton_repository", "repository", (("backend", "python"),)),
+    "triton_pytorch": ArtifactSpec("triton_repository", "repository", (("backend", "pytorch"),)),
+}
 
 
 @dataclass(frozen=True)
 class EngineSpec:
+    """What generic code needs to know about one engine.
+
+    module, class_name: where its `engines.base.Engine` subclass lives (imported only when a job runs it).
+    settings: a dataclass of its options with their defaults (engines/settings.py).
+    settings_section: the dotted config section those options are read from; None: `engine_settings.<name>`.
+    artifacts: kinds of exported model it loads (keys of ARTIFACTS); each becomes a named input of its jobs.
+    served: the model runs behind a server; `run()` is a request (the report's serving section, no PyTorch
+        profile of the client, `request_target()` for the load step).
+    backend, protocol: for served engines, what the server runs the model with and how requests travel.
+    twin: the in-process engine that runs the same model as a served one (serving overhead = the
+        difference); an engine name, or a function of the config that returns one.
+    config_inputs: a function of the config returning further named input files (e.g. a server image).
+    """
+
     module: str
     class_name: str
-    artifacts: tuple[str, ...] = ()  # kinds of exported model this engine loads (see rules/export.smk)
+    settings: type = NoSettings
+    settings_section: str | None = None
+    artifacts: tuple[str, ...] = ()
+    served: bool = False
+    backend: str | None = None
+    protocol: str | None = None
+    twin: str | Callable[[dict], str] | None = None
+    config_inputs: Callable[[dict], dict[str, str]] | None = None
+
+    @property
+    def load_sweep(self) -> bool:
+        """Whether the concurrency sweep drives it: served over gRPC (the load clients are threads, and
+        tritonclient.http's gevent client is not thread-safe)."""
+        return self.served and self.protocol == "grpc"
+
+
+# Triton's Python backend runs the Hugging Face model, compiled as triton.repository.python_compile_mode says
+PYTHON_BACKEND_TWINS = {"none": "eager", "default": "compile-default", "reduce-overhead": "compile-reduce-overhead"}
+
+
+def _python_backend_twin(config: dict) -> str:
+    return PYTHON_BACKEND_TWINS[config["triton"]["repository"]["python_compile_mode"]]
+
+
+def _triton_image(config: dict) -> dict[str, str]:
+    """The server image, when the Apptainer launcher is asked for (rule pull_triton_image pulls it)."""
+    triton = config["triton"]
+    return {"triton_image": triton["apptainer"]["sif"]} if triton["launcher"] == "apptainer" else {}
+
+
+def _triton(backend: str, protocol: str, twin) -> EngineSpec:
+    return EngineSpec("workflow_scripts.engines.triton", "TritonEngine", TritonServerSettings, "triton",
+                      (f"triton_{backend}",), served=True, backend=backend, protocol=protocol, twin=twin,
+                      config_inputs=_triton_image)
 
 
 ENGINES: dict[str, EngineSpec] = {
     "eager": EngineSpec("workflow_scripts.engines.eager", "EagerEngine"),
-    "compile-default": EngineSpec("workflow_scripts.engines.compiled", "CompiledEngine"),
-    "compile-reduce-overhead": EngineSpec("workflow_scripts.engines.compiled", "CompiledEngine"),
-    "compile-max-autotune": EngineSpec("workflow_scripts.engines.compiled", "CompiledEngine"),
-    "torchscript": EngineSpec("workflow_scripts.engines.torchscript", "TorchScriptEngine", ("torchscript",)),
-    "fused": EngineSpec("workflow_scripts.engines.fused", "FusedEngine"),
-    "triton-python-grpc": EngineSpec("workflow_scripts.engines.triton", "TritonEngine", ("triton_python",)),
-    "triton-python-http": EngineSpec("workflow_scripts.engines.triton", "TritonEngine", ("triton_python",)),
-    "triton-pytorch-grpc": EngineSpec("workflow_scripts.engines.triton", "TritonEngine", ("triton_pytorch",)),
-    "triton-pytorch-http": EngineSpec("workflow_scripts.engines.triton", "TritonEngine", ("triton_pytorch",)),
+    "compile-default": EngineSpec("workflow_scripts.engines.compiled", "CompiledEngine", CompileSettings),
+    "compile-reduce-overhead": EngineSpec("workflow_scripts.engines.compiled", "CompiledEngine", CompileSettings),
+    "compile-max-autotune": EngineSpec("workflow_scripts.engines.compiled", "CompiledEngine", CompileSettings),
+    "torchscript": EngineSpec("workflow_scripts.engines.torchscript", "TorchScriptEngine",
+                              artifacts=("torchscript",)),
+    "fused": EngineSpec("workflow_scripts.engines.fused", "FusedEngine", FusedSettings),
+    "triton-python-grpc": _triton("python", "grpc", _python_backend_twin),
+    "triton-python-http": _triton("python", "http", _python_backend_twin),
+    "triton-pytorch-grpc": _triton("pytorch", "grpc", "torchscript"),
+    "triton-pytorch-http": _triton("pytorch", "http", "torchscript"),
 }
 
 
-def is_served(name: str) -> bool:
-    """Engines behind a server: their settings come from the config's `triton` section."""
-    return name.startswith("triton-")
+def spec(name: str) -> EngineSpec:
+    """The registry entry of an engine; KeyError naming the known engines when there is none."""
+    if name not in ENGINES:
+        raise KeyError(f"unknown engine {name!r}; known engines: {', '.join(ENGINES)}")
+    return ENGINES[name]
+
+
+def settings_section(name: str) -> list[str]:
+    """The config keys, outermost first, of the section an engine's settings come from."""
+    section = spec(name).settings_section
+    return section.split(".") if section else ["engine_settings", name]
+
+
+def setting_keys(name: str) -> dict[str, list[str]]:
+    """Per field of the engine's settings dataclass, its config key path inside the settings section."""
+    return {f.name: f.metadata.get("key", f.name).split(".") for f in fields(spec(name).settings)}
+
+
+def settings_from_config(name: str, config: dict, resources: bool = False) -> dict:
+    """An engine's settings from the (effective) config, defaults filled in for keys the config leaves out:
+    those that can change a result (what the rules pass as params), or with resources=True those that cannot."""
+    section = config
+    for key in settings_section(name):
+        section = (section or {}).get(key) or {}
+    defaults = asdict(spec(name).settings())
+    settings = {}
+    for f in fields(spec(name).settings):
+        if bool(f.metadata.get("resource")) != resources:
+            continue
+        value = section
+        for key in setting_keys(name)[f.name]:
+            value = value.get(key) if isinstance(value, dict) else None
+        settings[f.name] = defaults[f.name] if value is None else value
+    return settings
+
+
+def with_defaults(name: str, settings: dict | None) -> dict:
+    """`settings` over the defaults of the engine's settings dataclass (extra keys, such as a profiler
+    wrapper the Nsight Systems step adds, are kept)."""
+    return {**asdict(spec(name).settings()), **(settings or {})}
+
+
+def twin(name: str, config: dict) -> str | None:
+    """The in-process engine that runs what a served engine serves (None for in-process engines)."""
+    value = spec(name).twin
+    return value(config) if callable(value) else value
+
+
+def roles(config: dict) -> dict[str, dict]:
+    """Per registered engine: {"served": bool, "twin": engine name or None}, as the aggregate step writes them."""
+    return {name: {"served": entry.served, "twin": twin(name, config)} for name, entry in ENGINES.items()}
 
 
 def engine_class(name: str):
-    if name not in ENGINES:
-        raise KeyError(f"unknown engine {name!r}; known engines: {', '.join(ENGINES)}")
-    spec = ENGINES[name]
-    return getattr(importlib.import_module(spec.module), spec.class_name)
+    """The Engine subclass registered under `name` (imports its module: torch and friends)."""
+    entry = spec(name)
+    return getattr(importlib.import_module(entry.module), entry.class_name)
 
 
-def create(name: str, **kwargs):
-    return engine_class(name)(name=name, **kwargs)
+def create(name: str, settings: dict | None = None, **kwargs):
+    """A new, not yet loaded engine; settings default to those of its dataclass. kwargs: see Engine."""
+    return engine_class(name)(name=name, settings=with_defaults(name, settings), **kwargs)

@@ -4,6 +4,8 @@ from pathlib import Path
 
 import torch
 
+from workflow_scripts.engines import spec
+
 PRECISION_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 
@@ -25,6 +27,7 @@ class Engine:
                  settings: dict | None = None, artifacts: dict[str, str] | None = None,
                  result_path: str | Path | None = None):
         self.name = name
+        self.spec = spec(name)  # the registry entry: served, backend, protocol, artifacts
         self.result_path = Path(result_path) if result_path else None  # side files (server logs) go beside it
         self.model_dir = Path(model_dir)
         self.device = device
@@ -49,6 +52,11 @@ class Engine:
     def run(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """Logits for one batch. Inputs are on the device; the result may be reused by the next call."""
         raise NotImplementedError
+
+    def request_target(self) -> dict:
+        """Served engines: where and what a client sends requests to ({protocol, url, model_name, output}),
+        for load clients running in other processes."""
+        raise NotImplementedError(f"{self.name} is not served: it has no request target")
 
     def begin_window(self) -> None:
         """Called just before the timed iterations (served engines snapshot server statistics here)."""

@@ -16,15 +16,10 @@ from torch import nn
 
 from workflow_scripts.engines.base import Engine, EngineUnavailable, allow_compiled_shapes, load_hf_model
 
+# Settings and their defaults: engines.settings.FusedSettings. Compile mode "default" over max-autotune: on an
+# NVIDIA H200 (torch 2.11, bert-base geometry, bf16, seq 128) both ran batch 1 in 0.49-0.50 ms and batch 256
+# in 11.3-11.5 ms, but max-autotune compiled a shape in 31-77 s, not 4-5 s
 COMPILE_MODES = ("none", "default", "max-autotune-no-cudagraphs")
-# "default" over max-autotune: on an NVIDIA H200 (torch 2.11, bert-base geometry, bf16, seq 128) both ran
-# batch 1 in 0.49-0.50 ms and batch 256 in 11.3-11.5 ms, but max-autotune compiled a shape in 31-77 s, not 4-5 s
-DEFAULT_SETTINGS = {
-    "compile_mode": "default",  # Inductor fuses bias + residual + LayerNorm; "none" runs the ops eagerly
-    "cuda_graphs": True,        # one CUDA graph per input shape (CUDA only)
-    "seq_multiple": 16,         # pad dynamic-length batches up to this multiple: fewer shapes to compile
-    "gelu_epilogue": True,      # fp16/bf16: GELU in the GEMM epilogue (tanh approximation on CUDA)
-}
 WARMUP_CALLS = 3  # before capture: compiles the shape and lets cuBLAS/SDPA settle on their kernels
 
 
@@ -137,7 +132,7 @@ class FusedEngine(Engine):
         return reason
 
     def load(self) -> None:
-        options = {**DEFAULT_SETTINGS, **self.settings}
+        options = self.settings  # FusedSettings, defaults filled in by engines.create
         if options["compile_mode"] not in COMPILE_MODES:
             raise ValueError(f"fused compile_mode {options['compile_mode']!r}: expected one of {COMPILE_MODES}")
         hf_model = load_hf_model(self.model_dir, "cpu", torch.float32)

@@ -28,8 +28,8 @@ class TritonEngine(Engine):
         return None  # the server decides what it can run; fp16 on CPU fails at load with its own message
 
     def load(self) -> None:
-        _, self.backend, self.protocol = self.name.split("-")
-        repository = self.artifacts[f"triton_{self.backend}"]
+        self.backend, self.protocol = self.spec.backend, self.spec.protocol
+        (repository,) = (self.artifacts[kind] for kind in self.spec.artifacts)
         info = read_json(f"{repository}/repository.json")
         if info["status"] != "ok":
             raise EngineUnavailable(info["reason"])
@@ -52,7 +52,6 @@ class TritonEngine(Engine):
                           f"{self.server.ready_after_s:.1f} s; server log: {log_path}")
 
     def request_target(self) -> dict:
-        """Where and what a client sends requests to (load_clients runs clients in other processes)."""
         url = self.server.grpc_url if self.protocol == "grpc" else self.server.http_url
         return {"protocol": self.protocol, "url": url, "model_name": self.model_name, "output": self.output}
 

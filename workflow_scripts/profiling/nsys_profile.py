@@ -18,7 +18,7 @@ import uuid
 from pathlib import Path
 
 from workflow_scripts import environment
-from workflow_scripts.engines import is_served
+from workflow_scripts import engines
 from workflow_scripts.model import load_info
 from workflow_scripts.outcome import classify
 from workflow_scripts.profiling import kernels, nsys_stats
@@ -81,7 +81,7 @@ def run_nsys(cell, model_dir, tokens_path, artifacts, engine_settings, settings,
             "outcome_path": str(report_dir / "target_outcome.json"), "threads": threads}
     target = [sys.executable, "-m", "workflow_scripts.profiling.nsys_target", str(report_dir / "target_spec.json")]
     env = {**os.environ, "NSYS_NVTX_PROFILER_REGISTER_ONLY": "0"}  # capture ranges named by plain strings
-    if is_served(cell["engine"]):
+    if engines.spec(cell["engine"]).served:
         # the server, not this client, does the GPU work: run it under a named nsys session
         session = f"inferbench-{uuid.uuid4().hex[:12]}"
         spec["session"] = {

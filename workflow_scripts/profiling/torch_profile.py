@@ -15,7 +15,7 @@ import torch
 from torch.profiler import ProfilerActivity, profile, record_function
 
 from workflow_scripts import environment
-from workflow_scripts.engines import is_served
+from workflow_scripts.engines import spec
 from workflow_scripts.model import load_info
 from workflow_scripts.outcome import classify
 from workflow_scripts.profiling import kernels
@@ -36,9 +36,9 @@ def profile_cell(cell: dict, model_dir: str, tokens_path: str, artifacts: dict, 
     result = {"schema_version": SCHEMA_VERSION, "kind": "profile", "profiler": "torch", "cell": cell, "status": "ok", "reason": None,
               "model": load_info(model_dir), "profile": None}
     try:
-        if is_served(cell["engine"]):
+        if spec(cell["engine"]).served:
             result["status"], result["reason"] = "skipped", (
-                "the model runs inside the Triton server process, out of this profiler's reach: see its "
+                "the model runs inside the server process, out of this profiler's reach: see its "
                 "Nsight Systems profile")
         else:
             result["profile"] = run_profiler(cell, model_dir, tokens_path, artifacts, engine_settings, settings,
