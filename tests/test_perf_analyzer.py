@@ -202,7 +202,8 @@ def served_result(twin: dict, level: dict, concurrency: int | None = None) -> di
 def test_report_splits_served_requests_against_in_process(tmp_path):
     """The report's serving tables from the recorded H200 numbers: perf_analyzer's split, and the Python
     client's (server phases, the rest as client+network)."""
-    from workflow_scripts import aggregate, report
+    from workflow_scripts import aggregate
+    from workflow_scripts.report import serving as report
 
     twins = {name: json.loads((FIXTURES / f"twin_compile-reduce-overhead_bf16_{name}_seq128.json").read_text())
              for name in ("bs1", "bs64")}

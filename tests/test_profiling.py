@@ -8,7 +8,9 @@ import pandas as pd
 import pytest
 
 from workflow_scripts.experiment import ConfigError, profiled_axes
-from workflow_scripts.profiling import explain, kernels, nsys_profile, nsys_stats, torch_profile
+from workflow_scripts.profiling import kernels, nsys_profile, nsys_stats, torch_profile
+from workflow_scripts.report import why as explain
+from workflow_scripts.report.context import ReportContext
 
 SETTINGS = {"iterations": 4, "warmup_iters": 2, "max_distinct_batches": 2, "timeout_s": 60}
 
@@ -115,7 +117,8 @@ def test_every_nsys_failure_ends_as_a_profile_result_and_the_profile_section_bui
     else:
         assert result["profile"]["kernels_per_iter"] == 325 and (tmp_path / "n" / "stats_nvtx_sum.csv").exists()
     row = pd.DataFrame([profile_row(result, str(out))])
-    blocks = explain.profile_blocks(row, pd.DataFrame(columns=TOP_COLUMNS), {"engine": "eager", "precision": "fp32"})
+    blocks = explain.blocks(ReportContext(table=pd.DataFrame(), profiles=row, profile_tops=pd.DataFrame(columns=TOP_COLUMNS),
+                                          figure_paths={"kernel_breakdown": str(tmp_path / "kernels.png")}))
     assert any(reason in text for kind, text, *_ in blocks if kind == "p") if reason else len(blocks) > 3
 
 
@@ -174,18 +177,23 @@ def test_nsys_stats_csv_reduce_to_the_summary(tmp_path):
     assert pd.read_csv(tmp_path / "kernels.csv").category.tolist() == ["GEMM", "normalisation/elementwise"]
 
 
-def test_the_profile_section_builds_without_any_profile():
+def test_the_profile_section_builds_without_any_profile(tmp_path):
     from workflow_scripts.aggregate import PROFILE_COLUMNS, TOP_COLUMNS
 
+    figure = tmp_path / "kernel_breakdown.png"
+
+    def section(profiles):
+        return explain.blocks(ReportContext(table=pd.DataFrame(), profiles=profiles, profile_tops=tops,
+                                            figure_paths={"kernel_breakdown": str(figure)}))
+
     profiles, tops = pd.DataFrame(columns=PROFILE_COLUMNS), pd.DataFrame(columns=TOP_COLUMNS)
-    blocks = explain.profile_blocks(profiles, tops, {"engine": "eager", "precision": "fp32"})
-    assert blocks[-1] == ("p", "No cell was profiled (config `profiling`).")
-    explain.plot_breakdown(explain.chosen_profiles(profiles), tops)  # the figure the report always declares
+    assert section(profiles)[-1] == ("p", "No cell was profiled (config `profiling`).")
+    assert figure.stat().st_size > 0  # the figure the report always declares
+    figure.unlink()
     skipped = pd.DataFrame([["eager", "fp32", 1, 32, "max_length", "cpu", "nsys", "skipped", "no nsys",
                              *[None] * 9]], columns=PROFILE_COLUMNS)
-    kinds = [kind for kind, *_ in explain.profile_blocks(skipped, tops, {"engine": "eager", "precision": "fp32"})]
-    assert kinds == ["h2", "p", "p"]
-    explain.plot_breakdown(explain.chosen_profiles(skipped), tops)
+    assert [kind for kind, *_ in section(skipped)] == ["h2", "p", "p"]
+    assert figure.stat().st_size > 0
 
 
 RECORDED = Path(__file__).parent / "fixtures" / "nsys" / "2025.3.1"

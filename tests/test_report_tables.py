@@ -1,7 +1,9 @@
 """The report's tables built from aggregated cells (the whole report is covered by test_pipeline)."""
 import pandas as pd
 
-from workflow_scripts import report, roofline, targets
+from workflow_scripts import roofline
+from workflow_scripts.report import environment, headline, overview, summary as summary_section
+from workflow_scripts.report.context import ReportContext, with_speedup
 
 
 def test_environment_table_counts_cells_per_machine_outside_slurm():
@@ -9,7 +11,7 @@ def test_environment_table_counts_cells_per_machine_outside_slurm():
     machine = {"hostname": "node1", "gpu_name": "NVIDIA H200", "cpu": "Xeon", "torch": "2.11", "git_commit": "abc",
                "slurm_job_id": float("nan")}
     table = pd.DataFrame([machine] * 3 + [{**machine, "hostname": "node2", "slurm_job_id": 42.0}])
-    env = report.environment_table(table)
+    env = environment.environment_table(table)
     assert env.set_index("hostname")["cells"].to_dict() == {"node1": 3, "node2": 1}
 
 
@@ -18,7 +20,7 @@ def test_environment_table_names_each_card_of_one_host():
     machine = {"hostname": "node1", "gpu_name": "NVIDIA H200", "cpu": "Xeon", "torch": "2.11", "git_commit": "abc",
                "slurm_job_id": float("nan")}
     table = pd.DataFrame([{**machine, "gpu_uuid": "GPU-a"}] * 2 + [{**machine, "gpu_uuid": "GPU-b"}])
-    env = report.environment_table(table)
+    env = environment.environment_table(table)
     assert env.set_index("gpu_uuid")["cells"].to_dict() == {"GPU-a": 2, "GPU-b": 1}
 
 
@@ -37,13 +39,14 @@ def cells(rows, gpu="NVIDIA H200"):
                           for row in rows])
     frame["throughput_samples_per_s"] = frame.batch_size / frame.p50_ms * 1000
     frame["mean_ms"] = frame.p50_ms
-    return report.with_speedup(frame, BASELINE)
+    return with_speedup(frame, BASELINE)
 
 
 def summary(table, serving=None, peaks=None):
     serving = serving if serving is not None else pd.DataFrame(columns=["engine", "status"])
-    return targets.summary_table(table, serving, peaks, MODEL, BASELINE, TARGETS,
-                                 report.serving_overhead(table)).set_index("question")
+    ctx = ReportContext(table=table, serving=serving, peaks=peaks, model_info=MODEL, baseline=BASELINE,
+                        targets=TARGETS)
+    return summary_section.summary_table(ctx).set_index("question")
 
 
 def test_summary_says_by_how_much_each_target_is_met_or_missed():
@@ -92,10 +95,10 @@ def test_skipped_cells_are_announced_with_their_reason_and_listed_last():
     table = table.assign(reason=table.reason.where(table.status == "skipped"), p50_ci_low_ms=table.p50_ms,
                          p50_ci_high_ms=table.p50_ms)
     dataset = {"origin": "hub", "name": "glue", "config": "sst2", "split": "validation", "rows": 872}
-    notes = report.warnings_for(table, dataset, {}, TARGETS["max_repeat_cv"])
+    notes = overview.warnings_for(table, dataset, {}, TARGETS["max_repeat_cv"])
     assert ("SKIPPED: 2 cell(s) could not run here: fp16 matmuls are not supported on CPU "
             "(eager/fp16/bs1/seq128/max_length, torchscript/fp16/bs1/seq128/max_length)") in notes
-    assert report.headline(table).status.tolist() == ["ok", "skipped", "skipped"]
+    assert headline.headline(table).status.tolist() == ["ok", "skipped", "skipped"]
 
 
 def test_batches_larger_than_the_dataset_are_announced():
@@ -103,8 +106,8 @@ def test_batches_larger_than_the_dataset_are_announced():
     table = cells([{"engine": "eager", "precision": "fp32", "batch_size": b, "p50_ms": 4.0, "device": "cuda",
                     "reason": None} for b in (1, 256)])
     dataset = {"origin": "hub", "name": "glue", "config": "sst2", "split": "validation", "rows": 200}
-    notes = report.warnings_for(table, dataset, {}, TARGETS["max_repeat_cv"])
+    notes = overview.warnings_for(table, dataset, {}, TARGETS["max_repeat_cv"])
     assert any(n.startswith("BATCHES REPEAT ROWS: the dataset has 200 rows, fewer than batch size(s) 256:")
                for n in notes)
-    assert not any("REPEAT ROWS" in n for n in report.warnings_for(table, {**dataset, "rows": 872}, {},
-                                                                   TARGETS["max_repeat_cv"]))
+    assert not any("REPEAT ROWS" in n for n in overview.warnings_for(table, {**dataset, "rows": 872}, {},
+                                                                     TARGETS["max_repeat_cv"]))

@@ -6,6 +6,7 @@ import pandas as pd
 import pytest
 
 from workflow_scripts import calibrate, roofline
+from workflow_scripts.report import roofline as roofline_section
 from workflow_scripts.results import read_json
 
 BERT_BASE = {"hidden_size": 768, "num_hidden_layers": 12, "intermediate_size": 3072, "num_attention_heads": 12,
@@ -59,7 +60,7 @@ def test_roofline_columns_from_known_peaks():
 
 
 def test_roofline_blocks_show_peaks_and_ok_cells_only():
-    blocks = roofline.roofline_blocks(cells(), PEAKS, BERT_BASE)
+    blocks = roofline_section.roofline_blocks(cells(), PEAKS, BERT_BASE)
     assert blocks[0] == ("h2", "Roofline")
     tables = [content for kind, content in blocks if kind == "table"]
     assert "800.0 TFLOP/s" in tables[0]["value"].tolist()
@@ -68,7 +69,7 @@ def test_roofline_blocks_show_peaks_and_ok_cells_only():
 
 
 def test_skipped_calibration_is_one_paragraph_saying_why():
-    blocks = roofline.roofline_blocks(cells(), {"status": "skipped", "reason": "no CUDA GPU"}, BERT_BASE)
+    blocks = roofline_section.roofline_blocks(cells(), {"status": "skipped", "reason": "no CUDA GPU"}, BERT_BASE)
     assert blocks == [("h2", "Roofline"), ("p", blocks[1][1])] and "skipped: no CUDA GPU" in blocks[1][1]
     out = roofline.roofline_columns(cells(), {"status": "skipped"}, BERT_BASE)
     assert out["achieved_tflops"].notna().sum() == 3 and out["pct_of_matmul_peak"].isna().all()

@@ -10,6 +10,10 @@ import jsonschema
 import yaml
 
 SCHEMA_VERSION = 1
+# The wildcards that name one cell: every table has one row per cell under these keys
+CELL_KEYS = ["engine", "precision", "batch_size", "seq_len", "padding"]
+# Statuses of cells that carry timings (a mismatch is timed, and flagged as untrustworthy)
+TIMED_STATUSES = ("ok", "mismatch")
 SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
 
 

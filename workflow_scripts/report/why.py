@@ -1,4 +1,4 @@
-"""The report's profiling section: launch overhead, kernel categories, top kernels (or, on CPU, top
+"""The report's "Why: profiles" section: launch overhead, kernel categories, top kernels (or, on CPU, top
 operators) per engine, and a generated "why" paragraph per engine against the baseline engine."""
 
 import matplotlib
@@ -8,8 +8,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from workflow_scripts.profiling.kernels import CATEGORIES  # noqa: E402
+from workflow_scripts.report.context import ReportContext  # noqa: E402
+from workflow_scripts.report.figures import save  # noqa: E402
+from workflow_scripts.results import CELL_KEYS as CELL  # noqa: E402
 
-CELL = ["engine", "precision", "batch_size", "seq_len", "padding"]
 TOP_PER_CELL = 5
 
 
@@ -23,6 +25,7 @@ def chosen_profiles(profiles: pd.DataFrame) -> pd.DataFrame:
 
 
 def has_gpu_work(chosen: pd.DataFrame) -> bool:
+    """Whether the chosen profiles saw GPU work (False on a CPU run)."""
     return bool(len(chosen)) and chosen.gpu_busy_ms_per_iter.notna().any()
 
 
@@ -31,6 +34,8 @@ GPU_COLUMNS = ["gpu_busy_ms_per_iter", "gpu_busy_fraction", "kernels_per_iter", 
 
 
 def overhead_table(chosen: pd.DataFrame) -> pd.DataFrame:
+    """Per profiled cell: wall and GPU-busy ms per iteration, kernels and launches per iteration, CUDA API
+    time, ATen operator calls (GPU columns dropped on a CPU run)."""
     columns = {"engine": "engine", "precision": "precision", "batch_size": "batch", "tool": "profiler",
                "wall_ms_per_iter": "wall ms/iter", "gpu_busy_ms_per_iter": "GPU busy ms/iter",
                "gpu_busy_fraction": "GPU busy", "kernels_per_iter": "kernels/iter",
@@ -46,6 +51,7 @@ def overhead_table(chosen: pd.DataFrame) -> pd.DataFrame:
 
 
 def top_table(chosen: pd.DataFrame, tops: pd.DataFrame, kind: str) -> pd.DataFrame:
+    """The TOP_PER_CELL leading kernels (kind "kernel") or operators ("op") of each chosen profile."""
     keys = chosen[CELL + ["tool"]]
     rows = tops[(tops.kind == kind) & (tops["rank"] <= TOP_PER_CELL)].merge(keys, on=CELL + ["tool"])
     out = rows[CELL[:3] + ["rank", "name", "category", "ms_per_iter", "calls_per_iter", "mean_us", "time_fraction"]]
@@ -83,6 +89,7 @@ def plot_breakdown(chosen: pd.DataFrame, tops: pd.DataFrame):
 
 
 def cpu_op_parts(chosen: pd.DataFrame, tops: pd.DataFrame) -> dict:
+    """The six leading operators over all chosen profiles -> their self CPU ms per iteration, per profile."""
     ops = tops[tops.kind == "op"].merge(chosen[CELL + ["tool"]], on=CELL + ["tool"])
     if ops.empty:
         return {}
@@ -125,6 +132,8 @@ def _n(value) -> str:
 
 
 def why_paragraphs(chosen: pd.DataFrame, baseline: dict) -> list[str]:
+    """why() for every profiled cell not of the baseline engine, against the baseline engine's profile of
+    the same batch, sequence length and padding (same precision if profiled, else the baseline's)."""
     lines = []
     for row in chosen.itertuples():
         if row.engine == baseline["engine"]:
@@ -139,6 +148,7 @@ def why_paragraphs(chosen: pd.DataFrame, baseline: dict) -> list[str]:
 
 
 def skipped_notes(profiles: pd.DataFrame) -> list[str]:
+    """One note per tool, status and reason of the profiles that produced no numbers."""
     notes = []
     bad = profiles[profiles.status != "ok"]
     for (tool, status, reason), group in bad.groupby(["tool", "status", bad.reason.fillna("")]):
@@ -146,8 +156,10 @@ def skipped_notes(profiles: pd.DataFrame) -> list[str]:
     return notes
 
 
-def profile_blocks(profiles: pd.DataFrame, tops: pd.DataFrame, baseline: dict) -> list[tuple]:
-    """Report blocks for workflow_scripts.report.render; the figure `kernel_breakdown` is drawn by the caller."""
+def blocks(ctx: ReportContext) -> list[tuple]:
+    """Draws kernel_breakdown (always: a declared output); the "Why: profiles" section's blocks."""
+    profiles, tops, baseline, chosen = ctx.profiles, ctx.profile_tops, ctx.baseline, ctx.chosen_profiles
+    save(plot_breakdown(chosen, tops), ctx.figure_paths["kernel_breakdown"])
     blocks = [("h2", "Why: profiles"),
               ("p", "Profiles come from jobs of their own, never from timing jobs. Each cell's numbers come from "
                     "Nsight Systems when it ran (kernels inside CUDA graphs traced one by one), else from the "
@@ -155,7 +167,6 @@ def profile_blocks(profiles: pd.DataFrame, tops: pd.DataFrame, baseline: dict) -
                     "per request of one batch.")]
     if len(profiles) == 0:
         return blocks + [("p", "No cell was profiled (config `profiling`).")]
-    chosen = chosen_profiles(profiles)
     notes = skipped_notes(profiles)
     if notes:
         blocks.append(("p", "Not profiled: " + "; ".join(notes) + "."))

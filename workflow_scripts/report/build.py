@@ -1,0 +1,60 @@
+"""Step 7: the report, results/report/report.md and a self-contained report.html (figures embedded).
+
+Warnings come first (sample dataset, random weights, CPU run, mismatching or failed cells), then the Summary
+against the targets, the headline table in the original study's form, figures, serving, profiles, roofline,
+the full tables and the environment: one module of this package per section, in SECTIONS order.
+"""
+
+import argparse
+import logging
+from pathlib import Path
+
+from workflow_scripts.experiment import load_config
+from workflow_scripts.report import (FIGURES, cells, context, correctness, environment, figures, headline,
+                                     overview, roofline, serving, summary, why)
+from workflow_scripts.report.render import render
+from workflow_scripts.step_io import setup_logging, snakemake_log
+
+log = logging.getLogger("report")
+# The report's sections, in order; each turns the context into blocks (and draws its figures)
+SECTIONS = [overview, summary, headline, figures, serving, why, roofline, cells, correctness, environment]
+
+
+def build(ctx: context.ReportContext, out_md: str, out_html: str) -> list[str]:
+    """Draw every figure, write report.md and report.html; returns the warnings shown at the top."""
+    blocks = [block for section in SECTIONS for block in section.blocks(ctx)]
+    render(blocks, Path(ctx.figure_paths["latency_vs_batch"]).parent, out_md, out_html)
+    return next((content for kind, content in blocks if kind == "warnings"), [])
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--table", required=True, help="cells.csv from the aggregate step")
+    parser.add_argument("--serving", required=True, help="serving.csv from the aggregate step")
+    parser.add_argument("--profiles", required=True, help="profiles.csv from the aggregate step")
+    parser.add_argument("--profile-tops", required=True, help="profile_tops.csv from the aggregate step")
+    parser.add_argument("--peaks", required=True, help="peaks.json from the calibrate step")
+    parser.add_argument("--dataset-info", required=True, help="dataset_info.json from the dataset step")
+    parser.add_argument("--model-dir", required=True, help="the model step's folder")
+    parser.add_argument("--configfile", action="append", default=[],
+                        help="config files over config.yaml (report.baseline and report.targets come from them)")
+    parser.add_argument("--out-dir", required=True)
+    args = parser.parse_args(argv)
+    setup_logging()
+    report, out = load_config(*args.configfile)["report"], Path(args.out_dir)
+    ctx = context.load(args.table, args.serving, args.profiles, args.profile_tops, args.peaks, args.dataset_info,
+                       args.model_dir, report["baseline"], report["targets"],
+                       {name: str(out / "figures" / f"{name}.png") for name in FIGURES})
+    build(ctx, str(out / "report.md"), str(out / "report.html"))
+
+
+if __name__ == "__main__":
+    if "snakemake" in globals():
+        smk = snakemake  # noqa: F821
+        setup_logging(snakemake_log(smk))
+        i = smk.input
+        build(context.load(i.table, i.serving, i.profiles, i.profile_tops, i.peaks, i.dataset_info, i.model_dir,
+                           smk.params.baseline, smk.params.targets, {name: smk.output[name] for name in FIGURES}),
+              smk.output.md, smk.output.html)
+    else:
+        main()

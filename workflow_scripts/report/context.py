@@ -1,0 +1,91 @@
+"""What every report section builds from: the run's tables and settings, read once, and the values
+derived from them that several sections share (speedups, this run's machine, serving overhead, the
+profile chosen per cell), each computed once on first use."""
+
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+import pandas as pd
+
+from workflow_scripts import roofline
+from workflow_scripts.results import TIMED_STATUSES, read_json
+
+
+def machine_key(table: pd.DataFrame) -> pd.Series:
+    """Per row, the machine it was measured on: the GPU model, or "CPU: <cpu>" for CPU cells. Ratios and
+    peaks only hold between rows of one machine (merged pieces may come from several)."""
+    return table.gpu_name.fillna("CPU: " + table.cpu.astype(str))
+
+
+def with_speedup(table: pd.DataFrame, baseline: dict) -> pd.DataFrame:
+    """The cells with `speedup` = baseline p50 / cell p50 at the same batch size, sequence length, padding
+    and machine (NaN where the baseline has no timed cell there).
+
+    table: the aggregate step's cells.csv; baseline: {"engine", "precision"} (config report.baseline)."""
+    table = table.assign(machine=machine_key(table))
+    keys = ["batch_size", "seq_len", "padding", "machine"]
+    base = table[(table.engine == baseline["engine"]) & (table.precision == baseline["precision"])
+                 & table.status.isin(TIMED_STATUSES)][keys + ["p50_ms"]].rename(columns={"p50_ms": "base_p50"})
+    merged = table.merge(base.drop_duplicates(keys), on=keys, how="left")
+    merged["speedup"] = merged["base_p50"] / merged["p50_ms"]
+    return merged.drop(columns=["base_p50", "machine"])
+
+
+@dataclass
+class ReportContext:
+    """One run's report inputs.
+
+    table: cells.csv with `speedup` (with_speedup); serving: serving.csv (one row per load level);
+    profiles, profile_tops: profiles.csv and profile_tops.csv; peaks: calibration/peaks.json (None: absent);
+    model_info: roofline.load_model_info(); dataset: dataset_info.json; model: inferbench_model.json;
+    baseline: report.baseline; targets: report.targets; figure_paths: figure name -> PNG path to write.
+    """
+
+    table: pd.DataFrame
+    serving: pd.DataFrame = field(default_factory=pd.DataFrame)
+    profiles: pd.DataFrame = field(default_factory=pd.DataFrame)
+    profile_tops: pd.DataFrame = field(default_factory=pd.DataFrame)
+    peaks: dict | None = None
+    model_info: dict = field(default_factory=dict)
+    dataset: dict = field(default_factory=dict)
+    model: dict = field(default_factory=dict)
+    baseline: dict = field(default_factory=lambda: {"engine": "eager", "precision": "fp32"})
+    targets: dict = field(default_factory=dict)
+    figure_paths: dict[str, str] = field(default_factory=dict)
+
+    @cached_property
+    def machine(self) -> str:
+        """This run's machine: that of the first cell (merged pieces come after this run's cells)."""
+        return machine_key(self.table).iloc[0]
+
+    @cached_property
+    def timed_here(self) -> pd.DataFrame:
+        """The timed cells measured on this run's machine."""
+        return self.table[(machine_key(self.table) == self.machine) & self.table.status.isin(TIMED_STATUSES)]
+
+    @cached_property
+    def serving_overhead(self) -> pd.DataFrame:
+        """Per timed served cell: what serving costs over its in-process twin (serving.serving_overhead)."""
+        from workflow_scripts.report.serving import serving_overhead
+
+        return serving_overhead(self.table)
+
+    @cached_property
+    def chosen_profiles(self) -> pd.DataFrame:
+        """One profile per profiled cell (why.chosen_profiles)."""
+        from workflow_scripts.report.why import chosen_profiles
+
+        return chosen_profiles(self.profiles)
+
+
+def load(table: str, serving: str, profiles: str, profile_tops: str, peaks: str, dataset_info: str,
+         model_dir: str, baseline: dict, targets: dict, figure_paths: dict[str, str]) -> ReportContext:
+    """The context of a run from its files: the aggregate step's four CSVs, the calibration's peaks.json,
+    the dataset step's dataset_info.json and the model step's folder."""
+    return ReportContext(
+        table=with_speedup(pd.read_csv(table), baseline), serving=pd.read_csv(serving),
+        profiles=pd.read_csv(profiles), profile_tops=pd.read_csv(profile_tops), peaks=read_json(peaks),
+        model_info=roofline.load_model_info(model_dir), dataset=read_json(dataset_info),
+        model=read_json(Path(model_dir) / "inferbench_model.json"), baseline=baseline, targets=targets,
+        figure_paths=figure_paths)

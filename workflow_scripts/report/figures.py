@@ -1,0 +1,70 @@
+"""The report's figures versus batch size (p50 latency, throughput, speedup), and the one way every
+section saves a figure."""
+
+import io
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from workflow_scripts.report.context import ReportContext  # noqa: E402
+from workflow_scripts.results import TIMED_STATUSES, atomic_write_bytes  # noqa: E402
+
+
+def save(fig, path: str) -> None:
+    """Write the figure as PNG (110 dpi) atomically and close it."""
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110)
+    plt.close(fig)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def _series(table: pd.DataFrame):
+    """(label, timed cells sorted by batch size) per engine, precision, sequence length and padding."""
+    measured = table[table.status.isin(TIMED_STATUSES)]
+    for (engine, precision, seq_len, padding), group in measured.groupby(["engine", "precision", "seq_len",
+                                                                         "padding"]):
+        yield f"{engine} {precision} seq{seq_len} {padding}", group.sort_values("batch_size")
+
+
+def plot_versus_batch(table: pd.DataFrame, column: str, ylabel: str, path: str) -> None:
+    """One line per series of `column` against batch size, log-log."""
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for label, group in _series(table):
+        ax.plot(group.batch_size, group[column], marker="o", label=label)
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xlabel("batch size")
+    ax.set_ylabel(ylabel)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7)
+    save(fig, path)
+
+
+def plot_speedup(table: pd.DataFrame, baseline: dict, path: str) -> None:
+    """Bars of speedup over the baseline per engine and precision, one bar per batch size."""
+    measured = table[table.status.isin(TIMED_STATUSES) & table.speedup.notna()]
+    pivot = measured.pivot_table(index=["engine", "precision"], columns="batch_size", values="speedup")
+    fig, ax = plt.subplots(figsize=(8, 5))
+    if not pivot.empty:
+        pivot.index = [f"{e} {p}" for e, p in pivot.index]
+        pivot.plot.bar(ax=ax)
+    ax.axhline(1.0, color="black", linewidth=0.8)
+    ax.set_ylabel(f"speedup over {baseline['engine']} {baseline['precision']} (p50 ratio)")
+    ax.legend(title="batch size", fontsize=7)
+    save(fig, path)
+
+
+def blocks(ctx: ReportContext) -> list[tuple]:
+    """Draws latency_vs_batch, throughput_vs_batch and speedup; their section's blocks."""
+    table, baseline, paths = ctx.table, ctx.baseline, ctx.figure_paths
+    plot_versus_batch(table, "p50_ms", "p50 latency per batch (ms)", paths["latency_vs_batch"])
+    plot_versus_batch(table, "throughput_samples_per_s", "throughput (samples/s)", paths["throughput_vs_batch"])
+    plot_speedup(table, baseline, paths["speedup"])
+    return [("h2", "Latency and throughput versus batch size"),
+            ("figure", "latency_vs_batch", "p50 latency per batch versus batch size (log-log)"),
+            ("figure", "throughput_vs_batch", "throughput (samples/s) versus batch size"),
+            ("figure", "speedup", f"speedup over {baseline['engine']} {baseline['precision']}")]

@@ -1,0 +1,27 @@
+"""The report's headline table, in the original study's form: every engine and precision at the smallest
+batch size, fastest first."""
+
+import pandas as pd
+
+from workflow_scripts.report.context import ReportContext
+from workflow_scripts.report.render import fmt
+
+
+def headline(table: pd.DataFrame) -> pd.DataFrame:
+    """Cells at the smallest batch: p50 (ms) with its bootstrap 95% CI, speedup, accuracy and status;
+    untimed cells (skipped, failed, oom) last."""
+    smallest = table.batch_size.min()
+    rows = table[(table.batch_size == smallest)].sort_values("p50_ms", na_position="last")
+    return pd.DataFrame({
+        "engine": rows.engine, "precision": rows.precision, "seq_len": rows.seq_len, "padding": rows.padding,
+        f"p50 ms (bs{smallest})": rows.p50_ms.map(fmt("ms")),
+        "95% CI of p50": [f"{lo:.3f}–{hi:.3f}" if pd.notna(lo) else "" for lo, hi in
+                          zip(rows.p50_ci_low_ms, rows.p50_ci_high_ms)],
+        "speedup": rows.speedup.map(fmt("x")),
+        "accuracy": rows.accuracy.map(fmt("pct")) if "accuracy" in rows else "",
+        "status": rows.status,
+    })
+
+
+def blocks(ctx: ReportContext) -> list[tuple]:
+    return [("h2", "Headline: smallest batch"), ("table", headline(ctx.table))]

@@ -1,0 +1,71 @@
+"""Blocks -> report.md and a self-contained report.html (figures embedded as data URIs).
+
+A block is a tuple (kind, *content): ("h1" | "h2" | "h3", text), ("p", text), ("warnings", [text, ...]),
+("table", DataFrame), ("figure", name, caption) for figures/<name>.png beside the Markdown file.
+"""
+
+import base64
+import html
+from pathlib import Path
+
+import pandas as pd
+
+from workflow_scripts.results import atomic_write_text
+
+NUMBER_FORMATS = {"ms": "{:.3f}", "x": "{:.2f}×", "pct": "{:.1%}", "rate": "{:,.1f}", "s": "{:.1f}",
+                  "sci": "{:.2e}"}
+STYLE = ("body{font-family:sans-serif;max-width:1200px;margin:2em auto;padding:0 1em}"
+         "table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ccc;padding:3px 6px}"
+         ".warn{background:#fff3cd;border-left:5px solid #d39e00;padding:6px;font-weight:bold}"
+         "img{max-width:100%}")
+
+
+def fmt(kind: str):
+    """A formatter for one kind of number (keys of NUMBER_FORMATS); NaN and None become ""."""
+    return lambda value: "" if pd.isna(value) else NUMBER_FORMATS[kind].format(value)
+
+
+def markdown_table(frame: pd.DataFrame) -> str:
+    """A pipe table; empty cells for None and NaN, `|` escaped."""
+    cells = frame.map(lambda value: "" if value is None or (isinstance(value, float) and value != value)
+                      else str(value))
+    lines = ["| " + " | ".join(map(str, frame.columns)) + " |", "|" + "---|" * len(frame.columns)]
+    lines += ["| " + " | ".join(v.replace("|", "\\|") for v in row) + " |" for row in cells.values.tolist()]
+    return "\n".join(lines)
+
+
+def _heading(kind, text, figure_dir):
+    return f"{'#' * int(kind[1])} {text}", f"<{kind}>{html.escape(text)}</{kind}>"
+
+
+def _paragraph(kind, text, figure_dir):
+    return text, f"<p>{html.escape(text)}</p>"
+
+
+def _warnings(kind, warnings, figure_dir):
+    return ("\n".join(f"> **⚠ {w}**" for w in warnings),
+            "".join(f'<p class="warn">⚠ {html.escape(w)}</p>' for w in warnings))
+
+
+def _table(kind, frame, figure_dir):
+    return markdown_table(frame), frame.to_html(index=False, na_rep="", border=0)
+
+
+def _figure(kind, name, caption, figure_dir):
+    data = base64.b64encode((figure_dir / f"{name}.png").read_bytes()).decode()
+    return (f"![{caption}](figures/{name}.png)\n\n*{caption}*",
+            f'<figure><img src="data:image/png;base64,{data}" alt="{html.escape(caption)}">'
+            f"<figcaption>{html.escape(caption)}</figcaption></figure>")
+
+
+# block kind -> (kind, *content, figure_dir) -> (Markdown, HTML)
+RENDERERS = {"h1": _heading, "h2": _heading, "h3": _heading, "p": _paragraph, "warnings": _warnings,
+             "table": _table, "figure": _figure}
+
+
+def render(blocks: list[tuple], figure_dir: Path, out_md: str, out_html: str) -> None:
+    """Write the blocks to out_md and out_html (atomically); figure_dir holds the figures' PNGs."""
+    md, body = zip(*(RENDERERS[kind](kind, *content, figure_dir) for kind, *content in blocks))
+    atomic_write_text(out_md, "\n\n".join(md) + "\n")
+    atomic_write_text(out_html, f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>inferbench report"
+                                f"</title><style>{STYLE}</style></head><body>{''.join(body)}</body></html>\n")

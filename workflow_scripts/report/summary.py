@@ -1,0 +1,127 @@
+"""The report's Summary: the run's answers in one table (the fastest engine and by how much, how close the
+largest batch gets to the GPU's measured peak, what serving costs, how steady the timings are), each set
+against `report.targets` with the margin by which it meets or misses it."""
+
+import pandas as pd
+
+from workflow_scripts import roofline
+from workflow_scripts.report.context import ReportContext
+from workflow_scripts.report.serving import in_process_twin
+
+
+def _verdict(value: float, target: float, higher_is_better: bool, show) -> str:
+    """met/missed and by how much; show formats the margin."""
+    if pd.isna(value):
+        return "not measured"
+    margin = value - target if higher_is_better else target - value
+    return f"{'met' if margin >= 0 else 'missed'} (by {show(abs(margin))})"
+
+
+def _points(share: float) -> str:
+    return f"{share * 100:.1f} percentage points"
+
+
+def summary_table(ctx: ReportContext) -> pd.DataFrame:
+    """One row per question (columns question, measured, target, verdict) for the run's own machine: pieces
+    merged from other machines are left out, as ratios across cards mean nothing. Empty when this machine
+    timed no cell."""
+    table = ctx.timed_here
+    if table.empty:
+        return pd.DataFrame([])
+    return pd.DataFrame([_fastest_row(ctx), _peak_share_row(ctx), _serving_overhead_row(ctx),
+                         _throughput_row(ctx), _stability_row(ctx)])
+
+
+def _fastest_row(ctx: ReportContext) -> dict:
+    """The fastest cell at the smallest batch and its speedup over the baseline."""
+    table, baseline, target = ctx.timed_here, ctx.baseline, ctx.targets["min_speedup"]
+    smallest = table.batch_size.min()
+    best = table[table.batch_size == smallest].sort_values("p50_ms").iloc[0]
+    return {"question": f"fastest at batch {smallest}",
+            "measured": f"{best.engine} {best.precision}: {best.p50_ms:.3f} ms, {best.speedup:.1f}× "
+                        f"{baseline['engine']} {baseline['precision']}",
+            "target": f"≥ {target}×",
+            "verdict": _verdict(best.speedup, target, True, lambda v: f"{v:.1f}×")}
+
+
+def _peak_share_row(ctx: ReportContext) -> dict:
+    """The fastest cell at the largest batch against the measured matmul peak of its own precision."""
+    table, target = ctx.timed_here, ctx.targets["min_peak_share"]
+    largest = table.batch_size.max()
+    at_largest = roofline.roofline_columns(table[table.batch_size == largest], ctx.peaks, ctx.model_info)
+    at_largest = at_largest[at_largest.pct_of_matmul_peak.notna()].sort_values("p50_ms")
+    if len(at_largest):
+        top = at_largest.iloc[0]
+        measured = (f"{top.engine} {top.precision}: {top.achieved_tflops:,.1f} of {top.peak_tflops:,.1f} TFLOP/s "
+                    f"({top.pct_of_matmul_peak:.1%})")
+        share = top.pct_of_matmul_peak
+    else:
+        measured, share = "no matmul peak measured (see Roofline)", float("nan")
+    return {"question": f"fastest at batch {largest}: share of the measured matmul peak", "measured": measured,
+            "target": f"≥ {target:.0%}", "verdict": _verdict(share, target, True, _points)}
+
+
+def _serving_overhead_row(ctx: ReportContext) -> dict:
+    """The least serving overhead at the smallest batch (served p50 minus its in-process twin's)."""
+    smallest, target = ctx.timed_here.batch_size.min(), ctx.targets["max_serving_overhead_ms"]
+    overhead = ctx.serving_overhead
+    served = overhead[(overhead["batch_size"] == smallest) & overhead["overhead ms"].notna()] if len(overhead) \
+        else overhead
+    if len(served):
+        least = served.loc[served["overhead ms"].idxmin()]
+        measured = (f"{least['served engine']} {least['precision']}: {least['served p50 ms']:.3f} ms vs "
+                    f"{least['in-process engine']} in-process {least['in-process p50 ms']:.3f} ms")
+        value = least["overhead ms"]
+    else:
+        measured, value = "no served cell with an in-process twin", float("nan")
+    return {"question": f"serving overhead at batch {smallest}", "measured": measured,
+            "target": f"≤ +{target} ms", "verdict": _verdict(value, target, False, lambda v: f"{v:.2f} ms")}
+
+
+def _throughput_row(ctx: ReportContext) -> dict:
+    """Served requests/s at the highest concurrency against the same model in-process at that batch size."""
+    table, serving, target = ctx.timed_here, ctx.serving, ctx.targets["min_serving_throughput_share"]
+    question = "served throughput at the highest concurrency"
+    ok = serving[serving.status == "ok"] if len(serving) else serving
+    highest = ok[ok.concurrency == ok.concurrency.max()] if len(ok) else ok
+    best = None
+    for row in highest.itertuples():
+        twin = in_process_twin(table, row.twin, row.precision, row.concurrency, row.seq_len)
+        if len(twin):
+            share = row.throughput_samples_per_s / twin.throughput_samples_per_s.iloc[0]
+            if best is None or share > best[0]:
+                best = (share, row, twin.iloc[0])
+    shown_target = f"≥ {target:.0%} of in-process"
+    if best is None:
+        return {"question": question, "measured": "no load level with an in-process cell at that batch size",
+                "target": shown_target, "verdict": "not measured"}
+    share, row, twin = best
+    return {"question": f"{question} ({row.concurrency} clients)",
+            "measured": f"{row.engine} {row.precision}: {row.throughput_samples_per_s:,.0f} requests/s vs "
+                        f"{twin.engine} batch {twin.batch_size} {twin.throughput_samples_per_s:,.0f} samples/s "
+                        f"({share:.0%})",
+            "target": shown_target,
+            "verdict": _verdict(share, target, True, _points)}
+
+
+def _stability_row(ctx: ReportContext) -> dict:
+    """How many timed cells' repeat medians agree within report.targets.max_repeat_cv."""
+    limit = ctx.targets["max_repeat_cv"]
+    judged = ctx.timed_here[ctx.timed_here.repeat_p50_cv.notna()]
+    unstable = judged[judged.repeat_p50_cv > judged.device.map(limit)]
+    worst = judged.loc[judged.repeat_p50_cv.idxmax()] if len(judged) else None
+    return {"question": "cells whose repeat medians agree",
+            "measured": f"{len(judged) - len(unstable)} of {len(judged)}" + (
+                f" (widest: {worst.engine} {worst.precision} bs{worst.batch_size}, CV "
+                f"{worst.repeat_p50_cv:.1%})" if worst is not None else ""),
+            "target": "all, CV ≤ " + ", ".join(f"{v:.0%} ({k})" for k, v in limit.items()),
+            "verdict": "not measured" if not len(judged) else
+            "met" if not len(unstable) else f"missed ({len(unstable)} cell(s) above)"}
+
+
+def blocks(ctx: ReportContext) -> list[tuple]:
+    """The Summary heading, what it compares, and its table."""
+    return [("h2", "Summary"),
+            ("p", f"This run's answers on {ctx.machine}, each against `report.targets` (ratios only between cells "
+                  "of the same machine)."),
+            ("table", summary_table(ctx))]
