@@ -155,7 +155,9 @@ def deployment_checked(wildcards):
         plugin = workflow.executor_plugin
         executor = None if plugin is None or workflow.dryrun else plugin.name
         apptainer = "APPTAINER" in {method.name for method in workflow.deployment_settings.deployment_method}
-        serves_from_image = bool(SERVED_ENGINES) and config["triton"]["launcher"] == "apptainer"
+        # an engine of the sweep whose settings make it start a server from a container image
+        serves_from_image = any(ENGINES[engine].config_inputs and ENGINES[engine].config_inputs(config)
+                                for engine in SWEEP["engines"])
         problems = deployment.missing(executor, apptainer, config["container"], serves_from_image=serves_from_image)
         if problems:
             raise WorkflowError("Cannot run here:\n  " + "\n  ".join(problems))
