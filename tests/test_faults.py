@@ -246,14 +246,15 @@ def test_after_snakemake_itself_is_killed_unlock_then_the_same_command_resumes(p
     workdir, cell = run["workdir"], CELL.format(engine="eager")
     assert run["returncode"] == 0
     slow = overlay(tmp_path, "slow", {"measurement": {**MINIMAL["measurement"], "min_seconds": 60.0}})
-    snakemake = subprocess.Popen(snakemake_command(workdir, [run["overlay"], slow], args=["--forcerun", cell]),
+    snakemake = subprocess.Popen(snakemake_command(workdir, [run["overlay"], slow], args=[cell, "--forcerun", cell]),
                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=pipeline_environment(),
                                  start_new_session=True)
     job = wait_until(lambda: python_running(descendants(snakemake.pid), "benchmark.py"), timeout_s=120)
     assert job, "the benchmark job did not start"
     os.killpg(snakemake.pid, signal.SIGKILL)
     snakemake.wait(timeout=30)
-    assert not (workdir / cell).exists()
+    assert not (workdir / cell).exists()  # Snakemake removes a job's old outputs before it starts
+    # the pipeline's own command again: refused while the dead run's lock stays, then resumed
     locked = run_snakemake(workdir, [run["overlay"]], check=False)
     assert locked.returncode != 0 and "LockException" in locked.stdout + locked.stderr
     run_snakemake(workdir, [run["overlay"]], args=["--unlock"])
