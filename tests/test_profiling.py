@@ -144,7 +144,7 @@ def test_why_sentence_compares_launches_and_busy_time():
              "ok"]]
     chosen = explain.chosen_profiles(pd.DataFrame(rows, columns=columns))
     (line,) = explain.why_paragraphs(chosen, {"engine": "eager", "precision": "fp32"})
-    assert line.startswith("At batch 1 (bf16, seq 128), compile-reduce-overhead makes 1 CUDA graph launch(es) and "
+    assert line.startswith("At batch 1 (bf16, seq 128, max_length padding), compile-reduce-overhead makes 1 CUDA graph launch(es) and "
                            "0 kernel launch(es) per request where eager makes 410")
     assert "runs 130 kernels instead of 410" in line and "(92% vs 31% of the wall time)" in line
 

@@ -1,8 +1,10 @@
 """The report's tables built from aggregated cells (the whole report is covered by test_pipeline)."""
 import pandas as pd
+import pytest
 
 from workflow_scripts import roofline
-from workflow_scripts.report import environment, headline, overview, summary as summary_section
+from workflow_scripts.report import cells as cells_section, environment, figures, headline, overview, why
+from workflow_scripts.report import summary as summary_section
 from workflow_scripts.report.context import ReportContext, with_speedup
 
 
@@ -79,7 +81,8 @@ def test_summary_without_peaks_serving_or_other_machines():
                    {"engine": "fused", "batch_size": 1, "p50_ms": 1.0}])
     other = cells([{"engine": "fused", "batch_size": 1, "p50_ms": 0.1}], gpu="NVIDIA H100 80GB HBM3")
     rows = summary(pd.concat([table, other], ignore_index=True))
-    assert rows.loc["fastest at batch 1", "measured"] == "fused bf16: 1.000 ms, 9.0× eager fp32"  # not the H100's
+    assert rows.loc["fastest at batch 1", "measured"] == (  # not the H100's
+        "fused bf16 bs1 seq128 max_length: 1.000 ms, 9.0× eager fp32 at the same batch, seq and padding")
     assert rows.loc["fastest at batch 1", "verdict"] == "missed (by 1.0×)"
     assert rows.loc["fastest at batch 1: share of the measured matmul peak", "verdict"] == "not measured"
     assert rows.loc["serving overhead at batch 1", "verdict"] == "not measured"
@@ -111,3 +114,47 @@ def test_batches_larger_than_the_dataset_are_announced():
                for n in notes)
     assert not any("REPEAT ROWS" in n for n in overview.warnings_for(table, {**dataset, "rows": 872}, {},
                                                                      TARGETS["max_repeat_cv"]))
+
+
+def test_both_paddings_stay_apart_in_every_figure_table_warning_and_sentence(tmp_path):
+    """Both paddings in one sweep: the speedup figure once drew one bar of 179× for torchscript at batch 1,
+    the mean of its two cells (330.8× and 27.1×), and the Summary, the unstable-cell warning and the "why"
+    sentences named cells without their padding, so two cells read as one."""
+    table = cells([
+        {"engine": "eager", "precision": "fp32", "batch_size": 1, "p50_ms": 297.72, "tokens_per_batch": 128.0},
+        {"engine": "eager", "precision": "fp32", "batch_size": 1, "p50_ms": 27.1, "padding": "dynamic",
+         "tokens_per_batch": 23.5},
+        {"engine": "torchscript", "precision": "fp32", "batch_size": 1, "p50_ms": 0.9, "tokens_per_batch": 128.0},
+        {"engine": "torchscript", "precision": "fp32", "batch_size": 1, "p50_ms": 1.0, "padding": "dynamic",
+         "tokens_per_batch": 23.5, "repeat_p50_cv": 0.2},
+    ])
+    bars = figures.speedup_bars(table)
+    assert bars.loc["torchscript fp32 seq128 max_length", 1] == pytest.approx(330.8)
+    assert bars.loc["torchscript fp32 seq128 dynamic", 1] == pytest.approx(27.1)
+    figures.plot_speedup(table, BASELINE, str(tmp_path / "speedup.png"))
+    with pytest.raises(ValueError):  # two cells in one bar are refused, never averaged
+        figures.speedup_bars(pd.concat([table, table.iloc[[2]]], ignore_index=True))
+
+    assert summary(table).loc["fastest at batch 1", "measured"].startswith(
+        "torchscript fp32 bs1 seq128 max_length: 0.900 ms, 330.8× eager fp32")
+    dataset = {"origin": "hub", "name": "glue", "config": "sst2", "split": "validation", "rows": 872}
+    (unstable,) = [n for n in overview.warnings_for(table.assign(reason=None), dataset, {}, TARGETS["max_repeat_cv"])
+                   if n.startswith("UNSTABLE")]
+    assert unstable.endswith("in: torchscript fp32 bs1 seq128 dynamic (20.0%)")
+    # dynamic padding in the sweep: each cell's tokens per batch beside it
+    assert headline.headline(table.assign(p50_ci_low_ms=table.p50_ms, p50_ci_high_ms=table.p50_ms))[
+        "tokens/batch"].tolist() == ["128.0", "23.5", "23.5", "128.0"]
+    assert cells_section.full_table(table)["tokens/batch"].tolist() == ["128.0", "23.5", "128.0", "23.5"]
+    assert "tokens/batch" not in cells_section.full_table(table[table.padding == "max_length"])
+
+    columns = ["engine", "precision", "batch_size", "seq_len", "padding", "tool", "kernel_launches_per_iter",
+               "graph_launches_per_iter", "kernels_per_iter", "gpu_busy_ms_per_iter", "gpu_busy_fraction",
+               "cpu_ops_per_iter", "wall_ms_per_iter", "status"]
+    profiles = pd.DataFrame([[engine, "fp32", 1, 128, padding, "nsys", launches, 0, launches, busy, 0.5, None,
+                              2 * busy, "ok"]
+                             for engine, launches in (("eager", 400), ("torchscript", 300))
+                             for padding, busy in (("max_length", 1.0), ("dynamic", 0.3))],
+                            columns=columns)
+    lines = why.why_paragraphs(why.chosen_profiles(profiles), BASELINE)
+    assert sorted(line.split(", torchscript")[0] for line in lines) == [
+        "At batch 1 (fp32, seq 128, dynamic padding)", "At batch 1 (fp32, seq 128, max_length padding)"]

@@ -18,6 +18,19 @@ def machine_key(table: pd.DataFrame) -> pd.Series:
     return table.gpu_name.fillna("CPU: " + table.cpu.astype(str))
 
 
+def cell_name(row) -> str:
+    """A cell as the report names it in sentences, every dimension included (`eager fp32 bs1 seq128
+    dynamic`): two cells that differ only in padding or sequence length must never read as one.
+    row: a cells.csv row (Series or itertuples row) with engine, precision, batch_size, seq_len, padding."""
+    return f"{row.engine} {row.precision} bs{row.batch_size} seq{row.seq_len} {row.padding}"
+
+
+def shows_tokens_per_batch(table: pd.DataFrame) -> bool:
+    """Whether tables show `tokens_per_batch` (the padded tokens an average measured batch carries): where
+    dynamic padding is in the sweep, cells of one batch size and seq_len carry different amounts of work."""
+    return "tokens_per_batch" in table and bool((table.padding == "dynamic").any())
+
+
 def with_speedup(table: pd.DataFrame, baseline: dict) -> pd.DataFrame:
     """The cells with `speedup` = baseline p50 / cell p50 at the same batch size, sequence length, padding
     and machine (NaN where the baseline has no timed cell there).

@@ -9,7 +9,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from workflow_scripts.report.context import ReportContext  # noqa: E402
+from workflow_scripts.report.context import ReportContext, machine_key  # noqa: E402
 from workflow_scripts.results import TIMED_STATUSES, atomic_write_bytes  # noqa: E402
 
 
@@ -44,14 +44,24 @@ def plot_versus_batch(table: pd.DataFrame, column: str, ylabel: str, path: str) 
     save(fig, path)
 
 
-def plot_speedup(table: pd.DataFrame, baseline: dict, path: str) -> None:
-    """Bars of speedup over the baseline per engine and precision, one bar per batch size."""
+def speedup_bars(table: pd.DataFrame) -> pd.DataFrame:
+    """Speedups to draw: one row per engine, precision, sequence length, padding (and machine, where merged
+    pieces come from several), one column per batch size. Each value is one cell's: a table that would put
+    two cells in one bar raises ValueError instead of averaging them (the two paddings once made one bar)."""
     measured = table[table.status.isin(TIMED_STATUSES) & table.speedup.notna()]
-    pivot = measured.pivot_table(index=["engine", "precision"], columns="batch_size", values="speedup")
-    fig, ax = plt.subplots(figsize=(8, 5))
-    if not pivot.empty:
-        pivot.index = [f"{e} {p}" for e, p in pivot.index]
-        pivot.plot.bar(ax=ax)
+    measured = measured.assign(machine=machine_key(measured), seq_len=measured.seq_len.map("seq{}".format))
+    keys = ["engine", "precision", "seq_len", "padding"] + (["machine"] if measured.machine.nunique() > 1 else [])
+    bars = measured.set_index(keys + ["batch_size"]).speedup.unstack("batch_size")
+    bars.index = [" ".join(map(str, key)) for key in bars.index]
+    return bars
+
+
+def plot_speedup(table: pd.DataFrame, baseline: dict, path: str) -> None:
+    """Bars of speedup over the baseline per cell (speedup_bars), one bar per batch size."""
+    bars = speedup_bars(table)
+    fig, ax = plt.subplots(figsize=(max(8, 0.5 * bars.size + 3), 5))
+    if not bars.empty:
+        bars.plot.bar(ax=ax)
     ax.axhline(1.0, color="black", linewidth=0.8)
     ax.set_ylabel(f"speedup over {baseline['engine']} {baseline['precision']} (p50 ratio)")
     ax.legend(title="batch size", fontsize=7)

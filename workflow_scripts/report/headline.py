@@ -3,17 +3,19 @@ batch size, fastest first."""
 
 import pandas as pd
 
-from workflow_scripts.report.context import ReportContext
+from workflow_scripts.report.context import ReportContext, shows_tokens_per_batch
 from workflow_scripts.report.render import fmt
 
 
 def headline(table: pd.DataFrame) -> pd.DataFrame:
     """Cells at the smallest batch: p50 (ms) with its bootstrap 95% CI, speedup, accuracy and status;
-    untimed cells (skipped, failed, oom) last."""
+    untimed cells (skipped, failed, oom) last. Tokens per batch where dynamic padding is in the sweep."""
     smallest = table.batch_size.min()
     rows = table[(table.batch_size == smallest)].sort_values("p50_ms", na_position="last")
+    tokens = {"tokens/batch": rows.tokens_per_batch.map(fmt("rate"))} if shows_tokens_per_batch(table) else {}
     return pd.DataFrame({
         "engine": rows.engine, "precision": rows.precision, "seq_len": rows.seq_len, "padding": rows.padding,
+        **tokens,
         f"p50 ms (bs{smallest})": rows.p50_ms.map(fmt("ms")),
         "95% CI of p50": [f"{lo:.3f}–{hi:.3f}" if pd.notna(lo) else "" for lo, hi in
                           zip(rows.p50_ci_low_ms, rows.p50_ci_high_ms)],

@@ -3,7 +3,7 @@
 
 import pandas as pd
 
-from workflow_scripts.report.context import ReportContext
+from workflow_scripts.report.context import ReportContext, cell_name
 
 # status -> what the warning says about its cells
 STATUS_MEANINGS = {
@@ -44,8 +44,7 @@ def warnings_for(table: pd.DataFrame, dataset: dict, model: dict, max_repeat_cv:
     ok = table[table.status == "ok"]
     unstable = ok[ok.repeat_p50_cv > ok.device.map(max_repeat_cv)]
     if len(unstable):
-        cells = ", ".join(f"{r.engine}/{r.precision}/bs{r.batch_size} ({r.repeat_p50_cv:.1%})"
-                          for r in unstable.itertuples())
+        cells = ", ".join(f"{cell_name(r)} ({r.repeat_p50_cv:.1%})" for r in unstable.itertuples())
         notes.append(f"UNSTABLE: repeat medians spread more than {max_repeat_cv[devices[0]]:.0%} (CV) in: {cells}")
     return notes
 

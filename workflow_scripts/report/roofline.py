@@ -3,7 +3,7 @@ bandwidth measured on the same GPU in the same run (workflow_scripts/roofline.py
 
 import pandas as pd
 
-from workflow_scripts.report.context import ReportContext
+from workflow_scripts.report.context import ReportContext, shows_tokens_per_batch
 from workflow_scripts.results import CELL_KEYS
 from workflow_scripts.roofline import (PRECISION_BYTES, model_flops_per_sequence, peak_ok, roofline_columns,
                                        streamed_parameters, weights_bytes)
@@ -42,6 +42,8 @@ def roofline_blocks(table: pd.DataFrame, peaks: dict | None, model_info: dict) -
         return blocks + [("p", "No ok cell to place on the roofline.")]
     keys = [k for k in CELL_KEYS if k in cells]
     shown = cells[keys].copy()
+    if shows_tokens_per_batch(table):  # the FLOPs of a dynamic-padding cell follow its tokens per batch
+        shown["tokens/batch"] = cells["tokens_per_batch"].map("{:,.1f}".format)
     shown["p50 ms"] = cells["p50_ms"].map("{:.3f}".format)
     shown["TFLOP/s"] = cells["achieved_tflops"].map("{:,.1f}".format)
     shown["% of matmul peak"] = cells["pct_of_matmul_peak"].map("{:.1%}".format)

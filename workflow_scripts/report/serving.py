@@ -55,7 +55,7 @@ def serving_overhead(table: pd.DataFrame) -> pd.DataFrame:
         in_process = match.p50_ms.iloc[0] if len(match) else float("nan")
         rows.append({
             "served engine": row.engine, "precision": row.precision, "batch_size": row.batch_size,
-            "seq_len": row.seq_len, "client": getattr(row, "client", None), "served p50 ms": row.p50_ms,
+            "seq_len": row.seq_len, "padding": row.padding, "client": getattr(row, "client", None), "served p50 ms": row.p50_ms,
             "in-process engine": row.twin, "in-process p50 ms": in_process, "overhead ms": row.p50_ms - in_process,
             "served mean ms": row.mean_ms,
         })

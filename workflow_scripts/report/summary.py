@@ -5,7 +5,7 @@ against `report.targets` with the margin by which it meets or misses it."""
 import pandas as pd
 
 from workflow_scripts import roofline
-from workflow_scripts.report.context import ReportContext
+from workflow_scripts.report.context import ReportContext, cell_name
 from workflow_scripts.report.serving import in_process_twin
 
 
@@ -38,8 +38,8 @@ def _fastest_row(ctx: ReportContext) -> dict:
     smallest = table.batch_size.min()
     best = table[table.batch_size == smallest].sort_values("p50_ms").iloc[0]
     return {"question": f"fastest at batch {smallest}",
-            "measured": f"{best.engine} {best.precision}: {best.p50_ms:.3f} ms, {best.speedup:.1f}× "
-                        f"{baseline['engine']} {baseline['precision']}",
+            "measured": f"{cell_name(best)}: {best.p50_ms:.3f} ms, {best.speedup:.1f}× "
+                        f"{baseline['engine']} {baseline['precision']} at the same batch, seq and padding",
             "target": f"≥ {target}×",
             "verdict": _verdict(best.speedup, target, True, lambda v: f"{v:.1f}×")}
 
@@ -52,7 +52,7 @@ def _peak_share_row(ctx: ReportContext) -> dict:
     at_largest = at_largest[at_largest.pct_of_matmul_peak.notna()].sort_values("p50_ms")
     if len(at_largest):
         top = at_largest.iloc[0]
-        measured = (f"{top.engine} {top.precision}: {top.achieved_tflops:,.1f} of {top.peak_tflops:,.1f} TFLOP/s "
+        measured = (f"{cell_name(top)}: {top.achieved_tflops:,.1f} of {top.peak_tflops:,.1f} TFLOP/s "
                     f"({top.pct_of_matmul_peak:.1%})")
         share = top.pct_of_matmul_peak
     else:
@@ -69,7 +69,8 @@ def _serving_overhead_row(ctx: ReportContext) -> dict:
         else overhead
     if len(served):
         least = served.loc[served["overhead ms"].idxmin()]
-        measured = (f"{least['served engine']} {least['precision']}: {least['served p50 ms']:.3f} ms vs "
+        measured = (f"{least['served engine']} {least['precision']} seq{least['seq_len']} {least['padding']}: "
+                    f"{least['served p50 ms']:.3f} ms vs "
                     f"{least['in-process engine']} in-process {least['in-process p50 ms']:.3f} ms")
         value = least["overhead ms"]
     else:
@@ -112,7 +113,7 @@ def _stability_row(ctx: ReportContext) -> dict:
     worst = judged.loc[judged.repeat_p50_cv.idxmax()] if len(judged) else None
     return {"question": "cells whose repeat medians agree",
             "measured": f"{len(judged) - len(unstable)} of {len(judged)}" + (
-                f" (widest: {worst.engine} {worst.precision} bs{worst.batch_size}, CV "
+                f" (widest: {cell_name(worst)}, CV "
                 f"{worst.repeat_p50_cv:.1%})" if worst is not None else ""),
             "target": "all, CV ≤ " + ", ".join(f"{v:.0%} ({k})" for k, v in limit.items()),
             "verdict": "not measured" if not len(judged) else

@@ -36,7 +36,8 @@ GPU_COLUMNS = ["gpu_busy_ms_per_iter", "gpu_busy_fraction", "kernels_per_iter", 
 def overhead_table(chosen: pd.DataFrame) -> pd.DataFrame:
     """Per profiled cell: wall and GPU-busy ms per iteration, kernels and launches per iteration, CUDA API
     time, ATen operator calls (GPU columns dropped on a CPU run)."""
-    columns = {"engine": "engine", "precision": "precision", "batch_size": "batch", "tool": "profiler",
+    columns = {"engine": "engine", "precision": "precision", "batch_size": "batch", "seq_len": "seq",
+               "padding": "padding", "tool": "profiler",
                "wall_ms_per_iter": "wall ms/iter", "gpu_busy_ms_per_iter": "GPU busy ms/iter",
                "gpu_busy_fraction": "GPU busy", "kernels_per_iter": "kernels/iter",
                "kernel_launches_per_iter": "kernel launches/iter", "graph_launches_per_iter": "graph launches/iter",
@@ -54,11 +55,11 @@ def top_table(chosen: pd.DataFrame, tops: pd.DataFrame, kind: str) -> pd.DataFra
     """The TOP_PER_CELL leading kernels (kind "kernel") or operators ("op") of each chosen profile."""
     keys = chosen[CELL + ["tool"]]
     rows = tops[(tops.kind == kind) & (tops["rank"] <= TOP_PER_CELL)].merge(keys, on=CELL + ["tool"])
-    out = rows[CELL[:3] + ["rank", "name", "category", "ms_per_iter", "calls_per_iter", "mean_us", "time_fraction"]]
+    out = rows[CELL + ["rank", "name", "category", "ms_per_iter", "calls_per_iter", "mean_us", "time_fraction"]]
     out = out.assign(name=out.name.str.slice(0, 90)).dropna(axis=1, how="all")
     if "time_fraction" in out:
         out["time_fraction"] = out.time_fraction.map(lambda v: "" if pd.isna(v) else f"{v:.0%}")
-    out = out.rename(columns={"batch_size": "batch", "ms_per_iter": "ms/iter",
+    out = out.rename(columns={"batch_size": "batch", "seq_len": "seq", "ms_per_iter": "ms/iter",
                                                         "calls_per_iter": "calls/iter", "mean_us": "mean µs",
                                                         "time_fraction": "share of kernel time"})
     return out.round(4)
@@ -67,7 +68,7 @@ def top_table(chosen: pd.DataFrame, tops: pd.DataFrame, kind: str) -> pd.DataFra
 def plot_breakdown(chosen: pd.DataFrame, tops: pd.DataFrame):
     """Stacked bars per engine x precision x batch: GPU time by kernel category, or on CPU the top operators."""
     fig, ax = plt.subplots(figsize=(max(8, 0.6 * len(chosen) + 3), 5))
-    labels = [f"{r.engine}\n{r.precision} bs{r.batch_size}" for r in chosen.itertuples()]
+    labels = [f"{r.engine}\n{r.precision} bs{r.batch_size}\nseq{r.seq_len} {r.padding}" for r in chosen.itertuples()]
     if has_gpu_work(chosen):
         parts = {name: chosen[f"{name}_ms_per_iter"].fillna(0).to_numpy() for name in CATEGORIES
                  if f"{name}_ms_per_iter" in chosen}
@@ -108,7 +109,7 @@ def cpu_op_parts(chosen: pd.DataFrame, tops: pd.DataFrame) -> dict:
 
 def why(row, base) -> str:
     """One sentence on what separates an engine from the baseline engine at the same cell."""
-    where = f"At batch {row.batch_size} ({row.precision}, seq {row.seq_len}), {row.engine}"
+    where = f"At batch {row.batch_size} ({row.precision}, seq {row.seq_len}, {row.padding} padding), {row.engine}"
     if pd.notna(row.gpu_busy_ms_per_iter) and pd.notna(base.gpu_busy_ms_per_iter):
         graphs = (f"{_n(row.graph_launches_per_iter)} CUDA graph launch(es) and " if row.graph_launches_per_iter
                   else "")
