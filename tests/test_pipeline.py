@@ -261,7 +261,7 @@ def test_report_explains_why_with_profiles(pipeline_run):
     assert "### Top operators" in section and "aten::" in section
     assert "nsys profiles skipped for 3 cell(s): Nsight Systems traces CUDA" in section
     why = section.split("### Why, against eager", 1)[1]
-    assert "At batch 1 (fp32, seq 32), torchscript runs" in why and "ATen operator calls per request" in why
+    assert "At batch 1 (fp32, seq 32, max_length padding), torchscript runs" in why and "ATen operator calls per request" in why
 
 
 def test_profiling_more_cells_schedules_only_profile_jobs(pipeline_run, tmp_path):
