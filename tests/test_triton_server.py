@@ -373,3 +373,59 @@ def test_backend_folders_of_killed_jobs_are_removed_by_the_next_server_start(tmp
         (folder / "backends" / "python").mkdir(parents=True)
     assert remove_stale_workdirs(tmp_path) == [stale]
     assert not stale.exists() and live.exists()
+
+
+class _FakeBackendUtils:
+    """The parts of Triton's `triton_python_backend_utils` that model.py uses, for running it in this process."""
+
+    class Tensor:
+        def __init__(self, name, tensor):
+            self.name, self.tensor = name, tensor
+
+        def to_dlpack(self):
+            return torch.utils.dlpack.to_dlpack(self.tensor)
+
+        @classmethod
+        def from_dlpack(cls, name, capsule):
+            return cls(name, torch.utils.dlpack.from_dlpack(capsule).clone())  # the stub copies it out too
+
+    class InferenceResponse:
+        def __init__(self, output_tensors):
+            self.output_tensors = output_tensors
+
+    @staticmethod
+    def get_input_tensor_by_name(request, name):
+        return request[name]
+
+
+def test_python_backend_model_pads_batches_to_buckets_in_static_inputs(tiny_model, repository, monkeypatch):
+    """model.py in this process (the backend utilities faked, torch.compile the identity so that its batch
+    buckets exist on CPU): batches of every size, padded up to a bucket in the static input buffer that earlier
+    batches left rows in, give the eager logits of exactly their own rows."""
+    import importlib.util
+
+    root, _ = tiny_model
+    monkeypatch.setitem(sys.modules, "triton_python_backend_utils", _FakeBackendUtils)
+    monkeypatch.setattr(torch, "compile", lambda model, **kwargs: model)
+    name = model_repository.model_name("python", "fp32")
+    spec = importlib.util.spec_from_file_location("backend_model", repository / name / "1" / "model.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    config = {"max_batch_size": 8, "input": [{"dims": [32]}], "dynamic_batching": {"preferred_batch_size": [4, 8]},
+              "parameters": {"precision": {"string_value": "fp32"}, "device": {"string_value": "cpu"},
+                             "compile_mode": {"string_value": "default"}}}
+    model = module.TritonPythonModel()
+    model.initialize({"model_config": json.dumps(config), "model_instance_kind": "CPU", "model_instance_device_id": "0",
+                      "model_repository": str(repository / name), "model_version": "1"})
+    assert model.buckets == [1, 4, 8]
+    tokens = torch.load(root / "tokens.pt", weights_only=True)
+    reference = torch.load(root / "reference.pt", weights_only=True)
+    start = 0
+    for sizes in ([3, 2, 3], [1], [2, 1], [5]):  # 8 rows, 1, 3 padded to 4, 5 padded to 8 after a full batch
+        requests = [{key: _FakeBackendUtils.Tensor(key, tokens[key][start + sum(sizes[:i]):start + sum(sizes[:i + 1])])
+                     for key in ("input_ids", "attention_mask")} for i in range(len(sizes))]
+        responses = model.execute(requests)
+        logits = torch.cat([r.output_tensors[0].tensor for r in responses])
+        assert [len(r.output_tensors[0].tensor) for r in responses] == sizes
+        assert torch.allclose(logits, reference[start:start + sum(sizes)], atol=1e-4)
+        start += sum(sizes)

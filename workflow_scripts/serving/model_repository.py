@@ -39,9 +39,11 @@ def config_pbtxt(backend: str, precision: str, seq_len: int, num_labels: int, de
         parameters = ""
     else:
         header = 'backend: "python"'
-        # model.py puts the model on the GPU itself (parameter `device`) and exchanges host tensors with the
-        # backend; this is the configuration measured on an H200 (KIND_GPU for this backend is untested).
-        kind = "KIND_CPU"
+        # model.py puts the model on the GPU itself (parameter `device`) and takes host tensors from the backend
+        # either way; KIND_GPU (python_instance_kind: gpu) lets Triton place the instance on a GPU itself.
+        # A machine without a GPU has only KIND_CPU.
+        gpu = device == "cuda" and settings.get("python_instance_kind", "cpu") == "gpu"
+        kind = "KIND_GPU" if gpu else "KIND_CPU"
         out_type = "TYPE_FP32"  # model.py returns float32 logits whatever the compute precision
         parameters = (f'parameters [\n  {{ key: "precision" value: {{ string_value: "{precision}" }} }},\n'
                       f'  {{ key: "device" value: {{ string_value: "{device}" }} }},\n'
