@@ -96,11 +96,13 @@ def served(variant: str, model_dir: Path, token_path: Path, work: Path, before_m
 
 
 def split_text(result: dict) -> str:
-    split = result.get("latency_split_ms") or {}
-    server = result.get("server") or {}
-    parts = [f"{name.replace('_', ' ')} {split[name] if name in split else server.get(name + '_ms', float('nan')):.3f}"
-             for name in SPLIT if name in split or name + "_ms" in server]
-    return ", ".join(parts)
+    """perf_analyzer's split; with the Python client the server's phases, the rest of the mean as client+network."""
+    split = result.get("latency_split_ms")
+    if split is None:
+        server = result.get("server") or {}
+        phases = {name: server.get(f"{name}_ms", float("nan")) for name in SPLIT[2:]}
+        split = {"client+network": result["latency"]["wall_ms"]["mean"] - sum(phases.values()), **phases}
+    return ", ".join(f"{name.replace('_', ' ')} {ms:.3f}" for name, ms in split.items() if name != "client_and_network")
 
 
 def main() -> None:
@@ -138,7 +140,7 @@ def main() -> None:
                 line.append(f"{result['status']}: {result['reason']}")
             elif against is None:
                 p50 = result["latency"]["wall_ms"]["p50"]
-                line.append(f"{p50:.3f} (+{p50 - one['p50_ms']:.3f}) [{split_text(result)}]")
+                line.append(f"{p50:.3f} ({p50 - one['p50_ms']:+.3f}) [{split_text(result)}]")
             else:
                 rate = result["throughput_samples_per_s"]
                 line.append(f"{rate:,.0f} ({rate / against['samples_per_s']:.0%}), batch "
