@@ -80,6 +80,9 @@ def test_client_choice(monkeypatch, tmp_path):
     failing.chmod(0o755)
     assert perf_analyzer.choose_client("auto", str(failing)) == (
         "python", f"{failing} does not run here (exit code 1): perf_analyzer: version `GLIBC_2.38' not found")
+    # a binary that loads is asked for its version, as the real one answers it (its --help exits non-zero)
+    monkeypatch.setenv("PATH", f"{Path(sys.executable).parent}:{os.environ['PATH']}")  # the stand-in's python
+    assert perf_analyzer.choose_client("auto", str(STAND_IN)) == ("perf_analyzer", None)
 
 
 PERF_ANALYZER_UNUSABLE = perf_analyzer.unusable_reason()

@@ -44,8 +44,8 @@ def unusable_reason(executable: str = "perf_analyzer") -> str | None:
     if path is None:
         return (f"no {executable!r} executable on PATH or beside {sys.executable} (the tritonclient 2.60 wheel "
                 "installs one; later wheels leave it out)")
-    try:  # --help prints the usage and exits 0 once the binary has loaded
-        probe = subprocess.run([path, "--help"], capture_output=True, text=True, timeout=PROBE_TIMEOUT_S)
+    try:  # --version prints "Perf Analyzer Version ..." and exits 0 once the binary has loaded (--help exits 99)
+        probe = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=PROBE_TIMEOUT_S)
     except (OSError, subprocess.TimeoutExpired) as error:
         return f"{path} does not run here: {error}"
     if probe.returncode != 0:
