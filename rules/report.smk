@@ -21,6 +21,10 @@ rule report:
     params:
         baseline=config["report"]["baseline"],
         targets=config["report"]["targets"],
+        budgets={
+            "latency_ms": config["report"]["latency_budgets_ms"],
+            "percentile": config["report"]["budget_percentile"],
+        },
     log:
         "results/logs/report.log",
     conda:

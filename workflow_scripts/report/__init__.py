@@ -1,6 +1,6 @@
 """Step 7, the report: results/report/report.md, a self-contained report.html and the figures.
 
-One module per section (overview, summary, headline, figures, serving, why, roofline, cells, correctness,
+One module per section (overview, summary, budgets, headline, figures, serving, why, roofline, cells, correctness,
 environment), each turning the one `context.ReportContext` of the run into blocks that `render` writes
 as Markdown and HTML; `build` is the step. Importing this package stays cheap (the rules read FIGURES).
 """
@@ -11,6 +11,7 @@ FIGURES = {
     "latency_vs_batch": "Latency",
     "throughput_vs_batch": "Throughput",
     "speedup": "Speedup",
+    "pareto": "Latency budgets",
     "throughput_vs_concurrency": "Serving",
     "kernel_breakdown": "Profiles",
 }

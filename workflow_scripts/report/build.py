@@ -1,8 +1,8 @@
 """Step 7: the report, results/report/report.md and a self-contained report.html (figures embedded).
 
 Warnings come first (sample dataset, random weights, CPU run, mismatching or failed cells), then the Summary
-against the targets, the headline table in the original study's form, figures, serving, profiles, roofline,
-the full tables and the environment: one module of this package per section, in SECTIONS order.
+against the targets, what to deploy per latency budget, the headline table in the original study's form,
+figures, serving, profiles, roofline, the full tables and the environment: one module of this package per section, in SECTIONS order.
 """
 
 import argparse
@@ -10,14 +10,14 @@ import logging
 from pathlib import Path
 
 from workflow_scripts.experiment import load_config
-from workflow_scripts.report import (FIGURES, cells, context, correctness, environment, figures, headline,
-                                     overview, roofline, serving, summary, why)
+from workflow_scripts.report import (FIGURES, budgets, cells, context, correctness, environment, figures,
+                                     headline, overview, roofline, serving, summary, why)
 from workflow_scripts.report.render import render
 from workflow_scripts.step_io import setup_logging, snakemake_log
 
 log = logging.getLogger("report")
 # The report's sections, in order; each turns the context into blocks (and draws its figures)
-SECTIONS = [overview, summary, headline, figures, serving, why, roofline, cells, correctness, environment]
+SECTIONS = [overview, summary, budgets, headline, figures, serving, why, roofline, cells, correctness, environment]
 
 
 def build(ctx: context.ReportContext, out_md: str, out_html: str) -> list[str]:
@@ -25,6 +25,11 @@ def build(ctx: context.ReportContext, out_md: str, out_html: str) -> list[str]:
     blocks = [block for section in SECTIONS for block in section.blocks(ctx)]
     render(blocks, Path(ctx.figure_paths["latency_vs_batch"]).parent, out_md, out_html)
     return next((content for kind, content in blocks if kind == "warnings"), [])
+
+
+def budget_settings(report: dict) -> dict:
+    """ReportContext.budgets from the config's `report` section."""
+    return {"latency_ms": report["latency_budgets_ms"], "percentile": report["budget_percentile"]}
 
 
 def main(argv=None) -> None:
@@ -43,7 +48,7 @@ def main(argv=None) -> None:
     setup_logging()
     report, out = load_config(*args.configfile)["report"], Path(args.out_dir)
     ctx = context.load(args.table, args.serving, args.profiles, args.profile_tops, args.peaks, args.dataset_info,
-                       args.model_dir, report["baseline"], report["targets"],
+                       args.model_dir, report["baseline"], report["targets"], budget_settings(report),
                        {name: str(out / "figures" / f"{name}.png") for name in FIGURES})
     build(ctx, str(out / "report.md"), str(out / "report.html"))
 
@@ -54,7 +59,8 @@ if __name__ == "__main__":
         setup_logging(snakemake_log(smk))
         i = smk.input
         build(context.load(i.table, i.serving, i.profiles, i.profile_tops, i.peaks, i.dataset_info, i.model_dir,
-                           smk.params.baseline, smk.params.targets, {name: smk.output[name] for name in FIGURES}),
+                           smk.params.baseline, smk.params.targets, smk.params.budgets,
+                           {name: smk.output[name] for name in FIGURES}),
               smk.output.md, smk.output.html)
     else:
         main()

@@ -52,7 +52,8 @@ class ReportContext:
     table: cells.csv with `speedup` (with_speedup); serving: serving.csv (one row per load level);
     profiles, profile_tops: profiles.csv and profile_tops.csv; peaks: calibration/peaks.json (None: absent);
     model_info: roofline.load_model_info(); dataset: dataset_info.json; model: inferbench_model.json;
-    baseline: report.baseline; targets: report.targets; figure_paths: figure name -> PNG path to write.
+    baseline: report.baseline; targets: report.targets; budgets: {"latency_ms": report.latency_budgets_ms,
+    "percentile": report.budget_percentile}; figure_paths: figure name -> PNG path to write.
     """
 
     table: pd.DataFrame
@@ -65,6 +66,7 @@ class ReportContext:
     model: dict = field(default_factory=dict)
     baseline: dict = field(default_factory=lambda: {"engine": "eager", "precision": "fp32"})
     targets: dict = field(default_factory=dict)
+    budgets: dict = field(default_factory=lambda: {"latency_ms": [1, 5, 20, 100], "percentile": "p99"})
     figure_paths: dict[str, str] = field(default_factory=dict)
 
     @cached_property
@@ -93,12 +95,12 @@ class ReportContext:
 
 
 def load(table: str, serving: str, profiles: str, profile_tops: str, peaks: str, dataset_info: str,
-         model_dir: str, baseline: dict, targets: dict, figure_paths: dict[str, str]) -> ReportContext:
+         model_dir: str, baseline: dict, targets: dict, budgets: dict, figure_paths: dict[str, str]) -> ReportContext:
     """The context of a run from its files: the aggregate step's four CSVs, the calibration's peaks.json,
-    the dataset step's dataset_info.json and the model step's folder."""
+    the dataset step's dataset_info.json and the model step's folder; budgets as ReportContext.budgets."""
     return ReportContext(
         table=with_speedup(pd.read_csv(table), baseline), serving=pd.read_csv(serving),
         profiles=pd.read_csv(profiles), profile_tops=pd.read_csv(profile_tops), peaks=read_json(peaks),
         model_info=roofline.load_model_info(model_dir), dataset=read_json(dataset_info),
         model=read_json(Path(model_dir) / "inferbench_model.json"), baseline=baseline, targets=targets,
-        figure_paths=figure_paths)
+        budgets=budgets, figure_paths=figure_paths)
