@@ -80,11 +80,14 @@ def test_report_states_what_was_used_and_shows_every_engine(pipeline_run):
     assert "| served throughput at the highest concurrency (4 clients) | triton-python-grpc fp32:" in summary
     for engine in ENGINES:
         assert f"| {engine} | fp32 |" in report
-    for figure in ("latency_vs_batch", "throughput_vs_batch", "speedup", "throughput_vs_concurrency",
+    # the budget table names a trusted winner (or says none fits) for each of config.yaml's four budgets
+    budgets = report[report.index("## What to deploy for a latency budget"):report.index("## Headline")]
+    assert len([line for line in budgets.splitlines() if line.startswith("| ") and "ms |" not in line]) == 4
+    for figure in ("latency_vs_batch", "throughput_vs_batch", "speedup", "pareto", "throughput_vs_concurrency",
                    "kernel_breakdown"):
         assert (workdir / "results" / "report" / "figures" / f"{figure}.png").stat().st_size > 5000
     html = (workdir / "results" / "report" / "report.html").read_text()
-    assert html.count("data:image/png;base64,") == 5
+    assert html.count("data:image/png;base64,") == 6
     assert "<table" in html
 
 
