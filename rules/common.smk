@@ -143,6 +143,8 @@ PROFILE_RESULTS = [
     for tool in PROFILE_TOOLS
     for cell in profiled_cells(EXPERIMENT)
 ]
+# The earlier run's cells that compare_with names ("" when none)
+COMPARE_WITH_TABLE = f"{config['compare_with']}/aggregate/cells.csv" if config.get("compare_with") else ""
 # With strict=true, the run fails after the report when any cell is mismatch or failed.
 STRICT_TARGETS = ["results/report/strict_check.passed"] if config["strict"] else []
 

@@ -2,9 +2,27 @@
 from workflow_scripts.report import FIGURES
 
 
+# With compare_with: <results folder of an earlier run>, every cell in both is compared (p50 new/old).
+if COMPARE_WITH_TABLE:
+
+    rule compare:
+        input:
+            new=rules.aggregate.output.table,
+            old=COMPARE_WITH_TABLE,
+        output:
+            table="results/report/comparison.csv",
+        log:
+            "results/logs/compare.log",
+        conda:
+            CONDA_ENV
+        script:
+            "../workflow_scripts/compare.py"
+
+
 rule report:
     input:
         table=rules.aggregate.output.table,
+        **({"comparison": rules.compare.output.table} if COMPARE_WITH_TABLE else {}),
         serving=rules.aggregate.output.serving,
         profiles=rules.aggregate.output.profiles,
         profile_tops=rules.aggregate.output.profile_tops,
@@ -33,13 +51,17 @@ rule report:
         "../workflow_scripts/report/build.py"
 
 
-# With strict=true, a separate job fails when any cell is mismatch or failed, so the report stays on disk.
+# With strict=true, a separate job fails when any cell is mismatch or failed, or (with compare_with) slower
+# than the earlier run by more than report.max_slowdown, so the report stays on disk.
 rule strict_check:
     input:
         table=rules.aggregate.output.table,
         report=rules.report.output.md,
+        **({"comparison": rules.compare.output.table} if COMPARE_WITH_TABLE else {}),
     output:
         passed="results/report/strict_check.passed",
+    params:
+        max_slowdown=config["report"]["max_slowdown"],
     log:
         "results/logs/strict_check.log",
     conda:

@@ -1,41 +1,54 @@
-"""`strict=true`: fail the run when any cell is mismatch or failed (the report is already written)."""
+"""`strict=true`: fail the run when any cell is mismatch or failed, or (with `compare_with`) slower than the
+earlier run by more than `report.max_slowdown` (the report is already written)."""
 
 import argparse
 import sys
 
 import pandas as pd
 
+from workflow_scripts.compare import describe, regressions
 from workflow_scripts.results import atomic_write_text
 
 UNTRUSTED = ("mismatch", "failed")
 
 
-def check(table_path: str, passed_path: str | None = None) -> int:
+def check(table_path: str, passed_path: str | None = None, comparison_path: str | None = None,
+          max_slowdown: float = 0.05) -> int:
+    """0 when every cell is trustworthy and none regressed (then passed_path is written), else 1 with each
+    problem on stderr. comparison_path: the compare step's CSV (None: no earlier run)."""
     table = pd.read_csv(table_path)
     bad = table[table.status.isin(UNTRUSTED)]
+    for row in bad.itertuples():
+        print(f"strict: {row.engine}/{row.precision}/bs{row.batch_size}/seq{row.seq_len}/{row.padding} is "
+              f"{row.status}: {row.reason}", file=sys.stderr)
     if len(bad):
-        for row in bad.itertuples():
-            print(f"strict: {row.engine}/{row.precision}/bs{row.batch_size}/seq{row.seq_len}/{row.padding} is "
-                  f"{row.status}: {row.reason}", file=sys.stderr)
         print(f"strict: {len(bad)} cell(s) are {' or '.join(UNTRUSTED)}; see results/report/report.md",
               file=sys.stderr)
+    slow = regressions(pd.read_csv(comparison_path), max_slowdown) if comparison_path else pd.DataFrame()
+    for line in describe(slow):
+        print(f"strict: {line}: slower than the earlier run by more than {max_slowdown:.0%}", file=sys.stderr)
+    if len(bad) or len(slow):
         return 1
     if passed_path:
-        atomic_write_text(passed_path, f"all {len(table)} cells are trustworthy\n")
+        compared = " and none slower than the earlier run" if comparison_path else ""
+        atomic_write_text(passed_path, f"all {len(table)} cells are trustworthy{compared}\n")
     return 0
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("table")
-    return check(parser.parse_args(argv).table)
+    parser.add_argument("--comparison", help="comparison.csv of the compare step")
+    parser.add_argument("--max-slowdown", type=float, default=0.05)
+    args = parser.parse_args(argv)
+    return check(args.table, comparison_path=args.comparison, max_slowdown=args.max_slowdown)
 
 
 if __name__ == "__main__":
     if "snakemake" in globals():
         smk = snakemake  # noqa: F821
         sys.stderr = open(smk.log[0], "w")
-        code = check(smk.input.table, smk.output.passed)
+        code = check(smk.input.table, smk.output.passed, smk.input.get("comparison"), smk.params.max_slowdown)
         sys.stderr.close()
         if code:
             print(open(smk.log[0]).read(), file=sys.__stderr__)

@@ -1,8 +1,9 @@
 """Step 7: the report, results/report/report.md and a self-contained report.html (figures embedded).
 
 Warnings come first (sample dataset, random weights, CPU run, mismatching or failed cells), then the Summary
-against the targets, what to deploy per latency budget, the headline table in the original study's form,
-figures, serving, profiles, roofline, the full tables and the environment: one module of this package per section, in SECTIONS order.
+against the targets, what to deploy per latency budget, what changed since an earlier run (compare_with), the
+headline table in the original study's form, figures, serving, profiles, roofline, the full tables and the
+environment: one module of this package per section, in SECTIONS order.
 """
 
 import argparse
@@ -10,14 +11,14 @@ import logging
 from pathlib import Path
 
 from workflow_scripts.experiment import load_config
-from workflow_scripts.report import (FIGURES, budgets, cells, context, correctness, environment, figures,
-                                     headline, overview, roofline, serving, summary, why)
+from workflow_scripts.report import (FIGURES, budgets, cells, comparison, context, correctness, environment,
+                                     figures, headline, overview, roofline, serving, summary, why)
 from workflow_scripts.report.render import render
 from workflow_scripts.step_io import setup_logging, snakemake_log
 
 log = logging.getLogger("report")
 # The report's sections, in order; each turns the context into blocks (and draws its figures)
-SECTIONS = [overview, summary, budgets, headline, figures, serving, why, roofline, cells, correctness, environment]
+SECTIONS = [overview, summary, budgets, comparison, headline, figures, serving, why, roofline, cells, correctness, environment]
 
 
 def build(ctx: context.ReportContext, out_md: str, out_html: str) -> list[str]:
@@ -43,13 +44,14 @@ def main(argv=None) -> None:
     parser.add_argument("--model-dir", required=True, help="the model step's folder")
     parser.add_argument("--configfile", action="append", default=[],
                         help="config files over config.yaml (report.baseline and report.targets come from them)")
+    parser.add_argument("--comparison", help="comparison.csv from the compare step (an earlier run)")
     parser.add_argument("--out-dir", required=True)
     args = parser.parse_args(argv)
     setup_logging()
     report, out = load_config(*args.configfile)["report"], Path(args.out_dir)
     ctx = context.load(args.table, args.serving, args.profiles, args.profile_tops, args.peaks, args.dataset_info,
                        args.model_dir, report["baseline"], report["targets"], budget_settings(report),
-                       {name: str(out / "figures" / f"{name}.png") for name in FIGURES})
+                       {name: str(out / "figures" / f"{name}.png") for name in FIGURES}, args.comparison)
     build(ctx, str(out / "report.md"), str(out / "report.html"))
 
 
@@ -60,7 +62,7 @@ if __name__ == "__main__":
         i = smk.input
         build(context.load(i.table, i.serving, i.profiles, i.profile_tops, i.peaks, i.dataset_info, i.model_dir,
                            smk.params.baseline, smk.params.targets, smk.params.budgets,
-                           {name: smk.output[name] for name in FIGURES}),
+                           {name: smk.output[name] for name in FIGURES}, i.get("comparison")),
               smk.output.md, smk.output.html)
     else:
         main()

@@ -53,7 +53,8 @@ class ReportContext:
     profiles, profile_tops: profiles.csv and profile_tops.csv; peaks: calibration/peaks.json (None: absent);
     model_info: roofline.load_model_info(); dataset: dataset_info.json; model: inferbench_model.json;
     baseline: report.baseline; targets: report.targets; budgets: {"latency_ms": report.latency_budgets_ms,
-    "percentile": report.budget_percentile}; figure_paths: figure name -> PNG path to write.
+    "percentile": report.budget_percentile}; comparison: the compare step's table against an earlier run
+    (None: no `compare_with`); figure_paths: figure name -> PNG path to write.
     """
 
     table: pd.DataFrame
@@ -67,6 +68,7 @@ class ReportContext:
     baseline: dict = field(default_factory=lambda: {"engine": "eager", "precision": "fp32"})
     targets: dict = field(default_factory=dict)
     budgets: dict = field(default_factory=lambda: {"latency_ms": [1, 5, 20, 100], "percentile": "p99"})
+    comparison: pd.DataFrame | None = None
     figure_paths: dict[str, str] = field(default_factory=dict)
 
     @cached_property
@@ -95,12 +97,14 @@ class ReportContext:
 
 
 def load(table: str, serving: str, profiles: str, profile_tops: str, peaks: str, dataset_info: str,
-         model_dir: str, baseline: dict, targets: dict, budgets: dict, figure_paths: dict[str, str]) -> ReportContext:
+         model_dir: str, baseline: dict, targets: dict, budgets: dict, figure_paths: dict[str, str], comparison: str | None = None) -> ReportContext:
     """The context of a run from its files: the aggregate step's four CSVs, the calibration's peaks.json,
-    the dataset step's dataset_info.json and the model step's folder; budgets as ReportContext.budgets."""
+    the dataset step's dataset_info.json and the model step's folder; budgets as ReportContext.budgets;
+    comparison: the compare step's CSV (None: no earlier run to compare with)."""
     return ReportContext(
         table=with_speedup(pd.read_csv(table), baseline), serving=pd.read_csv(serving),
         profiles=pd.read_csv(profiles), profile_tops=pd.read_csv(profile_tops), peaks=read_json(peaks),
         model_info=roofline.load_model_info(model_dir), dataset=read_json(dataset_info),
         model=read_json(Path(model_dir) / "inferbench_model.json"), baseline=baseline, targets=targets,
-        budgets=budgets, figure_paths=figure_paths)
+        budgets=budgets, figure_paths=figure_paths,
+        comparison=pd.read_csv(comparison) if comparison else None)

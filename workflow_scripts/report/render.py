@@ -13,7 +13,7 @@ import pandas as pd
 from workflow_scripts.results import atomic_write_text
 
 NUMBER_FORMATS = {"ms": "{:.3f}", "x": "{:.2f}×", "pct": "{:.1%}", "rate": "{:,.1f}", "s": "{:.1f}",
-                  "sci": "{:.2e}"}
+                  "sci": "{:.2e}", "ratio": "{:.3f}"}
 STYLE = ("body{font-family:sans-serif;max-width:1200px;margin:2em auto;padding:0 1em}"
          "table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ccc;padding:3px 6px}"
          ".warn{background:#fff3cd;border-left:5px solid #d39e00;padding:6px;font-weight:bold}"
