@@ -16,7 +16,7 @@ from workflow_scripts.results import TIMED_STATUSES
 
 # Columns of a candidate: one in-process cell or one served load level
 CANDIDATE_COLUMNS = ["engine", "precision", "seq_len", "padding", "setting", "latency_ms", "samples_per_s",
-                     "energy_j_per_1k", "status", "trusted", "why_not"]
+                     "energy_j_per_1k_inferences", "status", "trusted", "why_not"]
 
 
 def candidates(table: pd.DataFrame, serving: pd.DataFrame, percentile: str, max_repeat_cv: dict) -> pd.DataFrame:
@@ -25,8 +25,8 @@ def candidates(table: pd.DataFrame, serving: pd.DataFrame, percentile: str, max_
     table: cells.csv rows (one machine); serving: serving.csv rows (one machine, may be empty);
     percentile: "p50" | "p99", the latency column a budget is held against (ms); max_repeat_cv: device ->
     the repeat-median CV above which an ok row is unstable. setting: "bs<N>" in-process, "concurrency <N>"
-    served; energy_j_per_1k: joules per 1,000 inferences where measured (else NaN); trusted: ok and stable;
-    why_not: for an untrusted row, why it cannot win ("mismatch", "unstable (CV 3.1%)").
+    served; energy_j_per_1k_inferences: GPU joules per 1,000 inferences where measured (else NaN); trusted: ok
+    and stable; why_not: for an untrusted row, why it cannot win ("mismatch", "unstable (CV 3.1%)").
     """
     parts = []
     for frame, setting in ((table, lambda r: f"bs{r.batch_size}"),
@@ -45,7 +45,7 @@ def candidates(table: pd.DataFrame, serving: pd.DataFrame, percentile: str, max_
             "padding": timed.padding if "padding" in timed else "",
             "setting": [setting(r) for r in timed.itertuples()],
             "latency_ms": timed[f"{percentile}_ms"], "samples_per_s": timed.throughput_samples_per_s,
-            "energy_j_per_1k": timed.energy_j_per_1k if "energy_j_per_1k" in timed else float("nan"),
+            "energy_j_per_1k_inferences": timed.get("energy_j_per_1k_inferences", float("nan")),
             "status": timed.status, "trusted": [not w for w in why_not], "why_not": why_not}))
     if not parts:
         return pd.DataFrame(columns=CANDIDATE_COLUMNS)
@@ -85,7 +85,7 @@ def recommend(points: pd.DataFrame, budgets_ms: list[float]) -> pd.DataFrame:
                      "seq_len": win.seq_len if win is not None else "",
                      "latency ms": win.latency_ms if win is not None else float("nan"),
                      "samples/s": win.samples_per_s if win is not None else float("nan"),
-                     "J per 1k inferences": win.energy_j_per_1k if win is not None else float("nan"),
+                     "J per 1k inferences": win.energy_j_per_1k_inferences if win is not None else float("nan"),
                      "passed over": passed})
     return pd.DataFrame(rows)
 
