@@ -83,6 +83,9 @@ def test_report_states_what_was_used_and_shows_every_engine(pipeline_run):
     # the budget table names a trusted winner (or says none fits) for each of config.yaml's four budgets
     budgets = report[report.index("## What to deploy for a latency budget"):report.index("## Headline")]
     assert len([line for line in budgets.splitlines() if line.startswith("| ") and "ms |" not in line]) == 4
+    # a CPU run measures no energy and says why instead of showing an empty table
+    energy = report[report.index("## Energy per inference"):]
+    assert "Not measured: " in energy.split("\n## ", 1)[0]
     for figure in ("latency_vs_batch", "throughput_vs_batch", "speedup", "pareto", "throughput_vs_concurrency",
                    "kernel_breakdown"):
         assert (workdir / "results" / "report" / "figures" / f"{figure}.png").stat().st_size > 5000
