@@ -16,6 +16,8 @@ rule aggregate:
     params:
         pieces=config["merge_pieces"],
         engines=ENGINE_ROLES,
+    benchmark:
+        "results/benchmarks/aggregate.tsv"
     log:
         "results/logs/aggregate.log",
     conda:

@@ -14,10 +14,13 @@ rule benchmark_cell:
         measurement=MEASUREMENT,
         tolerance=tolerance,
         engine_settings=engine_settings,
-    threads: TIMING_THREADS
+    threads: MODEL_JOB_THREADS
     resources:
         **SERVER_RESOURCES,
         **GPU_TYPE,
+        gpu=MODEL_JOB_GPUS,
+    benchmark:
+        "results/benchmarks/bench/{engine}_{precision}_bs{batch_size}_seq{seq_len}_{padding}.tsv"
     log:
         "results/logs/bench/{engine}_{precision}_bs{batch_size}_seq{seq_len}_{padding}.log",
     conda:

@@ -6,10 +6,13 @@ rule calibrate:
         peaks="results/calibration/peaks.json",
     params:
         device=DEVICE,
-    # a timing job: it takes every core like the benchmark cells, so none runs beside it on the GPU
-    threads: TIMING_THREADS
+    # a timing job: a GPU of its own, like the benchmark cells
+    threads: MODEL_JOB_THREADS
     resources:
         **GPU_TYPE,
+        gpu=MODEL_JOB_GPUS,
+    benchmark:
+        "results/benchmarks/calibration/calibrate.tsv"
     log:
         "results/logs/calibration/calibrate.log",
     conda:

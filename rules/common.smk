@@ -6,11 +6,13 @@ import sys
 sys.path.insert(0, workflow.basedir)
 os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [workflow.basedir, os.environ.get("PYTHONPATH")]))
 
+import json
+
 import yaml
 from snakemake.logging import logger
 from snakemake.utils import validate
 
-from workflow_scripts import deployment
+from workflow_scripts import deployment, placement
 from workflow_scripts import engines
 from workflow_scripts.engines import ARTIFACTS, ENGINES
 from workflow_scripts.experiment import (ConfigError, cells, command_line_values, cpu_overrides, effective,
@@ -40,15 +42,48 @@ if EXPERIMENT["device"] == "cpu" and workflow.is_main_process:
         logger.info(f"Device cpu: cpu_overrides leaves {', '.join(_kept)} as your config sets them")
 
 DEVICE = EXPERIMENT["device"]
+
+
+def _user_gpu_count():
+    """`--resources gpu=N` from the command line or a profile, else None."""
+    given = workflow.global_resources.get("gpu")
+    return None if given is None or given.value is None else int(given.value)
+
+
 SWEEP = EXPERIMENT["sweep"]
 MEASUREMENT = EXPERIMENT["measurement"]
-# Timing jobs take every core given to snakemake, so two never overlap on one machine.
-try:
-    TIMING_THREADS = max(1, min(workflow.cores or 1, 64))
-except WorkflowError:  # cluster executors define no total core count: the profile's set-threads decides
-    TIMING_THREADS = 1
+# Jobs that run the model (timing or not): on a local run with GPUs, each has a card of its own and a share of
+# the cores near it (workflow_scripts/placement.py); `--resources gpu=N` overrides the count NVML finds. Without
+# GPUs they take every core given to snakemake, so two never overlap. On a cluster the profile decides.
+PLACEMENT = None
+if workflow.is_main_process and workflow.local_exec:
+    try:
+        PLACEMENT = placement.plan(workflow.cores, _user_gpu_count(), DEVICE, placement.run_key(os.getcwd()))
+    except placement.PlacementError as error:
+        raise WorkflowError(f"GPU placement: {error}")
+    except WorkflowError:  # a dry run without --cores: nothing runs, nothing to place
+        pass
+    if PLACEMENT:
+        os.environ[placement.PLAN_VARIABLE] = json.dumps(PLACEMENT)  # local jobs inherit it
+        if _user_gpu_count() is None:
+            workflow.register_resource("gpu", len(PLACEMENT["slots"]))
+if workflow.is_main_process and not PLACEMENT:
+    os.environ.pop(placement.PLAN_VARIABLE, None)  # never a stale plan in cluster or CPU jobs
+if PLACEMENT:
+    MODEL_JOB_THREADS, MODEL_JOB_GPUS = PLACEMENT["threads_per_slot"], 1
+else:
+    try:
+        MODEL_JOB_THREADS = max(1, workflow.cores)
+    except WorkflowError:  # cluster executors define no total core count: the profile's set-threads decides
+        MODEL_JOB_THREADS = 1
+    # a cluster job asks its scheduler for a GPU (the Slurm profile sets it too); a local one needs no count
+    MODEL_JOB_GPUS = 1 if DEVICE == "cuda" and not workflow.local_exec else 0
 
-# The GPU type that every GPU rule (the rules that run the model, with `threads: TIMING_THREADS`) and no
+# torch.compile's caches in a folder of the run, for every job (jobs inherit the environment; on a cluster the
+# job's own parse of this file sets it again, relative to the same working directory)
+os.environ["TORCHINDUCTOR_CACHE_DIR"] = os.path.abspath(config["compile_cache"])
+
+# The GPU type that every GPU rule (the rules that run the model, with `threads: MODEL_JOB_THREADS`) and no
 # other asks a cluster for: config `gpu_model`, which the Slurm plugin turns into `--gpus=<type>:<count>`.
 # Local runs ignore it.
 GPU_TYPE = {"gpu_model": config["gpu_model"]} if config.get("gpu_model") else {}

@@ -10,9 +10,12 @@ rule reference:
     params:
         device=DEVICE,
         batch_size=config["correctness"]["batch_size"],
-    threads: TIMING_THREADS
+    threads: MODEL_JOB_THREADS
     resources:
         **GPU_TYPE,
+        gpu=MODEL_JOB_GPUS,
+    benchmark:
+        "results/benchmarks/reference/seq{seq_len}.tsv"
     log:
         "results/logs/reference/seq{seq_len}.log",
     conda:
@@ -34,10 +37,13 @@ rule accuracy:
         batch_size=config["correctness"]["batch_size"],
         tolerance=tolerance,
         engine_settings=engine_settings,
-    threads: TIMING_THREADS
+    threads: MODEL_JOB_THREADS
     resources:
         **SERVER_RESOURCES,
         **GPU_TYPE,
+        gpu=MODEL_JOB_GPUS,
+    benchmark:
+        "results/benchmarks/accuracy/{engine}_{precision}_seq{seq_len}_{padding}.tsv"
     log:
         "results/logs/accuracy/{engine}_{precision}_seq{seq_len}_{padding}.log",
     conda:

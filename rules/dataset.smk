@@ -11,6 +11,8 @@ rule dataset:
         info="results/data/dataset_info.json",
     params:
         settings=config["dataset"],
+    benchmark:
+        "results/benchmarks/dataset.tsv"
     log:
         "results/logs/dataset.log",
     conda:

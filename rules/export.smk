@@ -12,9 +12,12 @@ rule export_torchscript:
     params:
         device=DEVICE,
         tolerance=tolerance,
-    threads: TIMING_THREADS
+    threads: MODEL_JOB_THREADS
     resources:
         **GPU_TYPE,
+        gpu=MODEL_JOB_GPUS,
+    benchmark:
+        "results/benchmarks/export/torchscript_{precision}_seq{seq_len}.tsv"
     log:
         "results/logs/export/torchscript_{precision}_seq{seq_len}.log",
     conda:

@@ -12,6 +12,8 @@ rule model:
         model_dir=directory("results/model"),
     params:
         settings=config["model"],
+    benchmark:
+        "results/benchmarks/model.tsv"
     log:
         "results/logs/model.log",
     conda:

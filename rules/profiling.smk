@@ -14,10 +14,13 @@ rule profile_torch:
         device=DEVICE,
         settings=profiling_settings,
         engine_settings=engine_settings,
-    threads: TIMING_THREADS
+    threads: MODEL_JOB_THREADS
     resources:
         **SERVER_RESOURCES,
         **GPU_TYPE,
+        gpu=MODEL_JOB_GPUS,
+    benchmark:
+        "results/benchmarks/profile/torch_{engine}_{precision}_bs{batch_size}_seq{seq_len}_{padding}.tsv"
     log:
         "results/logs/profile/torch_{engine}_{precision}_bs{batch_size}_seq{seq_len}_{padding}.log",
     conda:
@@ -38,11 +41,14 @@ rule profile_nsys:
         device=DEVICE,
         settings=profiling_settings,
         engine_settings=engine_settings,
-    threads: TIMING_THREADS
+    threads: MODEL_JOB_THREADS
     resources:
         **SERVER_RESOURCES,
         **NSYS_RESOURCES,
         **GPU_TYPE,
+        gpu=MODEL_JOB_GPUS,
+    benchmark:
+        "results/benchmarks/profile/nsys_{engine}_{precision}_bs{batch_size}_seq{seq_len}_{padding}.tsv"
     log:
         "results/logs/profile/nsys_{engine}_{precision}_bs{batch_size}_seq{seq_len}_{padding}.log",
     conda:

@@ -43,6 +43,8 @@ rule report:
             "latency_ms": config["report"]["latency_budgets_ms"],
             "percentile": config["report"]["budget_percentile"],
         },
+    benchmark:
+        "results/benchmarks/report.tsv"
     log:
         "results/logs/report.log",
     conda:
@@ -62,6 +64,8 @@ rule strict_check:
         passed="results/report/strict_check.passed",
     params:
         max_slowdown=config["report"]["max_slowdown"],
+    benchmark:
+        "results/benchmarks/strict_check.tsv"
     log:
         "results/logs/strict_check.log",
     conda:

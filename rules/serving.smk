@@ -11,6 +11,8 @@ rule pull_triton_image:
         sif=config["triton"]["apptainer"]["sif"],
     params:
         image=config["triton"]["apptainer"]["image"],
+    benchmark:
+        "results/benchmarks/pull_triton_image.tsv"
     log:
         "results/logs/pull_triton_image.log",
     shell:
@@ -34,6 +36,8 @@ rule triton_repository:
         settings=config["triton"]["repository"],
     wildcard_constraints:
         backend="python|pytorch",
+    benchmark:
+        "results/benchmarks/triton_repository/{backend}_{precision}_seq{seq_len}.tsv"
     log:
         "results/logs/triton_repository/{backend}_{precision}_seq{seq_len}.log",
     conda:
@@ -56,10 +60,13 @@ rule load_sweep:
         device=DEVICE,
         load=config["triton"]["load"],
         engine_settings=engine_settings,
-    threads: TIMING_THREADS
+    threads: MODEL_JOB_THREADS
     resources:
         **SERVER_RESOURCES,
         **GPU_TYPE,
+        gpu=MODEL_JOB_GPUS,
+    benchmark:
+        "results/benchmarks/serving/{engine}_{precision}_seq{seq_len}.tsv"
     log:
         "results/logs/serving/{engine}_{precision}_seq{seq_len}.log",
     conda:

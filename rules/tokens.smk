@@ -7,6 +7,8 @@ rule tokenize:
         rows="results/data/dataset.jsonl",
     output:
         tokens="results/tokens/seq{seq_len}.pt",
+    benchmark:
+        "results/benchmarks/tokenize/seq{seq_len}.tsv"
     log:
         "results/logs/tokenize/seq{seq_len}.log",
     conda:

@@ -74,9 +74,10 @@ def overlay(tmp_path: Path, name: str, values: dict) -> Path:
 
 @pytest.fixture(scope="session")
 def pipeline_run(tmp_path_factory):
-    """One complete run of the small test config on CPU, shared by the end-to-end tests."""
+    """One complete run of the small test config on CPU, shared by the end-to-end tests, as on a node with two
+    GPUs: `--resources gpu=2` makes two stand-in cards, so model jobs run two at a time, one per card."""
     workdir = tmp_path_factory.mktemp("pipeline")
-    proc = snakemake(workdir)
+    proc = snakemake(workdir, args=["--resources", "gpu=2"])
     return workdir, proc
 
 

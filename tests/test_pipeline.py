@@ -62,6 +62,35 @@ def test_cell_files_follow_the_one_schema(pipeline_run):
     assert not list((workdir / "results").rglob("*.tmp"))
 
 
+def model_job_spans(workdir) -> list[tuple[str, str, float, float]]:
+    """(a result file, CUDA_VISIBLE_DEVICES, when the job took its card, last result written) of every job that
+    ran the model and wrote a result; a load sweep's levels are one job."""
+    jobs = {}
+    for path in sorted((workdir / "results").glob("*/**/*.json")):
+        result = json.loads(path.read_text())
+        env = result.get("environment") if isinstance(result, dict) else None
+        if env and env.get("placed_unix"):
+            key = (env["cuda_visible_devices"], env["placed_unix"])
+            name = str(path.relative_to(workdir))
+            jobs[key] = (jobs.get(key, (name,))[0], *key, max(path.stat().st_mtime, jobs.get(key, (0,) * 4)[3]))
+    return list(jobs.values())
+
+
+def test_two_stand_in_gpus_run_two_timing_jobs_at_once_each_on_its_own_card(pipeline_run):
+    workdir, _ = pipeline_run
+    spans = model_job_spans(workdir)
+    # cells, whole-split passes, load levels (one job), profiles
+    assert len(spans) >= len(ENGINES) * 3 and {device for _, device, _, _ in spans} == {"0", "1"}
+    overlapping = [(a, b) for i, a in enumerate(spans) for b in spans[i + 1:] if a[2] < b[3] and b[2] < a[3]]
+    shared = [(a[0], b[0]) for a, b in overlapping if a[1] == b[1]]
+    assert not shared, f"jobs ran at the same time on one card: {shared}"
+    timing_pairs = [(a, b) for a, b in overlapping if "bench/" in a[0] and "bench/" in b[0]]
+    assert timing_pairs, "no two benchmark cells ran at the same time"
+    # each result names the cores it ran on: one of the two, never both
+    affinities = {json.loads((workdir / name).read_text())["environment"]["cpu_affinity"] for name, *_ in spans}
+    assert affinities <= {"0", "1"}, affinities
+
+
 def test_report_states_what_was_used_and_shows_every_engine(pipeline_run):
     workdir, _ = pipeline_run
     report = (workdir / "results" / "report" / "report.md").read_text()

@@ -9,6 +9,7 @@ import pandas as pd
 
 from workflow_scripts import engines
 from workflow_scripts.experiment import load_config, piece_tables
+from workflow_scripts.placement import place_snakemake_job
 from workflow_scripts.results import atomic_write_text, read_json
 from workflow_scripts.step_io import setup_logging, snakemake_log
 
@@ -230,6 +231,7 @@ if __name__ == "__main__":
     if "snakemake" in globals():
         smk = snakemake  # noqa: F821
         setup_logging(snakemake_log(smk))
+        place_snakemake_job(smk)
         table, serving, profiles, tops = with_pieces(
             aggregate(list(smk.input.bench) + list(smk.input.accuracy) + list(smk.input.load)
                       + list(smk.input.profiles), smk.params.engines), smk.params.pieces, smk.params.engines)

@@ -19,6 +19,7 @@ from workflow_scripts.engines import create
 from workflow_scripts.measure import pinned_to_one_core, time_first_call, time_iterations
 from workflow_scripts.model import load_info
 from workflow_scripts.outcome import classify
+from workflow_scripts.placement import place_snakemake_job
 from workflow_scripts.results import SCHEMA_VERSION, write_cell_result
 from workflow_scripts.step_io import (add_cell_arguments, cell_from_args, cell_from_job, job_engine_settings,
                                      setup_logging, snakemake_log)
@@ -29,6 +30,9 @@ log = logging.getLogger("benchmark")
 
 def run_cell(cell: dict, model_dir: str, tokens_path: str, reference_path: str, artifacts: dict,
              engine_settings: dict, measurement: dict, tolerance: dict, out_path: str) -> dict:
+    # where the job's life went before this line: interpreter start, imports, placement
+    started = environment.process_started_unix()
+    process_s = time.time() - started if started else None
     device = environment.resolve_device(cell["device"])
     cell = {**cell, "device": device}
     config_slice = {"cell": cell, "engine_settings": engine_settings, "measurement": measurement,
@@ -36,10 +40,10 @@ def run_cell(cell: dict, model_dir: str, tokens_path: str, reference_path: str, 
     result = {"schema_version": SCHEMA_VERSION, "kind": "latency", "cell": cell, "status": "ok", "reason": None,
               "model": load_info(model_dir), "measurement": measurement, "startup": None, "latency": None,
               "throughput_samples_per_s": None, "memory": None, "correctness": None, "engine": None,
-              "tokens_per_batch": None, "server": None}
+              "tokens_per_batch": None, "server": None, "phases_s": {"process": process_s}}
     try:
         result.update(measure_cell(cell, model_dir, tokens_path, reference_path, artifacts, engine_settings,
-                                   measurement, tolerance, out_path))
+                                   measurement, tolerance, out_path, result["phases_s"]))
     except Exception as error:  # recorded in the result; the workflow goes on with the other cells
         result["status"], result["reason"] = classify(error)
     result["environment"] = environment.capture(device, config_slice)
@@ -49,40 +53,56 @@ def run_cell(cell: dict, model_dir: str, tokens_path: str, reference_path: str, 
 
 
 def measure_cell(cell, model_dir, tokens_path, reference_path, artifacts, engine_settings, measurement, tolerance,
-                 out_path):
+                 out_path, phases):
+    """The cell's numbers; `phases` receives the seconds each step of the job took (see measure_engine)."""
+    start = time.perf_counter()
+    if cell["device"] == "cuda":
+        torch.cuda.synchronize()  # creates the CUDA context, timed on its own
+    phases["cuda_context"] = time.perf_counter() - start
+    start = time.perf_counter()
     tokens = load_tokens(tokens_path)
     reference = torch.load(reference_path, weights_only=True)
     rows = batch_rows(tokens["input_ids"].shape[0], cell["batch_size"], measurement["max_distinct_batches"])
     engine = create(cell["engine"], model_dir=model_dir, device=cell["device"], precision=cell["precision"],
                     settings=engine_settings, artifacts=artifacts, result_path=out_path)
+    phases["inputs"] = time.perf_counter() - start
     try:
-        return measure_engine(engine, cell, tokens, reference, rows, measurement, tolerance)
+        return measure_engine(engine, cell, tokens, reference, rows, measurement, tolerance, phases)
     finally:
         engine.close()
 
 
-def measure_engine(engine, cell, tokens, reference, rows, measurement, tolerance):
+def measure_engine(engine, cell, tokens, reference, rows, measurement, tolerance, phases=None):
+    """Load, first call, correctness, timed calls. `phases` (if given) gets seconds per step: batches (inputs
+    onto the device), load, first_call (compilation), correctness, timed (the timed calls and their statistics)."""
+    phases = {} if phases is None else phases
     device, batch_size = cell["device"], cell["batch_size"]
+    start = time.perf_counter()
     batches = [make_batch(tokens, r, cell["padding"], engine.input_device or device) for r in rows]
+    phases["batches"] = time.perf_counter() - start
     if device == "cuda":
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
     start = time.perf_counter()
     engine.load()
-    load_s = time.perf_counter() - start
+    load_s = phases["load"] = time.perf_counter() - start
 
     def run_batch(batch):
         return engine.run(batch["input_ids"], batch["attention_mask"])
 
-    first_call_s = time_first_call(run_batch, batches[0], device)
+    first_call_s = phases["first_call"] = time_first_call(run_batch, batches[0], device)
+    start = time.perf_counter()
     logits = torch.cat([run_batch(b).float().cpu() for b in batches])
     correctness = compare(logits, reference[torch.cat([b["rows"] for b in batches])], tolerance)
+    phases["correctness"] = time.perf_counter() - start
+    start = time.perf_counter()
     by_client = engine.timed_by_client(batches, measurement)  # a served engine's own load client, or None
     if by_client is None:
         latency, server = time_calls(engine, run_batch, batches, device, batch_size, measurement)
         split = None
     else:
         latency, server, split = by_client["latency"], by_client["server"], by_client["latency_split_ms"]
+    phases["timed"] = time.perf_counter() - start
     # dynamic padding shrinks batches: report how many tokens an average measured batch carries
     tokens_per_batch = sum(b["input_ids"].numel() for b in batches) / len(batches)
     described = engine.describe()
@@ -157,6 +177,7 @@ if __name__ == "__main__":
     if "snakemake" in globals():
         smk = snakemake  # noqa: F821
         setup_logging(snakemake_log(smk))
+        place_snakemake_job(smk)
         torch.set_num_threads(smk.threads)
         cell, artifacts = cell_from_job(smk)
         run_cell(cell, smk.input.model_dir, smk.input.tokens, smk.input.reference, artifacts, job_engine_settings(smk),

@@ -13,6 +13,7 @@ from datetime import datetime, timezone
 import torch
 
 from workflow_scripts.environment import gpu_info
+from workflow_scripts.placement import place_snakemake_job
 from workflow_scripts.results import write_json
 from workflow_scripts.step_io import setup_logging, snakemake_log
 
@@ -112,6 +113,7 @@ if __name__ == "__main__":
     if "snakemake" in globals():
         smk = snakemake  # noqa: F821
         setup_logging(snakemake_log(smk))
+        place_snakemake_job(smk)
         calibrate(smk.params.device, smk.output.peaks)
     else:
         main()

@@ -7,6 +7,7 @@ import logging
 from pathlib import Path
 
 from workflow_scripts.hub import go_offline_if_unreachable
+from workflow_scripts.placement import place_snakemake_job
 from workflow_scripts.results import atomic_write_text, write_json
 from workflow_scripts.step_io import setup_logging, snakemake_log
 
@@ -90,6 +91,7 @@ def main(argv=None) -> None:
 if __name__ == "__main__":
     if "snakemake" in globals():
         setup_logging(snakemake_log(snakemake))  # noqa: F821
+        place_snakemake_job(snakemake)  # noqa: F821
         prepare(snakemake.params.settings, snakemake.output.rows, snakemake.output.info)  # noqa: F821
     else:
         main()

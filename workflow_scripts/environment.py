@@ -6,8 +6,12 @@ import os
 import platform
 import socket
 import subprocess
+import time
 from datetime import datetime, timezone
+from importlib.metadata import version
 from pathlib import Path
+
+from workflow_scripts.placement import compact_cores, placed_unix
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -76,11 +80,29 @@ def gpu_uuid() -> str | None:
     return f"GPU-{uuid}" if uuid else None
 
 
+def process_started_unix() -> float | None:
+    """When this process started (Unix time, 10 ms resolution): its age from /proc (clock ticks since boot,
+    against the boot-time clock; /proc/stat's btime is whole seconds) taken from now. None without /proc."""
+    try:
+        ticks = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
+        age = time.clock_gettime(time.CLOCK_BOOTTIME) - ticks / os.sysconf("SC_CLK_TCK")
+        return time.time() - age
+    except (OSError, ValueError, IndexError, AttributeError):
+        return None
+
+
+def placement() -> dict:
+    """The card and cores this job ran on (set per job by workflow_scripts.placement on a local multi-GPU
+    run, by Slurm on a cluster), and when its process started."""
+    cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    return {"cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"), "cpu_affinity": compact_cores(cores),
+            "process_started_unix": process_started_unix(), "placed_unix": placed_unix()}
+
+
 def capture(device: str, config_slice) -> dict:
     """Named facts only, never the environment as a whole: tokens and secrets (HF_TOKEN, cloud keys) live
     there, and this lands in every result file."""
     import torch
-    import transformers
 
     return {
         "hostname": socket.gethostname(),
@@ -89,11 +111,12 @@ def capture(device: str, config_slice) -> dict:
         "torch_threads": torch.get_num_threads(),
         "python": platform.python_version(),
         "torch": torch.__version__,
-        "transformers": transformers.__version__,
+        "transformers": version("transformers"),  # without importing it: engines that need none stay fast
         "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
         "git_commit": git_commit(),
         "config_hash": config_hash(config_slice),
         "time_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "device": device,
         **gpu_info(device),
+        **placement(),
     }

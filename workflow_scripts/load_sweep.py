@@ -17,6 +17,7 @@ from workflow_scripts import environment, stats
 from workflow_scripts.engines import create, spec
 from workflow_scripts.model import load_info
 from workflow_scripts.outcome import classify
+from workflow_scripts.placement import place_snakemake_job
 from workflow_scripts.results import SCHEMA_VERSION, write_cell_result
 from workflow_scripts.serving import perf_analyzer
 from workflow_scripts.serving.load_clients import LoadClientDied, closed_loop, planned_processes
@@ -164,6 +165,7 @@ if __name__ == "__main__":
     if "snakemake" in globals():
         smk = snakemake  # noqa: F821
         setup_logging(snakemake_log(smk))
+        place_snakemake_job(smk)
         w = smk.wildcards
         sweep({"engine": w.engine, "precision": w.precision, "seq_len": int(w.seq_len), "padding": "max_length",
                "device": smk.params.device}, smk.input.model_dir, smk.input.tokens,

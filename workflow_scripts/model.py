@@ -13,6 +13,7 @@ from pathlib import Path
 from workflow_scripts.dataset import read_rows
 from workflow_scripts.hub import go_offline_if_unreachable
 from workflow_scripts.model_config import shipped_config, shipped_ids
+from workflow_scripts.placement import place_snakemake_job
 from workflow_scripts.results import write_json
 from workflow_scripts.step_io import setup_logging, snakemake_log
 
@@ -179,6 +180,7 @@ def main(argv=None) -> None:
 if __name__ == "__main__":
     if "snakemake" in globals():
         setup_logging(snakemake_log(snakemake))  # noqa: F821
+        place_snakemake_job(snakemake)  # noqa: F821
         prepare(snakemake.params.settings, snakemake.input.rows, snakemake.output.model_dir)  # noqa: F821
     else:
         main()

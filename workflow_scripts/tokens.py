@@ -15,6 +15,7 @@ import torch
 from workflow_scripts.dataset import read_rows
 from workflow_scripts.model import load_info
 from workflow_scripts.model_config import seq_len_problem
+from workflow_scripts.placement import place_snakemake_job
 from workflow_scripts.results import atomic_write_bytes
 from workflow_scripts.step_io import setup_logging, snakemake_log
 
@@ -89,6 +90,7 @@ def main(argv=None) -> None:
 if __name__ == "__main__":
     if "snakemake" in globals():
         setup_logging(snakemake_log(snakemake))  # noqa: F821
+        place_snakemake_job(snakemake)  # noqa: F821
         tokenize(snakemake.input.model_dir, snakemake.input.rows, int(snakemake.wildcards.seq_len),  # noqa: F821
                  snakemake.output.tokens)  # noqa: F821
     else:

@@ -21,6 +21,7 @@ from workflow_scripts import environment
 from workflow_scripts import engines
 from workflow_scripts.model import load_info
 from workflow_scripts.outcome import classify
+from workflow_scripts.placement import place_snakemake_job
 from workflow_scripts.profiling import kernels, nsys_stats
 from workflow_scripts.profiling.cell import MEASURED_RANGE
 from workflow_scripts.results import SCHEMA_VERSION, read_json, write_cell_result, write_json
@@ -198,6 +199,7 @@ if __name__ == "__main__":
     if "snakemake" in globals():
         smk = snakemake  # noqa: F821
         setup_logging(snakemake_log(smk))
+        place_snakemake_job(smk)
         cell, artifacts = cell_from_job(smk)
         profile_cell(cell, smk.input.model_dir, smk.input.tokens, artifacts,
                      job_engine_settings(smk), {**smk.params.settings, "timeout_s": smk.resources.nsys_timeout_s},

@@ -18,6 +18,7 @@ from workflow_scripts import environment
 from workflow_scripts.engines import spec
 from workflow_scripts.model import load_info
 from workflow_scripts.outcome import classify
+from workflow_scripts.placement import place_snakemake_job
 from workflow_scripts.profiling import kernels
 from workflow_scripts.profiling.cell import loaded_engine, profiled_iterations, resolve_cell, warm_up
 from workflow_scripts.results import SCHEMA_VERSION, atomic_write_bytes, atomic_write_text, write_cell_result
@@ -132,6 +133,7 @@ if __name__ == "__main__":
     if "snakemake" in globals():
         smk = snakemake  # noqa: F821
         setup_logging(snakemake_log(smk))
+        place_snakemake_job(smk)
         torch.set_num_threads(smk.threads)
         cell, artifacts = cell_from_job(smk)
         profile_cell(cell, smk.input.model_dir, smk.input.tokens, artifacts,

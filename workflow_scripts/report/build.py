@@ -13,6 +13,7 @@ from pathlib import Path
 from workflow_scripts.experiment import load_config
 from workflow_scripts.report import (FIGURES, budgets, cells, comparison, context, correctness, energy,
                                      environment, figures, headline, overview, roofline, serving, summary, why)
+from workflow_scripts.placement import place_snakemake_job
 from workflow_scripts.report.render import render
 from workflow_scripts.step_io import setup_logging, snakemake_log
 
@@ -60,6 +61,7 @@ if __name__ == "__main__":
     if "snakemake" in globals():
         smk = snakemake  # noqa: F821
         setup_logging(snakemake_log(smk))
+        place_snakemake_job(smk)
         i = smk.input
         build(context.load(i.table, i.serving, i.profiles, i.profile_tops, i.peaks, i.dataset_info, i.model_dir,
                            smk.params.baseline, smk.params.targets, smk.params.budgets,

@@ -11,6 +11,7 @@ import os
 import shutil
 from pathlib import Path
 
+from workflow_scripts.placement import place_snakemake_job
 from workflow_scripts.results import atomic_write_text, write_json
 from workflow_scripts.step_io import setup_logging, snakemake_log
 
@@ -129,6 +130,7 @@ if __name__ == "__main__":
     if "snakemake" in globals():
         smk = snakemake  # noqa: F821
         setup_logging(snakemake_log(smk))
+        place_snakemake_job(smk)
         w = smk.wildcards
         build(w.backend, w.precision, int(w.seq_len), smk.input.model_dir, smk.input.get("torchscript"),
               smk.params.device, smk.params.settings, smk.output.repository)
