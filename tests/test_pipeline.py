@@ -63,16 +63,16 @@ def test_cell_files_follow_the_one_schema(pipeline_run):
 
 
 def model_job_spans(workdir) -> list[tuple[str, str, float, float]]:
-    """(a result file, CUDA_VISIBLE_DEVICES, when the job took its card, last result written) of every job that
-    ran the model and wrote a result; a load sweep's levels are one job."""
+    """(a result file, CUDA_VISIBLE_DEVICES, when the job took its card, when it recorded its last result) of
+    every job that ran the model and wrote a result; a load sweep's levels are one job."""
     jobs = {}
     for path in sorted((workdir / "results").glob("*/**/*.json")):
         result = json.loads(path.read_text())
         env = result.get("environment") if isinstance(result, dict) else None
         if env and env.get("placed_unix"):
             key = (env["cuda_visible_devices"], env["placed_unix"])
-            name = str(path.relative_to(workdir))
-            jobs[key] = (jobs.get(key, (name,))[0], *key, max(path.stat().st_mtime, jobs.get(key, (0,) * 4)[3]))
+            name, _, _, end = jobs.get(key, (str(path.relative_to(workdir)), None, None, 0.0))
+            jobs[key] = (name, *key, max(end, env["recorded_unix"]))
     return list(jobs.values())
 
 

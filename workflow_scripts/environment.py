@@ -93,10 +93,12 @@ def process_started_unix() -> float | None:
 
 def placement() -> dict:
     """The card and cores this job ran on (set per job by workflow_scripts.placement on a local multi-GPU
-    run, by Slurm on a cluster), and when its process started."""
+    run, by Slurm on a cluster); when its process started, took its card and made this record (Unix time;
+    Snakemake touches outputs later, so a result's mtime is not when its job ended)."""
     cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
     return {"cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"), "cpu_affinity": compact_cores(cores),
-            "process_started_unix": process_started_unix(), "placed_unix": placed_unix()}
+            "process_started_unix": process_started_unix(), "placed_unix": placed_unix(),
+            "recorded_unix": time.time()}
 
 
 def capture(device: str, config_slice) -> dict:
