@@ -9,6 +9,7 @@ the whole forward of each input shape is captured once in a CUDA graph and repla
 
 import json
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -115,6 +116,26 @@ def layer_weights(state: dict[str, torch.Tensor], index: int) -> dict[str, torch
     }
 
 
+def saved_weights(model_dir: Path, device: str) -> tuple[dict[str, torch.Tensor], dict]:
+    """(state dict, config) of the saved model folder, the tensors read from its safetensors files straight
+    onto `device` (no copy on the host, no transformers import: most of a job's load time). Folders whose
+    files lack BertForSequenceClassification's names (other layouts, .bin weights) go through transformers."""
+    config = json.loads((model_dir / "config.json").read_text())
+    index = model_dir / "model.safetensors.index.json"
+    files = (sorted(set(json.loads(index.read_text())["weight_map"].values())) if index.is_file()
+             else ["model.safetensors"])
+    if all((model_dir / name).is_file() for name in files):
+        from safetensors.torch import load_file
+
+        state = {}
+        for name in files:
+            state.update(load_file(model_dir / name, device=device))
+        if {"bert.embeddings.word_embeddings.weight", "classifier.weight", "bert.pooler.dense.weight"} <= set(state):
+            return state, config
+    hf_model = load_hf_model(model_dir, device, torch.float32)
+    return hf_model.state_dict(), hf_model.config.to_dict()
+
+
 @dataclass
 class GraphedShape:
     graph: torch.cuda.CUDAGraph
@@ -135,16 +156,15 @@ class FusedEngine(Engine):
         options = self.settings  # FusedSettings, defaults filled in by engines.create
         if options["compile_mode"] not in COMPILE_MODES:
             raise ValueError(f"fused compile_mode {options['compile_mode']!r}: expected one of {COMPILE_MODES}")
-        hf_model = load_hf_model(self.model_dir, "cpu", torch.float32)
-        config = hf_model.config.to_dict()
+        state, config = saved_weights(self.model_dir, self.device)
         reason = unsupported_reason(config)
         if reason:
             raise EngineUnavailable(reason)
         # cuBLASLt's GELU epilogue is the tanh approximation: fine within half-precision tolerances,
         # while fp32 keeps the exact GELU to stay within 1e-3 of the reference
         gelu_epilogue = options["gelu_epilogue"] and self.precision != "fp32"
-        self.model = FusedBertClassifier(hf_model.state_dict(), config, gelu_epilogue).to(self.device, self.dtype)
-        del hf_model
+        self.model = FusedBertClassifier(state, config, gelu_epilogue).to(self.device, self.dtype)
+        del state
         self.max_positions = config["max_position_embeddings"]
         self.seq_multiple = options["seq_multiple"]
         self.forward = self.model
