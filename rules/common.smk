@@ -180,6 +180,9 @@ PROFILE_RESULTS = [
 ]
 # The earlier run's cells that compare_with names ("" when none)
 COMPARE_WITH_TABLE = f"{config['compare_with']}/aggregate/cells.csv" if config.get("compare_with") else ""
+if COMPARE_WITH_TABLE and not os.path.isfile(COMPARE_WITH_TABLE):
+    raise WorkflowError(f"Invalid config: compare_with: {config['compare_with']} holds no aggregate/cells.csv "
+                        "(give the results folder of a finished run)")
 # With strict=true, the run fails after the report when any cell is mismatch or failed.
 STRICT_TARGETS = ["results/report/strict_check.passed"] if config["strict"] else []
 

@@ -86,6 +86,16 @@ def test_numbers_inside_a_command_line_list_are_numbers(tmp_path):
     assert proc.returncode != 0 and "sweep.batch_sizes[1]: 'x' is not of type 'integer'" in proc.stdout + proc.stderr
 
 
+def test_compare_with_plans_the_comparison_and_a_folder_without_cells_is_named(tmp_path):
+    earlier = tmp_path / "earlier"
+    proc = snakemake(tmp_path, args=["-n", "--config", f"compare_with={earlier}"], check=False)
+    assert proc.returncode != 0 and f"compare_with: {earlier} holds no aggregate/cells.csv" in proc.stderr + proc.stdout
+    (earlier / "aggregate").mkdir(parents=True)
+    (earlier / "aggregate" / "cells.csv").write_text("engine\n")
+    proc = snakemake(tmp_path, args=["-n", "--config", f"compare_with={earlier}", "strict=true"])
+    assert "results/report/comparison.csv" in proc.stdout and "rule strict_check" in proc.stdout
+
+
 def test_profiling_can_be_turned_off_with_an_empty_list(tmp_path):
     proc = snakemake(tmp_path, overlay(tmp_path, "off", {"profiling": {"engines": []}}), args=["-n"])
     assert "profile_torch" not in proc.stdout and "profile_nsys" not in proc.stdout
