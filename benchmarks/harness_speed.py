@@ -6,7 +6,7 @@ Runs a config through snakemake from scratch in a fresh folder (default: the sma
     compilation: a job's wall time (its `benchmark:` file) minus its timed iterations and its first call
     (compilation), as its result records them (`phases_s`); kinds without a timed loop have nothing subtracted;
   - for benchmark cells, the median of each phase of a job's life (`phases_s`: interpreter start and imports,
-    CUDA context, inputs, load, first call, correctness, timed iterations, statistics; `after` is the rest:
+    CUDA context, inputs, load, first call, correctness, timed calls with their statistics; `after` is the rest:
     writing the result, the interpreter's exit);
   - per GPU, how busy it was over the sweep: the share of the wall time a job held it (from the jobs' logs and
     benchmark files; also for the stand-in cards of `--gpus N` on a machine without GPU) and, where NVML sees
@@ -39,7 +39,7 @@ REPO = Path(__file__).resolve().parent.parent
 CELL_NAME = re.compile(r"^(?P<engine>[^_]+)_(?P<precision>fp32|fp16|bf16)_bs(?P<batch_size>\d+)_seq(?P<seq_len>\d+)_"
                        r"(?P<padding>.+)$")
 PLACED = re.compile(r"^(\S+ \S+) INFO placement: placed on GPU (\S+),")
-PHASES = ("process", "cuda_context", "inputs", "batches", "load", "first_call", "correctness", "timed", "statistics")
+PHASES = ("process", "cuda_context", "inputs", "batches", "load", "first_call", "correctness", "timed")
 
 
 def snakemake(workdir: Path, configfiles: list[str], cores: str, gpus: int | None, *args: str,
