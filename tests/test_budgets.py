@@ -73,3 +73,14 @@ def test_section_draws_the_figure_and_lists_every_budget(tmp_path):
     shown = next(content for kind, content, *_ in blocks if kind == "table")
     assert shown["engine"].tolist() == ["fused", "fused"]
     assert (tmp_path / "pareto.png").stat().st_size > 0
+
+
+def test_a_recommendation_names_its_padding_and_sequence_length():
+    """Both paddings in the sweep: the chosen cell and the ones passed over are named with both (two cells
+    that differ only in padding once read as one)."""
+    cells = table([{"engine": "fused", "batch_size": 8, "p50_ms": 0.8},
+                   {"engine": "fused", "batch_size": 8, "p50_ms": 0.3, "padding": "dynamic"},
+                   {"engine": "fused", "batch_size": 16, "p50_ms": 0.4, "padding": "dynamic", "status": "mismatch"}])
+    picked = budgets.recommend(budgets.candidates(cells, pd.DataFrame(), "p99", MAX_CV), [1]).iloc[0]
+    assert picked[["engine", "setting", "seq_len", "padding"]].tolist() == ["fused", "bs8", 128, "dynamic"]
+    assert picked["passed over"].startswith("fused bf16 bs16 seq128 dynamic (")

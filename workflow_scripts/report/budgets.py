@@ -67,7 +67,7 @@ def pareto_frontier(points: pd.DataFrame) -> pd.DataFrame:
 def recommend(points: pd.DataFrame, budgets_ms: list[float]) -> pd.DataFrame:
     """Per budget (ms), the trusted candidate with the most samples/s whose latency_ms fits in it.
 
-    Columns: budget ms, engine, precision, setting, latency ms, samples/s, J per 1k inferences, passed over
+    Columns: budget ms, engine, precision, setting, seq_len, padding, latency ms, samples/s, J per 1k inferences, passed over
     (an untrusted candidate that fits and is faster than the winner, with why it cannot win). A budget nothing
     trusted fits says so in `engine`."""
     rows = []
@@ -76,13 +76,15 @@ def recommend(points: pd.DataFrame, budgets_ms: list[float]) -> pd.DataFrame:
         trusted = fits[fits.trusted]
         win = trusted.loc[trusted.samples_per_s.idxmax()] if len(trusted) else None
         beaten = fits[~fits.trusted & (fits.samples_per_s > (win.samples_per_s if win is not None else -1))]
-        passed = ", ".join(f"{r.engine} {r.precision} {r.setting} ({r.samples_per_s:,.0f}/s, {r.why_not})"
+        passed = ", ".join(f"{r.engine} {r.precision} {r.setting} seq{r.seq_len} {r.padding} ({r.samples_per_s:,.0f}/s, "
+                           f"{r.why_not})"
                            for r in beaten.sort_values("samples_per_s", ascending=False).itertuples())
         rows.append({"budget ms": budget,
                      "engine": win.engine if win is not None else "nothing trusted fits",
                      "precision": win.precision if win is not None else "",
                      "setting": win.setting if win is not None else "",
                      "seq_len": win.seq_len if win is not None else "",
+                     "padding": win.padding if win is not None else "",
                      "latency ms": win.latency_ms if win is not None else float("nan"),
                      "samples/s": win.samples_per_s if win is not None else float("nan"),
                      "J per 1k inferences": win.energy_j_per_1k_inferences if win is not None else float("nan"),

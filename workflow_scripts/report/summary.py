@@ -98,8 +98,8 @@ def _throughput_row(ctx: ReportContext) -> dict:
                 "target": shown_target, "verdict": "not measured"}
     share, row, twin = best
     return {"question": f"{question} ({row.concurrency} clients)",
-            "measured": f"{row.engine} {row.precision}: {row.throughput_samples_per_s:,.0f} requests/s vs "
-                        f"{twin.engine} batch {twin.batch_size} {twin.throughput_samples_per_s:,.0f} samples/s "
+            "measured": f"{row.engine} {row.precision} seq{row.seq_len}: {row.throughput_samples_per_s:,.0f} "
+                        f"requests/s vs {cell_name(twin)} {twin.throughput_samples_per_s:,.0f} samples/s "
                         f"({share:.0%})",
             "target": shown_target,
             "verdict": _verdict(share, target, True, _points)}
