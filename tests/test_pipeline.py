@@ -2,6 +2,7 @@
 import gzip
 import json
 import shutil
+import sys
 
 import pandas as pd
 import pytest
@@ -89,6 +90,24 @@ def test_two_stand_in_gpus_run_two_timing_jobs_at_once_each_on_its_own_card(pipe
     # each result names the cores it ran on: one of the two, never both
     affinities = {json.loads((workdir / name).read_text())["environment"]["cpu_affinity"] for name, *_ in spans}
     assert affinities <= {"0", "1"}, affinities
+
+
+def test_the_harness_benchmark_reads_each_jobs_kind_card_and_a_cells_phases(pipeline_run):
+    workdir, _ = pipeline_run
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    import harness_speed
+
+    jobs = harness_speed.jobs_of(workdir / "results")
+    assert {"bench", "accuracy", "reference", "tokenize", "profile_torch", "profile_nsys", "serving", "aggregate",
+            "report"} <= {job["kind"] for job in jobs}
+    cells = [job for job in jobs if job["kind"] == "bench"]
+    assert len(cells) == len(ENGINES) * 2
+    for cell in cells:
+        assert cell["phases"]["load"] > 0 and cell["phases"]["timed"] > 0
+        assert 0 < harness_speed.overhead_s(cell) < cell["wall_s"]
+    # model jobs name their stand-in card in their logs; CPU-only jobs none
+    assert {job["card"] for job in jobs if job["kind"] in ("bench", "accuracy")} == {"0", "1"}
+    assert all(job["card"] is None for job in jobs if job["kind"] in ("tokenize", "aggregate", "report"))
 
 
 def test_report_states_what_was_used_and_shows_every_engine(pipeline_run):
