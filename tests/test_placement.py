@@ -1,6 +1,7 @@
 """Each local model job gets a card of its own and a share of the cores near it (workflow_scripts/placement.py)."""
 import json
 import os
+import sys
 
 import pytest
 
@@ -89,3 +90,12 @@ def test_without_a_plan_a_job_is_left_alone(monkeypatch):
 def test_compact_cores():
     assert compact_cores([5, 0, 1, 2, 7, 8]) == "0-2,5,7-8"
     assert compact_cores([]) == ""
+
+
+def test_a_job_that_initialised_cuda_before_it_was_placed_is_stopped(monkeypatch):
+    placed = plan(2, 2, "cpu", "run", cards=[], available=[0, 1])
+    monkeypatch.setenv(placement.PLAN_VARIABLE, json.dumps(placed))
+    started = type("Cuda", (), {"is_initialized": staticmethod(lambda: True)})
+    monkeypatch.setitem(sys.modules, "torch", type("Torch", (), {"cuda": started}))
+    with pytest.raises(PlacementError, match="CUDA was initialised before"):
+        place_job(1)

@@ -21,6 +21,7 @@ import json
 import logging
 import math
 import os
+import sys
 import tempfile
 import time
 
@@ -132,6 +133,9 @@ def place_job(gpus: int, wait_log_s: float = 60.0) -> dict | None:
     placement = json.loads(text)
     slot = None
     if gpus:
+        torch = sys.modules.get("torch")
+        if torch is not None and torch.cuda.is_initialized():  # too late: CUDA keeps the cards it saw
+            raise PlacementError("CUDA was initialised before the job took its GPU slot; place the job first")
         slot = _lease(placement["slots"], wait_log_s)
         os.environ["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"  # an index means what NVML and nvidia-smi call it
         os.environ["CUDA_VISIBLE_DEVICES"] = slot["device"]
