@@ -87,9 +87,11 @@ def test_two_stand_in_gpus_run_two_timing_jobs_at_once_each_on_its_own_card(pipe
     assert not shared, f"jobs ran at the same time on one card: {shared}"
     timing_pairs = [(a, b) for a, b in overlapping if "bench/" in a[0] and "bench/" in b[0]]
     assert timing_pairs, "no two benchmark cells ran at the same time"
-    # each result names the cores it ran on: one of the two, never both
-    affinities = {json.loads((workdir / name).read_text())["environment"]["cpu_affinity"] for name, *_ in spans}
-    assert affinities <= {"0", "1"}, affinities
+    # each card's jobs ran on one core of their own (--cores 2: one per card, none left for CPU-only jobs)
+    cores = {(device, json.loads((workdir / name).read_text())["environment"]["cpu_affinity"])
+             for name, device, *_ in spans}
+    assert len(cores) == 2 and all(core.isdigit() for _, core in cores), cores
+    assert len({core for _, core in cores}) == 2, cores
 
 
 def test_the_harness_benchmark_reads_each_jobs_kind_card_and_a_cells_phases(pipeline_run):
