@@ -152,6 +152,7 @@ def test_served_cell_and_load_level_timed_by_a_perf_analyzer_stand_in(tiny_model
                                 {"max_abs_diff": 1e-3, "min_agreement": 0.99}, str(tmp_path / "cell.json"))
     assert served["status"] == "ok", served["reason"]
     assert served["load_client"]["name"] == "perf_analyzer"
+    assert served["load_client"]["version"] == "Perf Analyzer Version 2.60.0 (commit stand-in)"
     argv = Path(served["load_client"]["log"]).read_text().splitlines()[0].split()
     assert argv[argv.index("-b") + 1] == "4" and argv[argv.index("--concurrency-range") + 1] == "1"
     assert argv[argv.index("--measurement-interval") + 1] == "500" and argv[argv.index("-i") + 1] == "grpc"

@@ -116,7 +116,8 @@ def _perf_analyzer_level(engine, input_ids, attention_mask, concurrency: int, lo
     argv = perf_analyzer.command(settings["executable"], engine.request_target(), 1, concurrency, data,
                                  load_settings["seconds"] * 1000, settings["stability_percentage"],
                                  settings["max_trials"], csv_path)
-    level = {"client_details": {"csv": csv_path, "log": console}}
+    level = {"client_details": {"csv": csv_path, "log": console,
+                                "version": perf_analyzer.version(settings["executable"])}}
     engine.begin_window()
     try:
         perf_analyzer.run(argv, console, timeout_s=load_settings["seconds"] * (settings["max_trials"] + 2) + 120)

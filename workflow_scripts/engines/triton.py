@@ -100,7 +100,8 @@ class TritonEngine(Engine):
         argv = perf_analyzer.command(settings["executable"], self.request_target(), len(batches[0]["input_ids"]),
                                      1, data, measurement["min_seconds"] * 1000, settings["stability_percentage"],
                                      settings["max_trials"], csv_path)
-        self.load_client.update({"csv": csv_path, "log": console})
+        self.load_client.update({"csv": csv_path, "log": console,
+                                 "version": perf_analyzer.version(settings["executable"])})
         self.begin_window()
         try:
             perf_analyzer.run(argv, console, timeout_s=measurement["min_seconds"] * (settings["max_trials"] + 2) + 120)

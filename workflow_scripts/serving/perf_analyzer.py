@@ -37,21 +37,31 @@ def find_executable(executable: str = "perf_analyzer") -> str | None:
 
 
 @cache
-def unusable_reason(executable: str = "perf_analyzer") -> str | None:
-    """None when perf_analyzer is found and starts here, else why not (the loader's own words, e.g. on
-    Debian 12: "version `GLIBC_2.38' not found"). Asked once per process."""
+def _probe(executable: str) -> tuple[str | None, str | None]:
+    """(its version line, None) when perf_analyzer is found and starts here, else (None, why not)."""
     path = find_executable(executable)
     if path is None:
-        return (f"no {executable!r} executable on PATH or beside {sys.executable} (the tritonclient 2.60 wheel "
-                "installs one; later wheels leave it out)")
+        return None, (f"no {executable!r} executable on PATH or beside {sys.executable} (the tritonclient 2.60 "
+                      "wheel installs one; later wheels leave it out)")
     try:  # --version prints "Perf Analyzer Version ..." and exits 0 once the binary has loaded (--help exits 99)
         probe = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=PROBE_TIMEOUT_S)
     except (OSError, subprocess.TimeoutExpired) as error:
-        return f"{path} does not run here: {error}"
+        return None, f"{path} does not run here: {error}"
+    words = (probe.stderr + probe.stdout).strip().splitlines()
     if probe.returncode != 0:
-        words = (probe.stderr or probe.stdout).strip().splitlines()
-        return f"{path} does not run here (exit code {probe.returncode}): {words[0] if words else 'no output'}"
-    return None
+        return None, f"{path} does not run here (exit code {probe.returncode}): {words[0] if words else 'no output'}"
+    return (words[0] if words else "unknown version"), None
+
+
+def unusable_reason(executable: str = "perf_analyzer") -> str | None:
+    """None when perf_analyzer is found and starts here, else why not (the loader's own words, e.g. on
+    Debian 12: "version `GLIBC_2.38' not found"). Asked once per process."""
+    return _probe(executable)[1]
+
+
+def version(executable: str = "perf_analyzer") -> str | None:
+    """perf_analyzer's own version line ("Perf Analyzer Version 2.60.0 (commit ...)"), None if it cannot run."""
+    return _probe(executable)[0]
 
 
 def choose_client(setting: str, executable: str = "perf_analyzer") -> tuple[str, str | None]:
@@ -121,11 +131,12 @@ LATENCY_COLUMNS = {"p50": "p50 latency", "p90": "p90 latency", "p95": "p95 laten
 def parse_csv(path: str | Path) -> list[dict]:
     """perf_analyzer's `-f <csv> --verbose-csv` output: one dict per concurrency level.
 
-    Each: concurrency, samples_per_s (perf_analyzer's inferences/s: requests x batch size), latency_ms {p50, p90, p95, p99, mean} (the
-    client's per-request latency over the stable windows), split_ms {client, network, queue, compute_input,
-    compute_infer, compute_output} where client = client send + client recv and network = perf_analyzer's
-    "Network+Server Send/Recv" (transport, (de)serialisation and the server's own send/receive); the split
-    sums to the mean latency within rounding. Raises ValueError naming a missing column.
+    Each: concurrency, samples_per_s (perf_analyzer's inferences/s: requests x batch size), latency_ms {p50,
+    p90, p95, p99, mean} (the client's per-request latency over the stable windows), split_ms {client, network,
+    client_and_network, queue, compute_input, compute_infer, compute_output} where client = client send +
+    client recv and network = perf_analyzer's "Network+Server Send/Recv" (transport, (de)serialisation and the
+    server's own send/receive); the split sums to the mean latency within rounding (perf_analyzer clamps the
+    network part at 0 when the server's time exceeds the client's). Raises ValueError naming a missing column.
     """
     with open(path, newline="") as handle:
         rows = list(csv.DictReader(handle))
