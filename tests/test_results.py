@@ -1,4 +1,6 @@
 import json
+import os
+import stat
 import signal
 import subprocess
 import sys
@@ -65,3 +67,14 @@ def test_a_writer_killed_mid_write_leaves_no_target(tmp_path):
     proc = subprocess.run([sys.executable, "-c", code])
     assert proc.returncode == -signal.SIGKILL
     assert not target.exists()
+
+
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o002, 0o664), (0o077, 0o600)])
+def test_written_files_follow_the_umask(tmp_path, umask, mode):
+    previous = os.umask(umask)
+    try:
+        results.write_json(tmp_path / "out.json", {"a": 1})
+        results.atomic_write_text(tmp_path / "report.html", "<p>hi</p>")
+    finally:
+        os.umask(previous)
+    assert {stat.S_IMODE(p.stat().st_mode) for p in tmp_path.iterdir()} == {mode}

@@ -30,6 +30,8 @@ def validate_cell_result(result: dict) -> None:
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Write to a temporary file in the same folder, fsync, then rename over the target.
 
+    The file gets the mode a plain open() would give it (0666 less the umask): mkstemp makes it 0600, which
+    would keep colleagues on a shared file system from reading results and reports.
     On any failure (disk full, file size limit, a kill) the temporary file is removed and the target is
     left as it was: absent, or the previous complete file."""
     path = Path(path)
@@ -37,6 +39,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        os.fchmod(fd, 0o666 & ~_current_umask())
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
@@ -50,6 +53,13 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     except BaseException:
         _discard(tmp)
         raise
+
+
+def _current_umask() -> int:
+    # the umask can only be read by setting it; set it straight back
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def _discard(tmp: str | None) -> None:
