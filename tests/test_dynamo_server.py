@@ -12,8 +12,8 @@ import torch
 
 from conftest import REPO
 from test_triton_server import LOOPBACK_HEX, group_processes, listening_addresses, wait_until_gone
+from workflow_scripts.engines import create
 from workflow_scripts.engines.base import EngineUnavailable
-from workflow_scripts.engines.dynamo import DynamoEngine
 from workflow_scripts.serving import dynamo
 from workflow_scripts.serving.server import ServerError
 
@@ -33,8 +33,8 @@ def test_serves_matching_eager_loopback_only_and_stops_clean(tiny_model, tmp_pat
     root, _ = tiny_model
     tokens = torch.load(root / "tokens.pt", weights_only=True)
     reference = torch.load(root / "reference.pt", weights_only=True)
-    engine = DynamoEngine(name="dynamo-grpc", model_dir=root / "model", device="cpu", precision="fp32",
-                          settings=SETTINGS, result_path=tmp_path / "cell.json")
+    engine = create("dynamo-grpc", model_dir=root / "model", device="cpu", precision="fp32", settings=SETTINGS,
+                    result_path=tmp_path / "cell.json")
     try:
         engine.load()
         groups = [engine.server.process.pid, *(process.pid for _, process in engine.server.companions)]
@@ -80,14 +80,14 @@ def test_without_dynamo_its_cells_are_skipped_with_the_reason(tiny_model, monkey
     monkeypatch.setattr(importlib.util, "find_spec",
                         lambda name, *a: None if name.split(".")[0] == "dynamo" else real_find_spec(name, *a))
     with pytest.raises(EngineUnavailable, match="NVIDIA Dynamo is not installed"):
-        DynamoEngine(name="dynamo-grpc", model_dir=root / "model", device="cpu", precision="fp32", settings=SETTINGS)
+        create("dynamo-grpc", model_dir=root / "model", device="cpu", precision="fp32", settings=SETTINGS)
 
 
 @needs_dynamo
 def test_what_the_worker_engine_cannot_run_is_skipped(tiny_model):
     root, _ = tiny_model
     with pytest.raises(EngineUnavailable, match="worker engine eager: fp16 matmuls are not supported on CPU"):
-        DynamoEngine(name="dynamo-grpc", model_dir=root / "model", device="cpu", precision="fp16", settings=SETTINGS)
+        create("dynamo-grpc", model_dir=root / "model", device="cpu", precision="fp16", settings=SETTINGS)
 
 
 @needs_dynamo

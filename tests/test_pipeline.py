@@ -1,6 +1,8 @@
 """The whole pipeline through snakemake on CPU with the small test config, then partial reruns."""
 import gzip
 import json
+import os
+import re
 import shutil
 import sys
 
@@ -13,8 +15,10 @@ from workflow_scripts.results import validate_cell_result
 
 pytestmark = pytest.mark.slow
 IN_PROCESS = ["eager", "compile-default", "torchscript"]
-SERVED = ["triton-python-grpc"]
+SERVED = ["triton-python-grpc", "dynamo-grpc"]
 ENGINES = IN_PROCESS + SERVED
+# what each server's log (kept beside the result) shows of how it was started: loopback, the KServe frontend
+SERVER_LOG_MARKS = {"triton-python-grpc": "--http-address=127.0.0.1", "dynamo-grpc": "--kserve-grpc-server"}
 
 
 @pytest.fixture(scope="module")
@@ -126,8 +130,10 @@ def test_report_states_what_was_used_and_shows_every_engine(pipeline_run):
     summary = report[report.index("## Summary"):report.index("## Headline")]
     assert "| fastest at batch 1 |" in summary and "×" in summary
     assert "no matmul peak measured (see Roofline) | ≥ 65% | not measured |" in summary
-    assert "| serving overhead at batch 1 | triton-python-" in summary and "vs eager in-process" in summary
-    assert "| served throughput at the highest concurrency (4 clients) | triton-python-grpc fp32:" in summary
+    assert re.search(r"\| serving overhead at batch 1 \| (triton-python-grpc|dynamo-grpc) fp32", summary)
+    assert "vs eager in-process" in summary
+    assert re.search(r"\| served throughput at the highest concurrency \(4 clients\) \| (triton-python|dynamo)-grpc "
+                     r"fp32:", summary)
     for engine in ENGINES:
         assert f"| {engine} | fp32 |" in report
     # the budget table names a trusted winner (or says none fits) for each of config.yaml's four budgets
@@ -248,30 +254,33 @@ def test_served_cells_report_the_server_side_breakdown_and_keep_the_server_log(t
     assert (served.mean_ms >= served.server_server_total_ms).all()
     for row in served.itertuples():
         server_log = (workdir / row.result_file).with_suffix(".server.log")
-        assert "--http-address=127.0.0.1" in server_log.read_text()
+        assert SERVER_LOG_MARKS[row.engine] in server_log.read_text()
 
 
 def test_concurrency_sweep_results(pipeline_run):
     workdir, _ = pipeline_run
     serving = pd.read_csv(workdir / "results" / "aggregate" / "serving.csv")
     ok = serving[serving.status == "ok"]
-    assert sorted(ok.concurrency) == [1, 4] and set(ok.engine) == {"triton-python-grpc"}
-    # the 4 clients ran as threads of 2 processes (config.test.yaml: client_processes 2)
-    assert ok.set_index("concurrency").client_processes.to_dict() == {1: 1, 4: 2}
+    assert set(ok.engine) == set(SERVED)
+    for engine in SERVED:
+        levels = ok[ok.engine == engine].set_index("concurrency")
+        # the 4 clients ran as threads of 2 processes (config.test.yaml: client_processes 2)
+        assert levels.client_processes.to_dict() == {1: 1, 4: 2}, engine
     assert (ok.throughput_samples_per_s > 0).all() and (ok.p50_ms <= ok.p99_ms).all()
 
 
 def test_no_server_outlives_the_run(pipeline_run):
+    """No Triton server and no Dynamo frontend or worker started in this run's folder is left."""
     workdir, _ = pipeline_run
-    import os
-
     leftovers = []
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
             cmdline = open(f"/proc/{pid}/cmdline", "rb").read().decode(errors="replace")
+            cwd = os.readlink(f"/proc/{pid}/cwd")
         except OSError:
             continue
-        if "tritonserver" in cmdline and str(workdir) in cmdline:
+        if any(name in cmdline for name in ("tritonserver", "dynamo.frontend", "dynamo_worker")) and (
+                str(workdir) in cmdline or cwd == str(workdir)):
             leftovers.append(cmdline)
     assert leftovers == []
 

@@ -9,7 +9,8 @@ import importlib
 from dataclasses import asdict, dataclass, fields
 from typing import Callable
 
-from workflow_scripts.engines.settings import CompileSettings, FusedSettings, NoSettings, TritonServerSettings
+from workflow_scripts.engines.settings import (CompileSettings, DynamoServerSettings, FusedSettings, NoSettings,
+                                              TritonServerSettings)
 
 
 @dataclass(frozen=True)
@@ -83,6 +84,11 @@ def _triton(backend: str, protocol: str, twin) -> EngineSpec:
                       config_inputs=_triton_image)
 
 
+def _dynamo_worker_engine(config: dict) -> str:
+    """NVIDIA Dynamo's worker runs the in-process engine dynamo.worker_engine names."""
+    return config["dynamo"]["worker_engine"]
+
+
 ENGINES: dict[str, EngineSpec] = {
     "eager": EngineSpec("workflow_scripts.engines.eager", "EagerEngine"),
     "compile-default": EngineSpec("workflow_scripts.engines.compiled", "CompiledEngine", CompileSettings),
@@ -95,6 +101,8 @@ ENGINES: dict[str, EngineSpec] = {
     "triton-python-http": _triton("python", "http", _python_backend_twin),
     "triton-pytorch-grpc": _triton("pytorch", "grpc", "torchscript"),
     "triton-pytorch-http": _triton("pytorch", "http", "torchscript"),
+    "dynamo-grpc": EngineSpec("workflow_scripts.engines.dynamo", "DynamoEngine", DynamoServerSettings, "dynamo",
+                              served=True, backend="dynamo", protocol="grpc", twin=_dynamo_worker_engine),
 }
 
 

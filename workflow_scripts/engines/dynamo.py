@@ -13,8 +13,7 @@ from workflow_scripts.engines import create
 from workflow_scripts.engines.base import Engine, EngineUnavailable
 from workflow_scripts.serving.load_clients import client_module, infer
 
-PROTOCOL = "grpc"
-OUTPUT = "logits"
+OUTPUT = "logits"  # serving/dynamo_worker.py
 
 
 class DynamoEngine(Engine):
@@ -54,16 +53,16 @@ class DynamoEngine(Engine):
                           f"{worker['engine']}, ready in {self.server.ready_after_s:.1f} s; server log: {log_path}")
 
     def request_target(self) -> dict:
-        """Where and what a client sends requests to (load_clients runs clients in other processes)."""
-        return {"protocol": PROTOCOL, "url": self.server.grpc_url, "model_name": self.model_name, "output": OUTPUT}
+        return {"protocol": self.spec.protocol, "url": self.server.grpc_url, "model_name": self.model_name,
+                "output": OUTPUT}
 
     def new_client(self):
-        return client_module(PROTOCOL).InferenceServerClient(url=self.server.grpc_url)
+        return client_module(self.spec.protocol).InferenceServerClient(url=self.server.grpc_url)
 
     def run(self, input_ids, attention_mask):
         try:
-            logits = infer(self.client, client_module(PROTOCOL), self.model_name, OUTPUT, input_ids.numpy(),
-                           attention_mask.numpy())
+            logits = infer(self.client, client_module(self.spec.protocol), self.model_name, OUTPUT,
+                           input_ids.numpy(), attention_mask.numpy())
         except Exception as error:
             self.server.raise_if_exited(error)
             raise

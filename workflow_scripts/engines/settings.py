@@ -51,3 +51,13 @@ class TritonServerSettings:
                                 metadata={"key": "load.perf_analyzer"})
     startup_timeout_s: float = field(default=600, metadata=RESOURCE)  # until the model is READY
     stop_grace_s: float = field(default=15, metadata=RESOURCE)        # SIGTERM, then SIGKILL after this long
+
+
+@dataclass(frozen=True)
+class DynamoServerSettings:
+    """How a dynamo-grpc job starts and stops NVIDIA Dynamo, and what its worker runs (config section `dynamo`)."""
+
+    worker_engine: str = "eager"   # the in-process engine the worker runs (and the served cells' twin)
+    worker_settings: dict = field(default_factory=dict)  # that engine's settings; empty: its defaults
+    startup_timeout_s: float = field(default=600, metadata=RESOURCE)  # until the frontend reports the model ready
+    stop_grace_s: float = field(default=15, metadata=RESOURCE)        # SIGTERM, then SIGKILL after this long
