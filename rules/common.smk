@@ -126,9 +126,19 @@ def engine_settings(wildcards):
 
 # Settings that cannot change a result reach the jobs as resources, which trigger no rerun when they change
 # (params do); `--set-resources <rule>:<name>=<value>` also sets them per rule.
+def server_resource(name):
+    """A served engine's setting that cannot change a result (its server's timeouts, from its own config
+    section), as a resource of the job; 0 for in-process engines, which start no server."""
+
+    def value(wildcards):
+        return engines.settings_from_config(wildcards.engine, config, resources=True).get(name, 0)
+
+    return value
+
+
 SERVER_RESOURCES = {
-    "triton_startup_timeout_s": config["triton"]["startup_timeout_s"],
-    "triton_stop_grace_s": config["triton"]["stop_grace_s"],
+    "server_startup_timeout_s": server_resource("startup_timeout_s"),
+    "server_stop_grace_s": server_resource("stop_grace_s"),
 }
 NSYS_RESOURCES = {
     "nsys_executable": config["profiling"]["nsys"]["executable"],

@@ -68,8 +68,8 @@ def job_engine_settings(smk) -> dict:
     engine, the server's timeouts, which reach the job as resources (rules/common.smk, SERVER_RESOURCES)."""
     settings = dict(smk.params.engine_settings)
     if spec(smk.wildcards.engine).served:
-        settings.update(startup_timeout_s=smk.resources.triton_startup_timeout_s,
-                        stop_grace_s=smk.resources.triton_stop_grace_s)
+        settings.update(startup_timeout_s=smk.resources.server_startup_timeout_s,
+                        stop_grace_s=smk.resources.server_stop_grace_s)
     return settings
 
 
