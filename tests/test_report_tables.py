@@ -76,6 +76,31 @@ def test_summary_says_by_how_much_each_target_is_met_or_missed():
     assert rows.loc["cells whose repeat medians agree", "measured"].startswith("6 of 7 (widest: triton-python-grpc")
 
 
+def test_summary_has_a_serving_row_per_server_against_in_process():
+    """Triton and Dynamo in one run: each gets its overhead and throughput rows, against its own twin."""
+    roles = {**ROLES, "dynamo-grpc": {"served": True, "twin": "eager"}}
+    table = cells([
+        {"engine": "eager", "precision": "fp32", "batch_size": 1, "p50_ms": 4.0},
+        {"engine": "eager", "batch_size": 1, "p50_ms": 4.0},
+        {"engine": "compile-reduce-overhead", "batch_size": 1, "p50_ms": 0.75},
+        {"engine": "triton-python-grpc", "batch_size": 1, "p50_ms": 2.75},
+        {"engine": "dynamo-grpc", "batch_size": 1, "p50_ms": 5.0, **roles["dynamo-grpc"]},
+        {"engine": "eager", "batch_size": 4, "p50_ms": 8.0},
+        {"engine": "compile-reduce-overhead", "batch_size": 4, "p50_ms": 2.0},
+    ])
+    serving = pd.DataFrame([{"engine": engine, **roles[engine], "precision": "bf16", "seq_len": 128, "status": "ok",
+                             "concurrency": 4, "throughput_samples_per_s": rate}
+                            for engine, rate in (("triton-python-grpc", 1000), ("dynamo-grpc", 250))])
+    rows = summary(table, serving).reset_index()
+    overhead = rows[rows.question == "serving overhead at batch 1"]
+    assert [m.split(" ")[0] for m in overhead.measured] == ["dynamo-grpc", "triton-python-grpc"]
+    assert list(overhead.verdict) == ["missed (by 0.50 ms)", "missed (by 1.50 ms)"]  # 5-4-0.5, 2.75-0.75-0.5
+    throughput = rows[rows.question == "served throughput at the highest concurrency (4 clients)"]
+    assert [m.split(" ")[0] for m in throughput.measured] == ["dynamo-grpc", "triton-python-grpc"]
+    assert "vs eager bf16 bs4 seq128 max_length 500 samples/s (50%)" in throughput.measured.iloc[0]
+    assert "vs compile-reduce-overhead bf16 bs4 seq128 max_length 2,000 samples/s (50%)" in throughput.measured.iloc[1]
+
+
 def test_summary_without_peaks_serving_or_other_machines():
     table = cells([{"engine": "eager", "precision": "fp32", "batch_size": 1, "p50_ms": 9.0},
                    {"engine": "fused", "batch_size": 1, "p50_ms": 1.0}])
