@@ -14,6 +14,7 @@ from conftest import REPO
 from test_triton_server import LOOPBACK_HEX, group_processes, listening_addresses, wait_until_gone
 from workflow_scripts.engines import create
 from workflow_scripts.engines.base import EngineUnavailable
+from workflow_scripts.engines.dynamo import DynamoEngine
 from workflow_scripts.serving import dynamo
 from workflow_scripts.serving.server import ServerError
 
@@ -159,3 +160,20 @@ def test_the_load_step_drives_dynamo_with_the_python_client_and_says_why(monkeyp
     result = json.loads(out.read_text())
     assert result["status"] == "ok" and result["load_client"]["name"] == "python"
     assert "statistics API" in result["load_client"]["perf_analyzer_unusable"]
+
+
+def test_under_a_profiler_the_worker_runs_inside_it_on_loopback(tmp_path):
+    """The Nsight Systems step wraps the process that does the GPU work: Dynamo's worker, not the frontend."""
+    worker = {"engine": "eager", "settings": {}, "model_dir": str(tmp_path), "device": "cuda", "precision": "bf16",
+              "num_labels": 2, "profiler": ["nsys", "launch", "--session-new=s1"]}
+    server = dynamo.DynamoServer(worker, "inferbench_bf16", tmp_path / "s.log")
+    server.ports = {"grpc": 1, "metrics": 2}
+    try:
+        (frontend, frontend_argv, env), (name, worker_argv, _) = server.commands()
+    finally:
+        server.stop()
+    assert name == "dynamo worker" and worker_argv[:3] == ["nsys", "launch", "--session-new=s1"]
+    assert worker_argv[3:6] == [sys.executable, "-m", "workflow_scripts.serving.dynamo_worker"]
+    assert "nsys" not in frontend_argv and "--kserve-grpc-server" in frontend_argv
+    assert env["DYN_TCP_RPC_HOST"] == env["DYN_TCP_RESPONSE_STREAM_HOST"] == "127.0.0.1"
+    assert env["LD_PRELOAD"].split()[0].endswith("loopback_bind.so")

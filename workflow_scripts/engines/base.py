@@ -58,6 +58,10 @@ class Engine:
         for load clients running in other processes."""
         raise NotImplementedError(f"{self.name} is not served: it has no request target")
 
+    def tool_command(self, argv: list[str]) -> list[str]:
+        """A command that must run where the model runs (a profiler's start and stop): as it is, here."""
+        return argv
+
     def begin_window(self) -> None:
         """Called just before the timed iterations (served engines snapshot server statistics here)."""
 

@@ -43,7 +43,8 @@ class DynamoEngine(Engine):
         self.model_name = f"inferbench_{self.precision}"
         worker = {"engine": self.settings["worker_engine"], "settings": self.settings.get("worker_settings") or {},
                   "model_dir": str(self.model_dir), "device": self.device, "precision": self.precision,
-                  "num_labels": AutoConfig.from_pretrained(self.model_dir).num_labels}
+                  "num_labels": AutoConfig.from_pretrained(self.model_dir).num_labels,
+                  "profiler": self.settings.get("profiler") or []}  # the Nsight Systems step: the worker under nsys
         log_path = self.result_path.with_suffix(".server.log") if self.result_path else "dynamo.server.log"
         self.server = DynamoServer(worker, self.model_name, log_path, self.settings["startup_timeout_s"],
                                    self.settings["stop_grace_s"])

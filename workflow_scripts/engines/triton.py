@@ -51,6 +51,9 @@ class TritonEngine(Engine):
         self.notes.append(f"tritonserver {self.server.version()} via {self.launcher.name} launcher, ready in "
                           f"{self.server.ready_after_s:.1f} s; server log: {log_path}")
 
+    def tool_command(self, argv: list[str]) -> list[str]:
+        return self.launcher.tool_command(argv)  # inside the server's container, if any
+
     def request_target(self) -> dict:
         url = self.server.grpc_url if self.protocol == "grpc" else self.server.http_url
         return {"protocol": self.protocol, "url": url, "model_name": self.model_name, "output": self.output}

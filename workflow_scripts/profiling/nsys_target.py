@@ -47,7 +47,7 @@ def run(spec: dict) -> dict:
 
 def control(engine, argv: list[str]) -> None:
     """Run a profiler control command where the server runs (inside its container, if any)."""
-    command = engine.launcher.tool_command(argv)
+    command = engine.tool_command(argv)
     proc = subprocess.run(command, capture_output=True, text=True, timeout=300)
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(command)} failed ({proc.returncode}): {proc.stderr.strip()[-500:]}")

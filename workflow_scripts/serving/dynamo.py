@@ -71,7 +71,7 @@ class DynamoServer(ManagedServer):
     """`with DynamoServer(worker, model_name, log_path) as server: ...`; requests go to `server.grpc_url`.
 
     worker: engine (an in-process engine's name), settings (its settings), model_dir, device, precision,
-    num_labels.
+    num_labels, and optionally profiler (a command prefix the worker runs under, e.g. `nsys launch ...`).
     """
 
     program = "dynamo frontend"
@@ -104,7 +104,7 @@ class DynamoServer(ManagedServer):
         })
         env.pop("DYN_SYSTEM_PORT", None)  # no status server in the worker
         worker = self.worker
-        worker_argv = [sys.executable, "-m", "workflow_scripts.serving.dynamo_worker",
+        worker_argv = [*worker.get("profiler", []), sys.executable, "-m", "workflow_scripts.serving.dynamo_worker",
                        "--engine", worker["engine"],
                        "--settings", json.dumps(worker.get("settings") or {}, sort_keys=True),
                        "--model-dir", str(Path(worker["model_dir"]).resolve()), "--device", worker["device"],
