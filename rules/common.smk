@@ -16,7 +16,7 @@ from workflow_scripts import deployment, placement
 from workflow_scripts import engines
 from workflow_scripts.engines import ARTIFACTS, ENGINES
 from workflow_scripts.experiment import (ConfigError, cells, command_line_values, cpu_overrides, effective,
-                                        in_key_order, piece_tables, profiled_cells, schema_errors)
+                                        in_key_order, paired_cells, piece_tables, profiled_cells, schema_errors)
 
 CONFIG_SCHEMA = f"{workflow.basedir}/schemas/config.schema.yaml"
 command_line_values(config, CONFIG_SCHEMA)
@@ -193,6 +193,40 @@ COMPARE_WITH_TABLE = f"{config['compare_with']}/aggregate/cells.csv" if config.g
 if COMPARE_WITH_TABLE and not os.path.isfile(COMPARE_WITH_TABLE):
     raise WorkflowError(f"Invalid config: compare_with: {config['compare_with']} holds no aggregate/cells.csv "
                         "(give the results folder of a finished run)")
+# Side-by-side pairs against the baseline (rules/pairs.smk); the settings every pair job shares
+BASELINE = config["report"]["baseline"]
+PAIRING = {key: EXPERIMENT["pairs"][key] for key in ("rounds", "repeats", "max_ci_width", "seed")}
+PAIR_RESULTS = [
+    "results/pairs/{engine}/{precision}/bs{batch_size}_seq{seq_len}_{padding}.json".format(**cell)
+    for cell in paired_cells(EXPERIMENT)
+]
+
+
+def pair_roles(wildcards):
+    """(role, engine, precision) of the two engines of a pair job."""
+    return (("engine", wildcards.engine, wildcards.precision),
+            ("baseline", BASELINE["engine"], BASELINE["precision"]))
+
+
+def pair_artifacts(wildcards):
+    """Exported models (and files their settings name) both engines of a pair load, named `<role>_<kind>`."""
+    inputs = {}
+    for role, engine, precision in pair_roles(wildcards):
+        entry, role_wildcards = ENGINES[engine], {**wildcards, "engine": engine, "precision": precision}
+        for kind in entry.artifacts:
+            inputs[f"{role}_{kind}"] = artifact_path(kind, role_wildcards)
+        inputs.update(entry.config_inputs(config) if entry.config_inputs else {})
+    return inputs
+
+
+def pair_artifact_kinds(wildcards):
+    return {role: list(ENGINES[engine].artifacts) for role, engine, _ in pair_roles(wildcards)}
+
+
+def pair_engine_settings(wildcards):
+    return {role: engines.settings_from_config(engine, config) for role, engine, _ in pair_roles(wildcards)}
+
+
 # With strict=true, the run fails after the report when any cell is mismatch or failed.
 STRICT_TARGETS = ["results/report/strict_check.passed"] if config["strict"] else []
 

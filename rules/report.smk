@@ -26,6 +26,7 @@ rule report:
         serving=rules.aggregate.output.serving,
         profiles=rules.aggregate.output.profiles,
         profile_tops=rules.aggregate.output.profile_tops,
+        pairs=rules.pair_table.output.table,
         peaks=rules.calibrate.output.peaks,
         dataset_info=rules.dataset.output.info,
         model_dir=rules.model.output.model_dir,

@@ -83,6 +83,10 @@ def pipeline_run(tmp_path_factory):
 
 TINY = {"num_hidden_layers": 2, "hidden_size": 64, "num_attention_heads": 2, "intermediate_size": 128,
         "vocab_size": 2000}
+# A complete measurement section for steps called directly: a few short windows, no real warm-up.
+FAST_MEASUREMENT = {"warmup_seconds": 0.0, "stable_windows": 1, "stable_tolerance": 1.0, "warmup_max_seconds": 0.5,
+                    "window_seconds": 0.0, "min_window_iters": 3, "windows": 2, "repeats": 2,
+                    "max_distinct_batches": 3, "bootstrap_resamples": 100, "regime_min_gap": 0.1, "pin_cpu": False}
 DATASET = {"name": "glue", "config": "sst2", "split": "validation", "max_samples": 40, "source": "auto"}
 
 

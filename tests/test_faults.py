@@ -22,7 +22,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import REPO, TEST_CONFIG, overlay, processes_with, scheduled_jobs
+from conftest import FAST_MEASUREMENT, REPO, TEST_CONFIG, overlay, processes_with, scheduled_jobs
 from test_results import minimal_result
 from workflow_scripts import benchmark, checksums, environment, export, results
 
@@ -33,8 +33,7 @@ FAKE_SECRETS = {"HF_TOKEN": "hf_inferbenchFakeToken7Q2xV9pL4mZ8kR3wN6",
                 "AWS_SECRET_ACCESS_KEY": "inferbenchFakeSecret/K7mP2xQ9vL4nR8wZ3tY6bH1cJ5"}
 MINIMAL = {
     "sweep": {"precisions": ["fp32"], "batch_sizes": [1]},
-    "measurement": {"warmup_iters": 1, "min_iters": 3, "min_seconds": 0.0, "repeats": 2,
-                    "max_distinct_batches": 2, "bootstrap_resamples": 100},
+    "measurement": {**FAST_MEASUREMENT, "max_distinct_batches": 2},
     "triton": {"load": {"concurrency": [1], "seconds": 0.3, "warmup_seconds": 0.1}},
 }
 PIPELINE_ENGINES = {"a": ["eager", "triton-python-grpc"], "b": ["eager", "torchscript", "triton-python-grpc"]}
@@ -219,13 +218,14 @@ def test_a_job_killed_mid_measurement_leaves_no_result_and_the_next_run_redoes_e
     workdir, cell = run["workdir"], CELL.format(engine="eager")
     assert run["returncode"] == 0
     # this one cell again with a measurement long enough to be killed in the middle of it
-    slow = overlay(tmp_path, "slow", {"measurement": {**MINIMAL["measurement"], "min_seconds": 60.0}})
+    slow = overlay(tmp_path, "slow", {"measurement": {**MINIMAL["measurement"], "windows": 1200,
+                                                      "window_seconds": 0.05}})
     snakemake = subprocess.Popen(snakemake_command(workdir, [run["overlay"], slow], args=[cell, "--forcerun", cell]),
                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                  env=pipeline_environment())
     job = wait_until(lambda: python_running(descendants(snakemake.pid), "benchmark.py"), timeout_s=120)
     assert job, "the benchmark job did not start"
-    time.sleep(10)  # past imports and model loading (about 4 s here): inside the 2 x 60 s of timed iterations
+    time.sleep(10)  # past imports and model loading (about 4 s here): inside the 2 x 60 s of timed windows
     assert snakemake.poll() is None
     os.kill(job[0], signal.SIGKILL)  # what Slurm's time limit or the OOM killer does to a job
     stdout, stderr = snakemake.communicate(timeout=120)
@@ -245,7 +245,8 @@ def test_after_snakemake_itself_is_killed_unlock_then_the_same_command_resumes(p
     run = pipelines["a"]
     workdir, cell = run["workdir"], CELL.format(engine="eager")
     assert run["returncode"] == 0
-    slow = overlay(tmp_path, "slow", {"measurement": {**MINIMAL["measurement"], "min_seconds": 60.0}})
+    slow = overlay(tmp_path, "slow", {"measurement": {**MINIMAL["measurement"], "windows": 1200,
+                                                      "window_seconds": 0.05}})
     snakemake = subprocess.Popen(snakemake_command(workdir, [run["overlay"], slow], args=[cell, "--forcerun", cell]),
                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=pipeline_environment(),
                                  start_new_session=True)
@@ -377,7 +378,7 @@ def test_a_server_killed_mid_run_fails_the_cell_leaves_no_process_and_a_retry_su
     cell = {"engine": "triton-python-grpc", "precision": "fp32", "batch_size": 1, "seq_len": 32,
             "padding": "max_length", "device": "cpu"}
     settings = {"launcher": "local", "apptainer": {}, "startup_timeout_s": 120, "stop_grace_s": 10}
-    long_measurement = {**MINIMAL["measurement"], "min_seconds": 60.0}
+    long_measurement = {**MINIMAL["measurement"], "windows": 1200, "window_seconds": 0.05}
     killed = {}
 
     def kill_the_server_once_it_serves():

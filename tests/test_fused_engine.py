@@ -5,6 +5,7 @@ import shutil
 import pytest
 import torch
 
+from conftest import FAST_MEASUREMENT
 from workflow_scripts import benchmark
 from workflow_scripts.engines import create
 from workflow_scripts.engines.base import EngineUnavailable
@@ -53,8 +54,7 @@ def test_a_benchmark_cell_with_the_fused_engine_is_ok(tiny_model, tmp_path):
     root, _ = tiny_model
     cell = {"engine": "fused", "precision": "fp32", "batch_size": 4, "seq_len": 32, "padding": "dynamic",
             "device": "cpu"}
-    measurement = {"warmup_iters": 1, "min_iters": 3, "min_seconds": 0.0, "repeats": 2, "max_distinct_batches": 2,
-                   "bootstrap_resamples": 100}
+    measurement = {**FAST_MEASUREMENT, "max_distinct_batches": 2}
     result = benchmark.run_cell(cell, root / "model", root / "tokens.pt", root / "reference.pt", {},
                                 {"compile_mode": "none"}, measurement, {"max_abs_diff": 1e-3, "min_agreement": 0.99},
                                 tmp_path / "cell.json")

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import REPO
+from conftest import FAST_MEASUREMENT, REPO
 from workflow_scripts.results import validate_cell_result
 from workflow_scripts.serving import perf_analyzer
 
@@ -145,8 +145,7 @@ def test_served_cell_and_load_level_timed_by_a_perf_analyzer_stand_in(tiny_model
     engine_settings = {"launcher": "local", "startup_timeout_s": 120, "stop_grace_s": 10, **client}
     cell = {"engine": "triton-python-grpc", "precision": "fp32", "batch_size": 4, "seq_len": 32,
             "padding": "max_length", "device": "cpu"}
-    measurement = {"warmup_iters": 1, "min_iters": 2, "min_seconds": 0.5, "repeats": 1, "max_distinct_batches": 2,
-                   "bootstrap_resamples": 100, "pin_cpu": False}
+    measurement = {**FAST_MEASUREMENT, "windows": 5, "window_seconds": 0.1, "max_distinct_batches": 2}
     served = benchmark.run_cell(cell, root / "model", root / "tokens.pt", root / "reference.pt",
                                 {"triton_python": repository}, engine_settings, measurement,
                                 {"max_abs_diff": 1e-3, "min_agreement": 0.99}, str(tmp_path / "cell.json"))

@@ -40,7 +40,9 @@ def test_numbers_are_sane(table):
     assert (ok.p50_ci_low_ms <= ok.p50_ms).all() and (ok.p50_ms <= ok.p50_ci_high_ms).all()
     expected_throughput = ok.batch_size * 1000.0 / ok.mean_ms
     assert ((ok.throughput_samples_per_s - expected_throughput).abs() / expected_throughput < 0.01).all()
-    assert (ok.iterations >= 10 * 3).all()  # min_iters x repeats of the test config
+    assert (ok.iterations >= 2 * 4 * 3).all()  # min_window_iters x windows x repeats of the test config
+    assert ok.warmup_steady.notna().all() and (ok.window_p50_cv >= 0).all()
+    assert ok.throttled.eq(False).all()  # CPU cells: no GPU to throttle
     compiled = ok[ok.engine.str.startswith("compile")]
     assert (compiled.first_call_s > 0).all()
 
@@ -156,6 +158,8 @@ def test_baseline_speedup_is_one(table, pipeline_run):
     report = (workdir / "results" / "report" / "report.md").read_text()
     eager_row = next(line for line in report.splitlines() if line.startswith("| eager | fp32 | 32 |"))
     assert "1.00×" in eager_row
+    # and side by side against itself (config.test.yaml's one pair): a ratio with its interval
+    assert re.search(r"\| \d+\.\d\d× \[\d+\.\d\d–\d+\.\d\d\]", eager_row), eager_row
 
 
 def test_nothing_to_do_after_a_complete_run(pipeline_run):
@@ -185,7 +189,25 @@ def test_changing_measurement_reruns_cells_but_not_model_or_export(pipeline_run,
     workdir, _ = pipeline_run
     jobs = scheduled_jobs(snakemake(workdir, overlay(tmp_path, "m", {"measurement": {"repeats": 2}}),
                                     args=["-n"]).stdout)
-    assert jobs == {"benchmark_cell": len(ENGINES) * 2, "aggregate": 1, "report": 1, "all": 1}
+    # the pair (config.test.yaml: eager against itself at batch 1) is timed with the same settings
+    assert jobs == {"benchmark_cell": len(ENGINES) * 2, "pair": 1, "pair_table": 1, "aggregate": 1, "report": 1,
+                    "all": 1}
+
+
+def test_changing_how_pairs_are_timed_reruns_only_the_pairs(pipeline_run, tmp_path):
+    workdir, _ = pipeline_run
+    jobs = scheduled_jobs(snakemake(workdir, overlay(tmp_path, "p", {"pairs": {"rounds": 5}}), args=["-n"]).stdout)
+    assert jobs == {"pair": 1, "pair_table": 1, "report": 1, "all": 1}
+
+
+def test_the_baseline_against_itself_is_a_ratio_near_one(pipeline_run):
+    workdir, _ = pipeline_run
+    pairs = pd.read_csv(workdir / "results" / "aggregate" / "pairs.csv")
+    assert len(pairs) == 1
+    row = pairs.iloc[0]
+    assert (row.engine, row.baseline_engine, row.batch_size, row.status) == ("eager", "eager", 1, "ok")
+    assert 0.7 < row.speedup < 1.4 and row.speedup_ci_low <= row.speedup <= row.speedup_ci_high
+    validate_cell_result(json.loads((workdir / row.result_file).read_text()))
 
 
 def test_the_order_of_keys_in_the_config_reruns_nothing(pipeline_run, tmp_path):
@@ -253,6 +275,10 @@ def test_served_cells_report_the_server_side_breakdown_and_keep_the_server_log(t
     assert (served.server_server_total_ms > 0).all() and (served.server_compute_infer_ms > 0).all()
     # the client waits at least as long as the server works on its request
     assert (served.mean_ms >= served.server_server_total_ms).all()
+    # the server's statistics window opens after the warm-up: it counts exactly the timed requests
+    for row in served.itertuples():
+        result = json.loads((workdir / row.result_file).read_text())
+        assert result["server"]["requests"] == result["latency"]["iterations"] == row.iterations
     for row in served.itertuples():
         server_log = (workdir / row.result_file).with_suffix(".server.log")
         assert SERVER_LOG_MARKS[row.engine] in server_log.read_text()

@@ -183,3 +183,25 @@ def test_both_paddings_stay_apart_in_every_figure_table_warning_and_sentence(tmp
     lines = why.why_paragraphs(why.chosen_profiles(profiles), BASELINE)
     assert sorted(line.split(", torchscript")[0] for line in lines) == [
         "At batch 1 (fp32, seq 128, dynamic padding)", "At batch 1 (fp32, seq 128, max_length padding)"]
+
+
+def test_the_fastest_speedup_comes_from_its_pair_and_an_unstable_one_says_so():
+    from workflow_scripts import pair_speedups
+
+    table = cells([{"engine": "eager", "precision": "fp32", "batch_size": 1, "p50_ms": 9.0},
+                   {"engine": "fused", "batch_size": 1, "p50_ms": 0.5}])  # cells alone: 18×
+    pair = {"engine": "fused", "precision": "bf16", "batch_size": 1, "seq_len": 128, "padding": "max_length",
+            "status": "ok", "baseline_engine": "eager", "baseline_precision": "fp32", "gpu_name": "NVIDIA H200",
+            "speedup": 9.5, "speedup_ci_low": 9.2, "speedup_ci_high": 10.3, "unstable": None}
+    steady = summary(pair_speedups.with_pair_speedups(table, pd.DataFrame([pair]), BASELINE))
+    assert steady.loc["fastest at batch 1", "measured"] == (
+        "fused bf16 bs1 seq128 max_length: 0.500 ms, 9.5× eager fp32 side by side [9.2–10.3] (cell p50 ratio 18.0×)")
+    assert steady.loc["fastest at batch 1", "verdict"] == "missed (by 0.5×); the 95% interval holds the target"
+    unstable = {**pair, "speedup_ci_low": 12.0, "speedup_ci_high": 14.0, "speedup": 13.0,
+                "unstable": "the ratio switched between two levels, 12x and 14x"}
+    rows = summary(pair_speedups.with_pair_speedups(table, pd.DataFrame([unstable]), BASELINE))
+    assert rows.loc["fastest at batch 1", "verdict"] == (
+        "met (by 3.0×); unstable comparison: the ratio switched between two levels, 12x and 14x")
+    table = table.assign(p50_ci_low_ms=table.p50_ms, p50_ci_high_ms=table.p50_ms)
+    shown = headline.headline(pair_speedups.with_pair_speedups(table, pd.DataFrame([unstable]), BASELINE))
+    assert shown["speedup side by side (95% CI)"].tolist() == ["13.00× [12.00–14.00], unstable", ""]

@@ -61,3 +61,62 @@ def test_gpu_cells_are_timed_on_one_core_and_cpu_cells_keep_their_threads():
     for enabled, device in ((True, "cpu"), (False, "cuda")):
         with pinned_to_one_core(enabled, device) as core:
             assert core is None and os.sched_getaffinity(0) == allowed
+
+
+def windows_around(level, windows=4, iters=6, step=0.002):
+    """`windows` windows of `iters` calls whose medians sit symmetrically around `level` ms."""
+    offsets = np.linspace(-step, step, windows)
+    return [[level + o + d for d in np.linspace(-0.001, 0.001, iters)] for o in offsets]
+
+
+def test_the_p50_interval_holds_every_repeat_median():
+    timed = [windows_around(1.0), windows_around(1.1), windows_around(1.2)]
+    summary = stats.summarize_windows(timed, batch_size=1, bootstrap_resamples=2000)
+    low, high = summary["p50_ci95"]
+    assert low <= 1.0 and high >= 1.2, summary["p50_ci95"]
+    assert summary["p50"] == pytest.approx(1.1)
+    # pooling the iterations, as before, gave an interval that excluded two of the three repeats
+    pooled = stats.summarize([x for r in timed for w in r for x in w], 1, 2000)["p50_ci95"]
+    assert pooled[1] - pooled[0] < 0.1
+
+
+def test_one_repeat_of_an_even_count_has_one_median():
+    calls = [1.0, 2.0, 3.0, 10.0]  # the lower middle value is 2.0, numpy's median 2.5
+    latency = stats.latency_summary([[{"wall_ms": calls, "gpu_ms": None}]], 1, 100, 0.1)
+    assert latency["repeat_p50_ms"][0] == latency["wall_ms"]["p50"] == 2.5
+    assert latency["gpu_ms"] is None and latency["iterations"] == 4 and latency["windows"] == 1
+
+
+def test_latency_summary_reports_spread_at_window_and_repeat_level():
+    timed = [[{"wall_ms": [m] * 3, "gpu_ms": [m / 2] * 3} for m in medians] for medians in ([1, 1.2], [1.4, 1.6])]
+    latency = stats.latency_summary(timed, 2, 200, 0.1)
+    assert latency["window_p50_ms"] == [[1, 1.2], [1.4, 1.6]]
+    assert latency["repeat_p50_ms"] == pytest.approx([1.1, 1.5])
+    assert latency["window_p50_cv"] == pytest.approx(stats.coefficient_of_variation([1, 1.2, 1.4, 1.6]))
+    assert latency["repeat_p50_cv"] == pytest.approx(stats.coefficient_of_variation([1.1, 1.5]))
+    assert latency["gpu_ms"]["p50"] == pytest.approx(0.65)
+    assert latency["wall_ms"]["throughput_samples_per_s"] == pytest.approx(2 * 1000 / 1.3)
+
+
+def test_a_two_level_series_is_flagged_as_two_regimes_with_both_levels():
+    rng = np.random.default_rng(3)
+    series = np.where(np.arange(30) % 10 < 6, 4.5, 8.3) + rng.normal(0, 0.05, 30)  # switches inside the run
+    found = stats.regimes(series, min_gap=0.1)
+    assert found is not None
+    assert found["levels_ms"] == [pytest.approx(4.5, abs=0.1), pytest.approx(8.3, abs=0.1)]
+    assert found["windows"] == [18, 12] and found["share_high"] == pytest.approx(0.4)
+
+
+@pytest.mark.parametrize("series", [
+    np.random.default_rng(4).normal(1.0, 0.01, 40),  # one level with noise
+    np.linspace(1.0, 1.3, 40),                       # one wide level: no gap between two groups
+    [1.0, 1.0, 1.0, 1.05, 1.05, 1.05],               # two levels closer than min_gap
+    [1.0, 2.0],                                      # too few windows to tell
+])
+def test_one_level_is_not_flagged(series):
+    assert stats.regimes(series, min_gap=0.1) is None
+
+
+def test_ragged_windows_are_an_error():
+    with pytest.raises(ValueError, match="same number of windows"):
+        stats.summarize_windows([[[1.0]], [[1.0], [2.0]]], 1)

@@ -7,10 +7,9 @@ import pytest
 
 from workflow_scripts import accuracy, benchmark, dataset, export, model, reference, tokens
 
-from conftest import DATASET, REPO, TINY
+from conftest import DATASET, FAST_MEASUREMENT, REPO, TINY
 
-MEASUREMENT = {"warmup_iters": 1, "min_iters": 5, "min_seconds": 0.0, "repeats": 2, "max_distinct_batches": 3,
-               "bootstrap_resamples": 100}
+MEASUREMENT = FAST_MEASUREMENT
 FP32 = {"max_abs_diff": 1e-3, "min_agreement": 0.99}
 
 
@@ -220,3 +219,36 @@ def test_a_failing_step_leaves_its_error_in_its_own_log(tmp_path, failure, expec
     assert proc.returncode != 0
     assert expected in log.read_text()
     assert expected in proc.stderr  # and still on the console
+
+
+def test_a_pair_of_an_engine_against_itself_gives_a_ratio_near_one(prepared, tmp_path):
+    from workflow_scripts import pair, pair_table, results
+
+    root, _ = prepared
+    cell = {"engine": "eager", "precision": "fp32", "batch_size": 2, "seq_len": 32, "padding": "max_length",
+            "device": "cpu"}
+    pairing = {"rounds": 12, "repeats": 3, "max_ci_width": 0.5, "seed": 0}
+    measurement = {**MEASUREMENT, "window_seconds": 0.02, "min_window_iters": 5}
+    out = tmp_path / "pair.json"
+    result = pair.run_pair(cell, {"engine": "eager", "precision": "fp32"}, root / "model", root / "tokens.pt", {},
+                           {}, measurement, pairing, out)
+    assert result["status"] == "ok", result["reason"]
+    low, high = result["pair"]["speedup_ci95"]
+    assert low <= 1.0 <= high and 0.8 < result["pair"]["speedup"] < 1.25, result["pair"]["speedup_ci95"]
+    assert len(result["pair"]["ratios"]) == 3 and len(result["pair"]["ratios"][0]) == 12
+    results.validate_cell_result(json.loads(out.read_text()))
+    row = pair_table.pair_table([str(out)]).iloc[0]
+    assert row.speedup == result["pair"]["speedup"] and row.rounds == 36 and row.baseline_engine == "eager"
+
+
+def test_a_pair_whose_engine_cannot_run_here_is_skipped_with_the_reason(prepared, tmp_path):
+    from workflow_scripts import pair
+
+    root, _ = prepared
+    cell = {"engine": "eager", "precision": "fp16", "batch_size": 2, "seq_len": 32, "padding": "max_length",
+            "device": "cpu"}
+    result = pair.run_pair(cell, {"engine": "eager", "precision": "fp32"}, root / "model", root / "tokens.pt", {},
+                           {}, MEASUREMENT, {"rounds": 2, "repeats": 1, "max_ci_width": 0.5, "seed": 0},
+                           tmp_path / "pair.json")
+    assert result["status"] == "skipped" and "fp16" in result["reason"]
+    assert (tmp_path / "pair.json").is_file()

@@ -26,6 +26,9 @@ def latency_row(result: dict, path: str, roles: dict[str, dict]) -> dict:
     correctness = result.get("correctness") or {}
     startup, memory = result.get("startup") or {}, result.get("memory") or {}
     env, model = result["environment"], result["model"]
+    # absent from results made before windows and host state were recorded
+    warmup, host = latency.get("warmup") or {}, result.get("host") or {}
+    regime_levels = (latency.get("regimes") or {}).get("levels_ms", [None, None])
     row = {**{key: cell[key] for key in CELL_KEYS}, **roles[cell["engine"]], "device": cell["device"],
            "status": result["status"], "reason": result["reason"]}
     for stat in ("p50", "p90", "p95", "p99", "mean", "std", "min", "max"):
@@ -36,6 +39,14 @@ def latency_row(result: dict, path: str, roles: dict[str, dict]) -> dict:
     row.update({
         "throughput_samples_per_s": result.get("throughput_samples_per_s"),
         "repeat_p50_cv": latency.get("repeat_p50_cv"),
+        "window_p50_cv": latency.get("window_p50_cv"),
+        "regime_low_ms": regime_levels[0],
+        "regime_high_ms": regime_levels[1],
+        "warmup_s": warmup.get("seconds"),
+        "warmup_steady": warmup.get("steady"),
+        "throttled": host.get("throttled"),
+        "cpu_steal_share": host.get("cpu_steal_share"),
+        "steal_heavy": host.get("steal_heavy"),
         "iterations": latency.get("iterations"),
         "pinned_core": latency.get("pinned_core"),
         "tokens_per_batch": result.get("tokens_per_batch"),

@@ -13,10 +13,10 @@ import time
 
 import torch
 
-from workflow_scripts import environment, stats
+from workflow_scripts import environment, host_state, stats
 from workflow_scripts.correctness import compare
 from workflow_scripts.engines import create
-from workflow_scripts.measure import pinned_to_one_core, time_first_call, time_iterations
+from workflow_scripts.measure import config_section, pinned_to_one_core, time_first_call, time_windows, warm_up
 from workflow_scripts.model import load_info
 from workflow_scripts.outcome import classify
 from workflow_scripts.placement import place_snakemake_job
@@ -40,7 +40,8 @@ def run_cell(cell: dict, model_dir: str, tokens_path: str, reference_path: str, 
     result = {"schema_version": SCHEMA_VERSION, "kind": "latency", "cell": cell, "status": "ok", "reason": None,
               "model": load_info(model_dir), "measurement": measurement, "startup": None, "latency": None,
               "throughput_samples_per_s": None, "memory": None, "correctness": None, "engine": None,
-              "tokens_per_batch": None, "server": None, "phases_s": {"process": process_s}}
+              "tokens_per_batch": None, "server": None, "phases_s": {"process": process_s},
+              "host": None}
     try:
         result.update(measure_cell(cell, model_dir, tokens_path, reference_path, artifacts, engine_settings,
                                    measurement, tolerance, out_path, result["phases_s"]))
@@ -98,10 +99,11 @@ def measure_engine(engine, cell, tokens, reference, rows, measurement, tolerance
     start = time.perf_counter()
     by_client = engine.timed_by_client(batches, measurement)  # a served engine's own load client, or None
     if by_client is None:
-        latency, server = time_calls(engine, run_batch, batches, device, batch_size, measurement)
+        latency, server, host = time_calls(engine, run_batch, batches, device, batch_size, measurement)
         split = None
-    else:
+    else:  # perf_analyzer's own windows; the host is not sampled between them
         latency, server, split = by_client["latency"], by_client["server"], by_client["latency_split_ms"]
+        host = None
     phases["timed"] = time.perf_counter() - start
     # dynamic padding shrinks batches: report how many tokens an average measured batch carries
     tokens_per_batch = sum(b["input_ids"].numel() for b in batches) / len(batches)
@@ -124,51 +126,39 @@ def measure_engine(engine, cell, tokens, reference, rows, measurement, tolerance
         "server": server,
         "load_client": engine.load_client,
         "latency_split_ms": split,
+        "host": host,
     }
 
 
-def time_calls(engine, run_batch, batches, device, batch_size, measurement) -> tuple[dict, dict | None]:
-    """The shared timing loop, every call timed here: (the result's latency, the engine's server window)."""
-    engine.begin_window()
+def time_calls(engine, run_batch, batches, device, batch_size, measurement) -> tuple[dict, dict | None, dict]:
+    """The shared timing loop, every call timed here: (the result's latency, the engine's server window, the
+    host's state over the timed windows)."""
     with pinned_to_one_core(measurement.get("pin_cpu", False), device) as pinned_core:
-        repeats = time_iterations(run_batch, batches, device, measurement["warmup_iters"], measurement["min_iters"],
-                                  measurement["min_seconds"], measurement["repeats"])
+        warmup = warm_up(run_batch, batches, device, measurement)
+        engine.begin_window()  # after the warm-up: a server counts the timed requests only
+        with host_state.monitor(device) as host:
+            timed = time_windows(run_batch, batches, device, measurement, host.sample)
+            host_summary = host.summary()
     server = engine.end_window()
-    resamples = measurement["bootstrap_resamples"]
-    wall = [ms for r in repeats for ms in r["wall_ms"]]
-    gpu = [ms for r in repeats for ms in r["gpu_ms"] or []]
-    repeat_p50 = [float(torch.tensor(r["wall_ms"]).median()) for r in repeats]
-    wall_stats = stats.summarize(wall, batch_size, resamples)
-    latency = {
-        "wall_ms": wall_stats,
-        "gpu_ms": stats.summarize(gpu, batch_size, resamples) if gpu else None,
-        "repeat_p50_ms": repeat_p50,
-        "repeat_p50_cv": stats.coefficient_of_variation(repeat_p50),
-        "iterations": len(wall),
-        "pinned_core": pinned_core,
-    }
-    return latency, server
+    latency = stats.latency_summary(timed, batch_size, measurement["bootstrap_resamples"],
+                                    measurement["regime_min_gap"])
+    latency.update(warmup=warmup, pinned_core=pinned_core)
+    return latency, server, host_summary
 
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_cell_arguments(parser)
     parser.add_argument("--reference", required=True)
-    parser.add_argument("--warmup-iters", type=int, default=10)
-    parser.add_argument("--min-iters", type=int, default=50)
-    parser.add_argument("--min-seconds", type=float, default=2.0)
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--pin-cpu", action=argparse.BooleanOptionalAction, default=False,
-                        help="time GPU cells on one core with one thread")
+    parser.add_argument("--measurement", metavar="KEY=VALUE", nargs="*", default=[],
+                        help="override keys of config.yaml's measurement section, e.g. windows=20 pin_cpu=true")
     parser.add_argument("--max-abs-diff", type=float, default=1e-3)
     parser.add_argument("--min-agreement", type=float, default=0.99)
     parser.add_argument("--out", required=True)
     args = parser.parse_args(argv)
     setup_logging()
     cell, artifacts = cell_from_args(args)
-    measurement = {"warmup_iters": args.warmup_iters, "min_iters": args.min_iters,
-                   "min_seconds": args.min_seconds, "repeats": args.repeats, "max_distinct_batches": 8,
-                   "bootstrap_resamples": 1000, "pin_cpu": args.pin_cpu}
+    measurement = config_section("measurement", args.measurement)
     run_cell(cell, args.model_dir, args.tokens, args.reference, artifacts, {}, measurement,
              {"max_abs_diff": args.max_abs_diff, "min_agreement": args.min_agreement}, args.out)
 

@@ -152,7 +152,13 @@ def check(config: dict) -> None:
         key, axis = outside[0]
         raise ConfigError(f"report.baseline.{key} is {baseline[key]!r}, which is not in sweep.{axis} "
                           f"{sweep[axis]} (on {config['device']}) nor in a merged piece: pick one of those")
+    measurement = config["measurement"]
+    if measurement["warmup_max_seconds"] < measurement["warmup_seconds"]:
+        raise ConfigError(f"measurement.warmup_max_seconds ({measurement['warmup_max_seconds']}) is below "
+                          f"measurement.warmup_seconds ({measurement['warmup_seconds']}): the cap must allow the "
+                          "minimum warm-up")
     profiled_axes(config)
+    paired_axes(config)
 
 
 def check_model(config: dict) -> None:
@@ -190,10 +196,20 @@ def baseline_in_pieces(baseline: dict, pieces: list) -> bool:
 
 def profiled_axes(config: dict) -> dict:
     """Engines, precisions and batch sizes to profile: `all` / `ends` resolved, lists checked against the sweep."""
-    sweep, profiling = config["sweep"], config["profiling"]
+    return selected_axes(config, "profiling", "profile only cells the sweep times")
+
+
+def paired_axes(config: dict) -> dict:
+    """Engines, precisions (all of the sweep's) and batch sizes of the side-by-side pairs, resolved and checked."""
+    return selected_axes(config, "pairs", "pair only cells the sweep times")
+
+
+def selected_axes(config: dict, section: str, advice: str) -> dict:
+    """The sweep axes that config[section] chooses: `all` / `ends` resolved (a missing axis is `all`; `ends`
+    is the smallest and largest batch size), lists checked against the sweep. Raises ConfigError."""
+    sweep, chosen_in = config["sweep"], config[section]
     sizes = sorted(sweep["batch_sizes"])
-    chosen = {"engines": profiling["engines"], "precisions": profiling["precisions"],
-              "batch_sizes": profiling["batch_sizes"]}
+    chosen = {axis: chosen_in.get(axis, "all") for axis in ("engines", "precisions", "batch_sizes")}
     defaults = {"engines": sweep["engines"], "precisions": sweep["precisions"],
                 "batch_sizes": sorted({sizes[0], sizes[-1]})}
     for axis, value in chosen.items():
@@ -202,13 +218,18 @@ def profiled_axes(config: dict) -> dict:
             continue
         outside = [v for v in value if v not in sweep[axis]]
         if outside:
-            raise ConfigError(f"profiling.{axis} has {outside}, which are not in sweep.{axis} {sweep[axis]} "
-                              f"(on {config['device']}): profile only cells the sweep times")
+            raise ConfigError(f"{section}.{axis} has {outside}, which are not in sweep.{axis} {sweep[axis]} "
+                              f"(on {config['device']}): {advice}")
     return chosen
 
 
 def profiled_cells(config: dict) -> list[dict]:
     axes = profiled_axes(config)
+    return cells({**config["sweep"], **axes})
+
+
+def paired_cells(config: dict) -> list[dict]:
+    axes = paired_axes(config)
     return cells({**config["sweep"], **axes})
 
 

@@ -1,11 +1,36 @@
-"""The timing loop shared by every engine: first call (compilation) apart, warm-up, then timed repeats."""
+"""The timing loop shared by every engine and by the side-by-side pairs.
+
+First call (compilation) apart; then warm-up until steady: every distinct input batch once, at least a minimum
+time, and until consecutive short windows agree (perf_analyzer's stability windows), up to a cap after which
+the cell is measured anyway and flagged. Then repeats of many short windows; each window keeps its
+per-iteration times, so statistics can treat the window as the unit (workflow_scripts/stats.py).
+"""
 
 import contextlib
 import itertools
 import os
 import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import torch
+import yaml
+
+from workflow_scripts.stats import median
+
+DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "config.yaml"
+
+
+def config_section(section: str, overrides: list[str], config_path: Path = DEFAULT_CONFIG) -> dict:
+    """A section of config.yaml (`measurement`, `pairs`) with KEY=VALUE overrides (values parsed as YAML), for
+    the command lines that run steps outside Snakemake. Raises ValueError naming an unknown key."""
+    settings = yaml.safe_load(config_path.read_text())[section]
+    for item in overrides:
+        key, _, value = item.partition("=")
+        if key not in settings:
+            raise ValueError(f"unknown {section} key {key!r}; known: {', '.join(settings)}")
+        settings[key] = yaml.safe_load(value)
+    return settings
 
 
 def _synchronize(device: str) -> None:
@@ -22,42 +47,80 @@ def time_first_call(run_batch, batch: dict, device: str) -> float:
     return time.perf_counter() - start
 
 
-def time_iterations(run_batch, batches: list[dict], device: str, warmup_iters: int, min_iters: int,
-                    min_seconds: float, repeats: int) -> list[dict]:
-    """Per repeat, per iteration: host wall time (synchronised) and, on CUDA, GPU time from CUDA events.
+def time_window(run_batch, batches: Iterator[dict], device: str, seconds: float, min_iters: int) -> dict:
+    """One window: calls until both `min_iters` calls and `seconds` have passed, each synchronised.
 
-    Each repeat runs until both `min_iters` iterations and `min_seconds` have passed, cycling through
-    `batches` (which are already on the device, so input preparation is never timed).
+    `batches` is an endless iterator of batches already on the device (input preparation is never timed).
+    Returns {"wall_ms": host wall time per call, "gpu_ms": CUDA-event time per call on CUDA, else None}.
+    """
+    wall_ms: list[float] = []
+    events = []
+    start = time.perf_counter()
+    while len(wall_ms) < min_iters or time.perf_counter() - start < seconds:
+        batch = next(batches)
+        if device == "cuda":
+            begin, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            torch.cuda.synchronize()
+            t0 = time.perf_counter()
+            begin.record()
+            run_batch(batch)
+            end.record()
+            torch.cuda.synchronize()
+            wall_ms.append((time.perf_counter() - t0) * 1000.0)
+            events.append((begin, end))
+        else:
+            t0 = time.perf_counter()
+            run_batch(batch)
+            wall_ms.append((time.perf_counter() - t0) * 1000.0)
+    return {"wall_ms": wall_ms, "gpu_ms": [begin.elapsed_time(end) for begin, end in events] or None}
+
+
+def warm_up(run_batch, batches: list[dict], device: str, measurement: dict) -> dict:
+    """Untimed calls until the engine is steady; returns what happened, for the result's `warmup`.
+
+    Runs every batch of `batches` once first (each distinct input shape: a CUDA-graphed engine records a graph
+    per shape, which must not fall into a timed window), then windows of `window_seconds` until
+    `warmup_seconds` have passed and the last `stable_windows` window medians lie within `stable_tolerance`
+    (relative to the smallest) of each other, or until `warmup_max_seconds` (then steady is False: the cell
+    is measured anyway and flagged). Returns {"seconds", "windows", "steady", "window_p50_ms"}.
+    """
+    start = time.perf_counter()
+    for batch in batches:
+        run_batch(batch)
+    _synchronize(device)
+    cycle = itertools.cycle(batches)
+    window_p50: list[float] = []
+    steady = False
+    while True:
+        window = time_window(run_batch, cycle, device, measurement["window_seconds"],
+                             measurement["min_window_iters"])
+        window_p50.append(median(window["wall_ms"]))
+        last = window_p50[-measurement["stable_windows"]:]
+        steady = (len(last) == measurement["stable_windows"]
+                  and max(last) - min(last) <= measurement["stable_tolerance"] * min(last))
+        elapsed = time.perf_counter() - start
+        if (steady and elapsed >= measurement["warmup_seconds"]) or elapsed >= measurement["warmup_max_seconds"]:
+            return {"seconds": elapsed, "windows": len(window_p50), "steady": steady, "window_p50_ms": window_p50}
+
+
+def time_windows(run_batch, batches: list[dict], device: str, measurement: dict,
+                 after_window: Callable[[], None] | None = None) -> list[list[dict]]:
+    """The timed part of a cell: `repeats` x `windows` windows (see time_window), cycling through `batches`.
+
+    `after_window` is called after every window, outside it (the host-state monitor samples there).
+    Returns repeats x windows of time_window's dicts.
     """
     cycle = itertools.cycle(batches)
-    for _ in range(warmup_iters):
-        run_batch(next(cycle))
-    _synchronize(device)
-    results = []
-    for _ in range(repeats):
-        wall_ms: list[float] = []
-        gpu_ms: list[float] = []
-        events = []
-        repeat_start = time.perf_counter()
-        while len(wall_ms) < min_iters or time.perf_counter() - repeat_start < min_seconds:
-            batch = next(cycle)
-            if device == "cuda":
-                begin, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-                torch.cuda.synchronize()
-                t0 = time.perf_counter()
-                begin.record()
-                run_batch(batch)
-                end.record()
-                torch.cuda.synchronize()
-                wall_ms.append((time.perf_counter() - t0) * 1000.0)
-                events.append((begin, end))
-            else:
-                t0 = time.perf_counter()
-                run_batch(batch)
-                wall_ms.append((time.perf_counter() - t0) * 1000.0)
-        gpu_ms = [begin.elapsed_time(end) for begin, end in events]
-        results.append({"wall_ms": wall_ms, "gpu_ms": gpu_ms or None})
-    return results
+    repeats = []
+    for _ in range(measurement["repeats"]):
+        windows = []
+        for _ in range(measurement["windows"]):
+            windows.append(time_window(run_batch, cycle, device, measurement["window_seconds"],
+                                       measurement["min_window_iters"]))
+            if after_window:
+                after_window()
+        repeats.append(windows)
+    return repeats
 
 
 @contextlib.contextmanager

@@ -79,7 +79,8 @@ class TritonEngine(Engine):
         return torch.from_numpy(logits.copy())  # the client's buffer is read-only
 
     def begin_window(self) -> None:
-        self.stats_before = self.server.model_stats()
+        # settled: the server counts a request just after replying, and the last warm-up reply is that fresh
+        self.stats_before = self.server.settled_model_stats()
 
     def end_window(self) -> dict:
         return stats_window(self.stats_before, self.server.settled_model_stats())
@@ -90,24 +91,26 @@ class TritonEngine(Engine):
 
     def timed_by_client(self, batches: list[dict], measurement: dict) -> dict | None:
         """With perf_analyzer as the client: one closed-loop client sending requests of this cell's batch size
-        made of the cell's rows, in windows of measurement.min_seconds until three agree (see
+        made of the cell's rows, in windows as long as one repeat of the shared loop (measurement.windows x
+        window_seconds) until three agree (see
         serving/perf_analyzer.py). Its CSV and console output are kept beside the result."""
         if self.load_client["name"] != "perf_analyzer":
             return None
         settings = self.perf_analyzer_settings()
+        window_s = measurement["windows"] * measurement["window_seconds"]
         stem = (self.result_path or Path("cell.json")).with_suffix("")
         csv_path, console = f"{stem}.perf_analyzer.csv", f"{stem}.perf_analyzer.log"
         data = perf_analyzer.write_input_data(torch.cat([b["input_ids"] for b in batches]).numpy(),
                                               torch.cat([b["attention_mask"] for b in batches]).numpy(),
                                               f"{stem}.perf_analyzer_input.json")
         argv = perf_analyzer.command(settings["executable"], self.request_target(), len(batches[0]["input_ids"]),
-                                     1, data, measurement["min_seconds"] * 1000, settings["stability_percentage"],
+                                     1, data, window_s * 1000, settings["stability_percentage"],
                                      settings["max_trials"], csv_path)
         self.load_client.update({"csv": csv_path, "log": console,
                                  "version": perf_analyzer.version(settings["executable"])})
         self.begin_window()
         try:
-            perf_analyzer.run(argv, console, timeout_s=measurement["min_seconds"] * (settings["max_trials"] + 2) + 120)
+            perf_analyzer.run(argv, console, timeout_s=window_s * (settings["max_trials"] + 2) + 120)
         except perf_analyzer.PerfAnalyzerError as error:
             self.server.raise_if_exited(error)
             raise

@@ -44,6 +44,7 @@ def main(argv=None) -> None:
     parser.add_argument("--peaks", required=True, help="peaks.json from the calibrate step")
     parser.add_argument("--dataset-info", required=True, help="dataset_info.json from the dataset step")
     parser.add_argument("--model-dir", required=True, help="the model step's folder")
+    parser.add_argument("--pairs", help="pairs.csv from the pair_table step (side-by-side speedups)")
     parser.add_argument("--configfile", action="append", default=[],
                         help="config files over config.yaml (report.baseline and report.targets come from them)")
     parser.add_argument("--comparison", help="comparison.csv from the compare step (an earlier run)")
@@ -53,7 +54,8 @@ def main(argv=None) -> None:
     report, out = load_config(*args.configfile)["report"], Path(args.out_dir)
     ctx = context.load(args.table, args.serving, args.profiles, args.profile_tops, args.peaks, args.dataset_info,
                        args.model_dir, report["baseline"], report["targets"], budget_settings(report),
-                       {name: str(out / "figures" / f"{name}.png") for name in FIGURES}, args.comparison)
+                       {name: str(out / "figures" / f"{name}.png") for name in FIGURES}, args.comparison,
+                       args.pairs)
     build(ctx, str(out / "report.md"), str(out / "report.html"))
 
 
@@ -65,7 +67,7 @@ if __name__ == "__main__":
         i = smk.input
         build(context.load(i.table, i.serving, i.profiles, i.profile_tops, i.peaks, i.dataset_info, i.model_dir,
                            smk.params.baseline, smk.params.targets, smk.params.budgets,
-                           {name: smk.output[name] for name in FIGURES}, i.get("comparison")),
+                           {name: smk.output[name] for name in FIGURES}, i.get("comparison"), i.pairs),
               smk.output.md, smk.output.html)
     else:
         main()

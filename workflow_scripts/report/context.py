@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from workflow_scripts import roofline
+from workflow_scripts import pair_speedups, roofline
 from workflow_scripts.results import TIMED_STATUSES, read_json
 
 
@@ -54,7 +54,8 @@ class ReportContext:
     model_info: roofline.load_model_info(); dataset: dataset_info.json; model: inferbench_model.json;
     baseline: report.baseline; targets: report.targets; budgets: {"latency_ms": report.latency_budgets_ms,
     "percentile": report.budget_percentile}; comparison: the compare step's table against an earlier run
-    (None: no `compare_with`); figure_paths: figure name -> PNG path to write.
+    (None: no `compare_with`); figure_paths: figure name -> PNG path to write; pairs: pairs.csv of the
+    pair_table step (None: no pairs; the table then has NaN pair_* columns).
     """
 
     table: pd.DataFrame
@@ -70,6 +71,7 @@ class ReportContext:
     budgets: dict = field(default_factory=lambda: {"latency_ms": [1, 5, 20, 100], "percentile": "p99"})
     comparison: pd.DataFrame | None = None
     figure_paths: dict[str, str] = field(default_factory=dict)
+    pairs: pd.DataFrame | None = None
 
     @cached_property
     def machine(self) -> str:
@@ -97,12 +99,16 @@ class ReportContext:
 
 
 def load(table: str, serving: str, profiles: str, profile_tops: str, peaks: str, dataset_info: str,
-         model_dir: str, baseline: dict, targets: dict, budgets: dict, figure_paths: dict[str, str], comparison: str | None = None) -> ReportContext:
+         model_dir: str, baseline: dict, targets: dict, budgets: dict, figure_paths: dict[str, str],
+         comparison: str | None = None, pairs: str | None = None) -> ReportContext:
     """The context of a run from its files: the aggregate step's four CSVs, the calibration's peaks.json,
     the dataset step's dataset_info.json and the model step's folder; budgets as ReportContext.budgets;
-    comparison: the compare step's CSV (None: no earlier run to compare with)."""
+    comparison: the compare step's CSV (None: no earlier run to compare with); pairs: the pair_table step's
+    pairs.csv (the cells get their side-by-side speedups from it: pair_speedups.with_pair_speedups)."""
+    pair_table = pd.read_csv(pairs) if pairs else None
     return ReportContext(
-        table=with_speedup(pd.read_csv(table), baseline), serving=pd.read_csv(serving),
+        table=pair_speedups.with_pair_speedups(with_speedup(pd.read_csv(table), baseline), pair_table, baseline),
+        pairs=pair_table, serving=pd.read_csv(serving),
         profiles=pd.read_csv(profiles), profile_tops=pd.read_csv(profile_tops), peaks=read_json(peaks),
         model_info=roofline.load_model_info(model_dir), dataset=read_json(dataset_info),
         model=read_json(Path(model_dir) / "inferbench_model.json"), baseline=baseline, targets=targets,

@@ -3,6 +3,7 @@ batch size, fastest first."""
 
 import pandas as pd
 
+from workflow_scripts import pair_speedups
 from workflow_scripts.report.context import ReportContext, shows_tokens_per_batch
 from workflow_scripts.report.render import fmt
 
@@ -19,7 +20,10 @@ def headline(table: pd.DataFrame) -> pd.DataFrame:
         f"p50 ms (bs{smallest})": rows.p50_ms.map(fmt("ms")),
         "95% CI of p50": [f"{lo:.3f}–{hi:.3f}" if pd.notna(lo) else "" for lo, hi in
                           zip(rows.p50_ci_low_ms, rows.p50_ci_high_ms)],
-        "speedup": rows.speedup.map(fmt("x")),
+        "speedup (p50 ratio)": rows.speedup.map(fmt("x")),
+        # side by side in one process (workflow_scripts/pair.py), where the run made that pair
+        "speedup side by side (95% CI)": [pair_speedups.pair_speedup_text(r) for r in rows.itertuples()]
+        if "pair_speedup" in rows else "",
         "accuracy": rows.accuracy.map(fmt("pct")) if "accuracy" in rows else "",
         "status": rows.status,
     })

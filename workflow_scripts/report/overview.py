@@ -3,6 +3,7 @@
 
 import pandas as pd
 
+from workflow_scripts import pair_speedups
 from workflow_scripts.report.context import ReportContext, cell_name
 
 # status -> what the warning says about its cells
@@ -52,7 +53,8 @@ def warnings_for(table: pd.DataFrame, dataset: dict, model: dict, max_repeat_cv:
 def blocks(ctx: ReportContext) -> list[tuple]:
     """Title, warnings (or "No warnings.") and the paragraph on cells, dataset, model and latency."""
     table, dataset, model, baseline = ctx.table, ctx.dataset, ctx.model, ctx.baseline
-    warnings = warnings_for(table, dataset, model, ctx.targets["max_repeat_cv"])
+    warnings = (warnings_for(table, dataset, model, ctx.targets["max_repeat_cv"])
+                + pair_speedups.measurement_warnings(table, ctx.pairs))
     counts = ", ".join(f"{n} {s}" for s, n in table.status.value_counts().items())
     return [
         ("h1", f"inferbench report: {model['model_id']} ({model['num_hidden_layers']} layers, hidden "
@@ -60,6 +62,8 @@ def blocks(ctx: ReportContext) -> list[tuple]:
         ("warnings", warnings) if warnings else ("p", "No warnings."),
         ("p", f"{len(table)} cells ({counts}). Dataset: {dataset['origin']} ({dataset['rows']} sentences). "
               f"Model: {model['model_id']} ({model['weights']} weights, {model['num_parameters']:,} parameters). "
-              f"Latency is the synchronised host wall time per batch; speedup is the p50 ratio against "
-              f"{baseline['engine']} {baseline['precision']} at the same batch size."),
+              f"Latency is the synchronised host wall time per batch. Speedups against "
+              f"{baseline['engine']} {baseline['precision']} at the same batch size: side by side (both engines "
+              "in one process, short windows alternated; the median of the paired window ratios with its 95% "
+              "interval) where the run made that pair, with the ratio of the two cells' p50s beside it."),
     ]

@@ -1,0 +1,76 @@
+"""The host-state monitor: steal time and load from /proc, GPU clocks and throttling from a stand-in NVML."""
+import os
+import time
+from types import SimpleNamespace
+
+import pytest
+
+from workflow_scripts import host_state
+
+
+class FakeNVML:
+    """The few NVML calls the monitor makes, answering from scripted samples."""
+    NVML_CLOCK_SM, NVML_CLOCK_MEM = 1, 2
+    NVMLError = RuntimeError
+
+    def __init__(self, samples, processes):
+        self.samples, self.processes, self.index = samples, processes, -1
+
+    def nvmlDeviceGetClockInfo(self, handle, clock):
+        self.index += clock == self.NVML_CLOCK_SM  # each sample starts with the SM clock
+        return self.samples[self.index]["sm" if clock == self.NVML_CLOCK_SM else "mem"]
+
+    def nvmlDeviceGetPowerUsage(self, handle):
+        return self.samples[self.index]["mw"]
+
+    def nvmlDeviceGetCurrentClocksEventReasons(self, handle):
+        return self.samples[self.index]["reasons"]
+
+    def nvmlDeviceGetComputeRunningProcesses(self, handle):
+        return self.processes
+
+    def nvmlShutdown(self):
+        pass
+
+
+def test_on_cpu_the_gpu_part_is_empty_with_the_reason_and_steal_is_measured(monkeypatch):
+    times = iter([(100, 10_000), (150, 11_000), (400, 12_000), (400, 12_000)])
+    monkeypatch.setattr(host_state, "cpu_times", lambda: next(times))
+    host = host_state.HostMonitor("cpu")
+    host.sample()  # steal 50 of 1000 jiffies
+    host.sample()  # steal 250 of 1000
+    summary = host.summary()
+    assert summary["gpu"] is None and summary["gpu_reason"] == "the cell runs on CPU"
+    assert summary["cpu_steal_share"] == pytest.approx(300 / 2000)
+    assert summary["cpu_steal_share_max_window"] == pytest.approx(0.25)
+    assert summary["steal_heavy"] and not summary["throttled"]
+    assert summary["samples"] == 2 and len(summary["load_average_1m"]) == 2
+
+
+def test_this_machine_reads_real_proc_files():
+    steal, total = host_state.cpu_times()
+    assert 0 <= steal <= total and host_state.load_average() >= 0
+    with host_state.monitor("cpu") as host:
+        time.sleep(0.1)  # /proc/stat counts in ticks of 10 ms
+        host.sample()
+        summary = host.summary()
+    assert 0 <= summary["cpu_steal_share"] < 1
+
+
+def test_gpu_clocks_reasons_power_and_other_processes_are_summarised():
+    samples = [{"sm": 1980, "mem": 2619, "mw": 300_000, "reasons": 0x0},
+               {"sm": 1380, "mem": 2619, "mw": 700_000, "reasons": 0x4},   # power cap
+               {"sm": 1815, "mem": 2619, "mw": 650_000, "reasons": 0x1}]   # idle: not throttling
+    processes = [SimpleNamespace(pid=os.getpid(), usedGpuMemory=2**30),
+                 SimpleNamespace(pid=999_999_999, usedGpuMemory=512 * 2**20)]
+    host = host_state.HostMonitor("cpu")
+    host.nvml, host.handle = FakeNVML(samples, processes), "card"
+    for _ in samples:
+        host.sample()
+    summary = host.summary()
+    gpu = summary["gpu"]
+    assert gpu["sm_clock_mhz"] == {"min": 1380, "median": 1815, "max": 1980}
+    assert gpu["power_w"] == {"min": 300.0, "median": 650.0, "max": 700.0}
+    assert gpu["throttle_reasons"] == ["sw_power_cap"] and "gpu_idle" in gpu["clock_event_reasons"]
+    assert summary["throttled"] and summary["gpu_reason"] is None
+    assert gpu["other_processes"] == [{"pid": 999_999_999, "name": None, "used_mb": 512.0}]

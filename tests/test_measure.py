@@ -1,0 +1,62 @@
+"""The timing loop on fake engines whose call time is known: warm-up until steady, windows, the cap."""
+from types import SimpleNamespace
+
+import pytest
+
+from conftest import FAST_MEASUREMENT
+from workflow_scripts import measure
+
+WARMUP = {**FAST_MEASUREMENT, "warmup_seconds": 0.05, "stable_windows": 3, "stable_tolerance": 0.2,
+          "warmup_max_seconds": 1.0, "window_seconds": 0.01, "min_window_iters": 2}
+
+
+class ScriptedEngine:
+    """Call i takes `durations_ms[i]` ms (the last value forever after) on a fake clock that the timing loop
+    reads (so a busy test machine cannot change the outcome), and records the batch it saw."""
+
+    def __init__(self, durations_ms, monkeypatch):
+        self.durations_ms, self.seen, self.now = list(durations_ms), [], 0.0
+        monkeypatch.setattr(measure, "time", SimpleNamespace(perf_counter=lambda: self.now))
+
+    def __call__(self, batch):
+        self.seen.append(batch["shape"])
+        self.now += self.durations_ms[min(len(self.seen) - 1, len(self.durations_ms) - 1)] / 1000
+
+
+def test_warm_up_runs_every_shape_then_waits_until_windows_agree(monkeypatch):
+    # calls that speed up (caches, clocks, lazy initialisation) until they settle at 2 ms
+    engine = ScriptedEngine([40, 30, 20, 15, 10, 8, 6, 4, 3, 2], monkeypatch)
+    batches = [{"shape": s} for s in (32, 17, 25)]
+    warmup = measure.warm_up(engine, batches, "cpu", WARMUP)
+    assert engine.seen[:3] == [32, 17, 25]
+    assert warmup["steady"] and warmup["seconds"] >= WARMUP["warmup_seconds"]
+    last = warmup["window_p50_ms"][-3:]
+    assert last == pytest.approx([2, 2, 2])  # steady at the fast level, not while speeding up
+    assert warmup["windows"] == len(warmup["window_p50_ms"]) >= 4
+
+
+def test_an_engine_that_never_settles_is_measured_after_the_cap_and_flagged(monkeypatch):
+    # levels that alternate every few calls, as a host switching regimes: windows never agree
+    engine = ScriptedEngine([1 if (i // 3) % 2 else 6 for i in range(100000)], monkeypatch)
+    settings = {**WARMUP, "stable_tolerance": 0.01, "warmup_max_seconds": 0.3}
+    warmup = measure.warm_up(engine, [{"shape": 1}], "cpu", settings)
+    assert not warmup["steady"]
+    assert 0.3 <= warmup["seconds"] == engine.now < 0.32
+
+
+def test_timed_windows_are_repeats_of_windows_of_calls(monkeypatch):
+    engine = ScriptedEngine([1], monkeypatch)
+    calls_after = []
+    timed = measure.time_windows(engine, [{"shape": 1}], "cpu", {**WARMUP, "windows": 4, "repeats": 3},
+                                 lambda: calls_after.append(len(engine.seen)))
+    assert [len(repeat) for repeat in timed] == [4, 4, 4]
+    # each window: 10 ms of 1 ms calls
+    assert all(w["wall_ms"] == pytest.approx([1.0] * 10) and w["gpu_ms"] is None for r in timed for w in r)
+    assert len(calls_after) == 12 and calls_after[-1] == len(engine.seen)
+
+
+def test_command_line_settings_come_from_config_yaml_with_overrides():
+    settings = measure.config_section("measurement", ["windows=7", "pin_cpu=false"])
+    assert settings["windows"] == 7 and settings["pin_cpu"] is False and "window_seconds" in settings
+    with pytest.raises(ValueError, match="unknown measurement key 'window'"):
+        measure.config_section("measurement", ["window=7"])

@@ -1,0 +1,186 @@
+"""What the host was doing while a cell or pair was timed: GPU clocks, clock-event reasons, power and other
+processes on the GPU (NVML), CPU steal time and load average (/proc/stat, /proc/loadavg).
+
+Sampled between timed windows (never inside one), so the monitor adds no thread and no work to the timed
+calls. On CPU, or where NVML is missing, the GPU part is None with the reason.
+"""
+
+import contextlib
+import os
+from pathlib import Path
+
+import numpy as np
+
+# Clock-event reasons that lower the clock below what the load asks for (NVML's nvmlClocksEventReason* bits).
+# The others (GPU idle, application clocks, sync boost, display) are settings or idleness, not throttling.
+THROTTLE_REASONS = {
+    0x4: "sw_power_cap",
+    0x8: "hw_slowdown",
+    0x20: "sw_thermal_slowdown",
+    0x40: "hw_thermal_slowdown",
+    0x80: "hw_power_brake_slowdown",
+}
+OTHER_REASONS = {0x1: "gpu_idle", 0x2: "applications_clocks_setting", 0x10: "sync_boost",
+                 0x100: "display_clock_setting"}
+# Share of CPU time the hypervisor gave to other guests above which a measurement is flagged: a launch-bound
+# GPU cell's host thread loses that share of its time slices.
+NOTICEABLE_STEAL = 0.02
+
+
+def cpu_times() -> tuple[int, int] | None:
+    """(steal, total) jiffies of all CPUs since boot, from /proc/stat; None where there is no /proc/stat."""
+    try:
+        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]
+    except OSError:
+        return None
+    values = [int(v) for v in fields] + [0] * (8 - len(fields))
+    return values[7], sum(values)
+
+
+def load_average() -> float | None:
+    """The 1-minute load average (runnable and uninterruptible tasks), from /proc/loadavg."""
+    try:
+        return float(Path("/proc/loadavg").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def spread(values) -> dict | None:
+    """{"min", "median", "max"} of the sampled values, or None without samples."""
+    if not values:
+        return None
+    return {"min": float(np.min(values)), "median": float(np.median(values)), "max": float(np.max(values))}
+
+
+class HostMonitor:
+    """Samples the host after each timed window; `summary()` describes the whole timed period.
+
+    `device` is "cuda" (the current torch device's card, found through its UUID) or "cpu".
+    """
+
+    def __init__(self, device: str):
+        self.nvml = None
+        self.handle = None
+        self.gpu_reason = None
+        self.gpu_samples: list[dict] = []
+        self.window_steal: list[float] = []
+        if device != "cuda":
+            self.gpu_reason = "the cell runs on CPU"
+        else:
+            self._open_nvml()
+        self.start_times = self.last_times = cpu_times()
+        self.load_start = load_average()
+
+    def _open_nvml(self) -> None:
+        try:
+            import pynvml
+
+            from workflow_scripts.environment import gpu_uuid
+
+            pynvml.nvmlInit()
+            self.nvml = pynvml
+            uuid = gpu_uuid()
+            self.handle = (pynvml.nvmlDeviceGetHandleByUUID(uuid) if uuid
+                           else pynvml.nvmlDeviceGetHandleByIndex(0))
+        except Exception as error:  # no NVML library or driver: the timings stand without it
+            self.gpu_reason = f"NVML unavailable: {type(error).__name__}: {error}"
+            self.close()
+
+    def sample(self) -> None:
+        """One sample of clocks, reasons and power, and the steal share since the previous sample."""
+        times = cpu_times()
+        if times and self.last_times and times[1] > self.last_times[1]:
+            self.window_steal.append((times[0] - self.last_times[0]) / (times[1] - self.last_times[1]))
+        self.last_times = times
+        if self.handle is None:
+            return
+        nvml = self.nvml
+        try:
+            self.gpu_samples.append({
+                "sm_clock_mhz": nvml.nvmlDeviceGetClockInfo(self.handle, nvml.NVML_CLOCK_SM),
+                "mem_clock_mhz": nvml.nvmlDeviceGetClockInfo(self.handle, nvml.NVML_CLOCK_MEM),
+                "power_w": nvml.nvmlDeviceGetPowerUsage(self.handle) / 1000.0,
+                "reasons": int(nvml.nvmlDeviceGetCurrentClocksEventReasons(self.handle)),
+            })
+        except nvml.NVMLError as error:
+            self.gpu_reason = f"NVML sampling failed: {error}"
+
+    def other_gpu_processes(self) -> list[dict]:
+        """Compute processes on this card other than this process and its children (e.g. its server)."""
+        ours = {os.getpid()}
+        found = []
+        for process in self.nvml.nvmlDeviceGetComputeRunningProcesses(self.handle):
+            if process.pid in ours or parent_pid(process.pid) == os.getpid():
+                continue
+            used = getattr(process, "usedGpuMemory", None)
+            found.append({"pid": process.pid, "name": process_name(process.pid),
+                          "used_mb": used / 2**20 if used else None})
+        return found
+
+    def summary(self) -> dict:
+        """The timed period: {"gpu": {...} or None, "gpu_reason", "cpu_steal_share", "cpu_steal_share_max_window",
+        "load_average_1m": [start, end], "samples", "steal_heavy", "throttled"}. Shares are fractions of all
+        CPU time; clocks in MHz, power in W."""
+        end_times = cpu_times()
+        steal = None
+        if self.start_times and end_times and end_times[1] > self.start_times[1]:
+            steal = (end_times[0] - self.start_times[0]) / (end_times[1] - self.start_times[1])
+        gpu = None
+        if self.handle is not None and self.gpu_samples:
+            seen = 0
+            for sample in self.gpu_samples:
+                seen |= sample["reasons"]
+            throttling = [name for bit, name in THROTTLE_REASONS.items() if seen & bit]
+            try:
+                others = self.other_gpu_processes()
+            except self.nvml.NVMLError as error:
+                others, self.gpu_reason = None, f"NVML process list failed: {error}"
+            gpu = {
+                "sm_clock_mhz": spread([s["sm_clock_mhz"] for s in self.gpu_samples]),
+                "mem_clock_mhz": spread([s["mem_clock_mhz"] for s in self.gpu_samples]),
+                "power_w": spread([s["power_w"] for s in self.gpu_samples]),
+                "clock_event_reasons": throttling + [name for bit, name in OTHER_REASONS.items() if seen & bit],
+                "throttle_reasons": throttling,
+                "other_processes": others,
+            }
+        worst = max(self.window_steal) if self.window_steal else None
+        return {
+            "gpu": gpu,
+            "gpu_reason": None if gpu else self.gpu_reason or "no sample was taken",
+            "cpu_steal_share": steal,
+            "cpu_steal_share_max_window": worst,
+            "load_average_1m": [self.load_start, load_average()],
+            "samples": len(self.window_steal),
+            "throttled": bool(gpu and gpu["throttle_reasons"]),
+            "steal_heavy": steal is not None and steal > NOTICEABLE_STEAL,
+        }
+
+    def close(self) -> None:
+        if self.nvml is not None:
+            with contextlib.suppress(Exception):
+                self.nvml.nvmlShutdown()
+        self.nvml = self.handle = None
+
+
+@contextlib.contextmanager
+def monitor(device: str):
+    """A HostMonitor for the timed period; NVML is shut down afterwards."""
+    host = HostMonitor(device)
+    try:
+        yield host
+    finally:
+        host.close()
+
+
+def parent_pid(pid: int) -> int | None:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def process_name(pid: int) -> str | None:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return None

@@ -1,0 +1,175 @@
+"""Step 5b: one side-by-side pair = an engine x precision against the report's baseline at one batch size.
+
+Both engines are loaded in one process on one device and warmed up until steady; then, in every round, each
+runs one short window, the two in random order, so both see the same host regime (the H200 virtual machines
+switch between regimes within seconds: cells timed minutes apart catch different ones). The speedup is the
+median over rounds of baseline window median / engine window median, with a hierarchical bootstrap interval
+(repeats, then rounds). Writes one JSON result (kind pair) whatever happens, as a benchmark cell does.
+"""
+
+import argparse
+import gc
+import logging
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from workflow_scripts import environment, host_state, stats
+from workflow_scripts.engines import create, spec
+from workflow_scripts.measure import (config_section, pinned_to_one_core, time_first_call, time_window,
+                                      warm_up)
+from workflow_scripts.model import load_info
+from workflow_scripts.outcome import classify
+from workflow_scripts.placement import place_snakemake_job
+from workflow_scripts.results import SCHEMA_VERSION, write_cell_result
+from workflow_scripts.step_io import add_cell_arguments, cell_from_args, setup_logging, snakemake_log
+from workflow_scripts.tokens import batch_rows, load_tokens, make_batch
+
+log = logging.getLogger("pair")
+
+
+def run_pair(cell: dict, baseline: dict, model_dir: str, tokens_path: str, artifacts: dict[str, dict],
+             engine_settings: dict[str, dict], measurement: dict, pairing: dict, out_path: str) -> dict:
+    """Measure `cell` (engine, precision, batch_size, seq_len, padding, device) against `baseline` (engine,
+    precision) and write the result to `out_path`.
+
+    artifacts / engine_settings: per role ("engine", "baseline"), what each engine loads and its settings.
+    measurement: the config's measurement section (warm-up, window length, bootstrap resamples, pin_cpu).
+    pairing: {"rounds", "repeats", "max_ci_width", "seed"}. Returns the result (status ok, skipped, oom or
+    failed, with the reason); `pair` holds speedup (x, > 1: the engine is faster), speedup_ci95, the per-round
+    ratios and window medians (ms) and the reasons the comparison is unstable, if any.
+    """
+    device = environment.resolve_device(cell["device"])
+    cell = {**cell, "device": device, "baseline": baseline}
+    result = {"schema_version": SCHEMA_VERSION, "kind": "pair", "cell": cell, "status": "ok", "reason": None,
+              "model": load_info(model_dir), "measurement": measurement, "pairing": pairing, "pair": None,
+              "host": None}
+    try:
+        result["pair"], result["host"] = measure_pair(cell, baseline, model_dir, tokens_path, artifacts,
+                                                      engine_settings, measurement, pairing, out_path)
+    except Exception as error:  # recorded in the result; the workflow goes on
+        result["status"], result["reason"] = classify(error)
+    result["environment"] = environment.capture(device, {"cell": cell, "engine_settings": engine_settings,
+                                                         "measurement": measurement, "pairing": pairing})
+    write_cell_result(out_path, result)
+    log.info("%s: %s %s", out_path, result["status"], result["reason"] or "")
+    return result
+
+
+def measure_pair(cell, baseline, model_dir, tokens_path, artifacts, engine_settings, measurement, pairing, out_path):
+    tokens = load_tokens(tokens_path)
+    rows = batch_rows(tokens["input_ids"].shape[0], cell["batch_size"], measurement["max_distinct_batches"])
+    specs = {"baseline": (baseline["engine"], baseline["precision"]), "engine": (cell["engine"], cell["precision"])}
+    engines = {}
+    try:
+        for role, (name, precision) in specs.items():
+            engines[role] = create(name, model_dir=model_dir, device=cell["device"], precision=precision,
+                                   settings=engine_settings.get(role, {}), artifacts=artifacts.get(role, {}),
+                                   result_path=Path(out_path).with_suffix(f".{role}.json"))
+        return measure_loaded(engines, cell, tokens, rows, measurement, pairing)
+    finally:
+        for engine in engines.values():
+            engine.close()
+        gc.collect()
+
+
+def measure_loaded(engines: dict, cell: dict, tokens: dict, rows: list, measurement: dict, pairing: dict):
+    device = cell["device"]
+    runners, batches = {}, {}
+    for role, engine in engines.items():
+        batches[role] = [make_batch(tokens, r, cell["padding"], engine.input_device or device) for r in rows]
+        engine.load()
+        runners[role] = lambda batch, engine=engine: engine.run(batch["input_ids"], batch["attention_mask"])
+        time_first_call(runners[role], batches[role][0], device)
+    rng = np.random.default_rng(pairing["seed"])
+    roles = list(engines)
+    window_p50 = {role: np.zeros((pairing["repeats"], pairing["rounds"])) for role in roles}
+    cycles = {role: _cycle(batches[role]) for role in roles}
+    with pinned_to_one_core(measurement.get("pin_cpu", False), device):
+        warmups = {role: warm_up(runners[role], batches[role], device, measurement) for role in roles}
+        with host_state.monitor(device) as host:
+            for repeat in range(pairing["repeats"]):
+                for round_ in range(pairing["rounds"]):
+                    for index in rng.permutation(len(roles)):
+                        role = roles[index]
+                        window = time_window(runners[role], cycles[role], device, measurement["window_seconds"],
+                                             measurement["min_window_iters"])
+                        window_p50[role][repeat, round_] = stats.median(window["wall_ms"])
+                    host.sample()
+            host_summary = host.summary()
+    ratios = window_p50["baseline"] / window_p50["engine"]
+    speedup = stats.median(ratios)
+    low, high = stats.hierarchical_ci(ratios, stats.median_of_windows, measurement["bootstrap_resamples"])
+    ratio_regimes = stats.regimes(ratios, measurement["regime_min_gap"])
+    pair = {
+        "speedup": speedup,
+        "speedup_ci95": [low, high],
+        "ratio_cv": stats.coefficient_of_variation(ratios),
+        "ratios": ratios.tolist(),
+        "ratio_regimes": ratio_regimes,
+        "window_p50_ms": {role: window_p50[role].tolist() for role in roles},
+        "p50_ms": {role: stats.median(window_p50[role]) for role in roles},
+        "regimes": {role: stats.regimes(window_p50[role], measurement["regime_min_gap"]) for role in roles},
+        "warmup": warmups,
+    }
+    pair["unstable"] = unstable_reasons(pair, host_summary, pairing["max_ci_width"])
+    return pair, host_summary
+
+
+def _cycle(batches: list[dict]):
+    while True:
+        yield from batches
+
+
+def unstable_reasons(pair: dict, host: dict, max_ci_width: float) -> list[str]:
+    """Why this comparison should not be trusted as one number (empty: it can be)."""
+    reasons = []
+    low, high = pair["speedup_ci95"]
+    if (high - low) > max_ci_width * pair["speedup"]:
+        reasons.append(f"95% interval {low:.3g}-{high:.3g}x is wider than {max_ci_width:.0%} of the speedup")
+    if pair["ratio_regimes"]:
+        low_level, high_level = pair["ratio_regimes"]["levels_ms"]
+        reasons.append(f"the ratio switched between two levels, {low_level:.3g}x and {high_level:.3g}x")
+    reasons += [f"{role} warm-up not steady after {w['seconds']:.1f} s" for role, w in pair["warmup"].items()
+                if not w["steady"]]
+    if host["throttled"]:
+        reasons.append(f"GPU throttled ({', '.join(host['gpu']['throttle_reasons'])})")
+    if host["steal_heavy"]:
+        reasons.append(f"CPU steal time {host['cpu_steal_share']:.1%}")
+    return reasons
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_cell_arguments(parser)
+    parser.add_argument("--baseline-engine", default="eager")
+    parser.add_argument("--baseline-precision", default="fp32")
+    parser.add_argument("--pairing", metavar="KEY=VALUE", nargs="*", default=[],
+                        help="override keys of config.yaml's pairs section, e.g. rounds=10")
+    parser.add_argument("--measurement", metavar="KEY=VALUE", nargs="*", default=[],
+                        help="override keys of config.yaml's measurement section, e.g. window_seconds=0.1")
+    parser.add_argument("--out", required=True)
+    args = parser.parse_args(argv)
+    setup_logging()
+    cell, artifacts = cell_from_args(args)
+    pairing = config_section("pairs", args.pairing)
+    run_pair(cell, {"engine": args.baseline_engine, "precision": args.baseline_precision}, args.model_dir,
+             args.tokens, {"engine": artifacts}, {}, config_section("measurement", args.measurement), pairing, args.out)
+
+
+if __name__ == "__main__":
+    if "snakemake" in globals():
+        smk = snakemake  # noqa: F821
+        setup_logging(snakemake_log(smk))
+        place_snakemake_job(smk)
+        torch.set_num_threads(smk.threads)
+        w = smk.wildcards
+        cell = {"engine": w.engine, "precision": w.precision, "batch_size": int(w.batch_size),
+                "seq_len": int(w.seq_len), "padding": w.padding, "device": smk.params.device}
+        artifacts = {role: {kind: smk.input[f"{role}_{kind}"] for kind in kinds}
+                     for role, kinds in smk.params.artifact_kinds.items()}
+        run_pair(cell, smk.params.baseline, smk.input.model_dir, smk.input.tokens, artifacts,
+                 smk.params.engine_settings, smk.params.measurement, smk.params.pairing, smk.output.result)
+    else:
+        main()

@@ -1,0 +1,67 @@
+"""Step 6b: every side-by-side pair result -> one tidy CSV row per pair (results/aggregate/pairs.csv)."""
+
+import argparse
+import io
+import logging
+
+import pandas as pd
+
+from workflow_scripts.results import atomic_write_text, read_json
+from workflow_scripts.step_io import setup_logging, snakemake_log
+
+log = logging.getLogger("pair_table")
+PAIR_KEYS = ["engine", "precision", "batch_size", "seq_len", "padding"]
+COLUMNS = [*PAIR_KEYS, "device", "baseline_engine", "baseline_precision", "status", "reason", "speedup",
+           "speedup_ci_low", "speedup_ci_high", "ratio_cv", "ratio_regime_low", "ratio_regime_high", "engine_p50_ms",
+           "baseline_p50_ms", "rounds", "unstable", "throttled", "cpu_steal_share", "gpu_name", "result_file"]
+
+
+def pair_row(result: dict, path: str) -> dict:
+    """One pair as a row; `unstable` joins the reasons the comparison should not be trusted ('' when none)."""
+    cell, pair, host = result["cell"], result.get("pair") or {}, result.get("host") or {}
+    low, high = pair.get("speedup_ci95", [None, None])
+    regime_low, regime_high = (pair.get("ratio_regimes") or {}).get("levels_ms", [None, None])
+    p50 = pair.get("p50_ms") or {}
+    return {**{key: cell[key] for key in PAIR_KEYS}, "device": cell["device"],
+            "baseline_engine": cell["baseline"]["engine"], "baseline_precision": cell["baseline"]["precision"],
+            "status": result["status"], "reason": result["reason"], "speedup": pair.get("speedup"),
+            "speedup_ci_low": low, "speedup_ci_high": high, "ratio_cv": pair.get("ratio_cv"),
+            "ratio_regime_low": regime_low, "ratio_regime_high": regime_high,
+            "engine_p50_ms": p50.get("engine"), "baseline_p50_ms": p50.get("baseline"),
+            "rounds": sum(len(r) for r in pair.get("ratios") or []),
+            "unstable": "; ".join(pair.get("unstable") or []), "throttled": host.get("throttled"),
+            "cpu_steal_share": host.get("cpu_steal_share"), "gpu_name": result["environment"]["gpu_name"],
+            "result_file": path}
+
+
+def pair_table(paths: list[str]) -> pd.DataFrame:
+    rows = [pair_row(read_json(path), path) for path in paths]
+    table = pd.DataFrame(rows, columns=COLUMNS)
+    return table.sort_values(PAIR_KEYS).reset_index(drop=True) if rows else table
+
+
+def write_table(paths: list[str], out_path: str) -> pd.DataFrame:
+    table = pair_table(paths)
+    buffer = io.StringIO()
+    table.to_csv(buffer, index=False)
+    atomic_write_text(out_path, buffer.getvalue())
+    return table
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("results", nargs="*", help="pair result JSON files")
+    parser.add_argument("--out", required=True)
+    args = parser.parse_args(argv)
+    setup_logging()
+    write_table(args.results, args.out)
+
+
+if __name__ == "__main__":
+    if "snakemake" in globals():
+        smk = snakemake  # noqa: F821
+        setup_logging(snakemake_log(smk))
+        table = write_table(list(smk.input.pairs), smk.output.table)
+        log.info("%d pairs: %s", len(table), table["status"].value_counts().to_dict())
+    else:
+        main()
