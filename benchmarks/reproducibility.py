@@ -67,7 +67,7 @@ def one_run(args) -> None:
     """In a child process: every pair of the config, written as one JSON list to args.child_out."""
     import yaml
 
-    from workflow_scripts import pair
+    from workflow_scripts import engines, pair
     from workflow_scripts.measure import config_section
 
     config = yaml.safe_load((REPO / "config.yaml").read_text())
@@ -84,8 +84,9 @@ def one_run(args) -> None:
         for batch_size in batches:
             cell = {"engine": engine, "precision": precision, "batch_size": batch_size, "seq_len": seq_len,
                     "padding": "max_length", "device": args.device}
-            settings = {"engine": (CPU_SETTINGS if args.tiny else config["engine_settings"]).get(engine, {}),
-                        "baseline": config["engine_settings"].get(BASELINE["engine"], {})}
+            settings = {"engine": {**engines.settings_from_config(engine, config),
+                                   **(CPU_SETTINGS.get(engine, {}) if args.tiny else {})},
+                        "baseline": engines.settings_from_config(BASELINE["engine"], config)}
             out = Path(args.child_out).with_suffix(f".{engine}_{precision}_bs{batch_size}.json")
             result = pair.run_pair(cell, BASELINE, args.model_dir, args.tokens, {}, settings, measurement, pairing,
                                    out)

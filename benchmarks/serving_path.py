@@ -35,7 +35,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from workflow_scripts import dataset, load_sweep, model, tokens  # noqa: E402
 from workflow_scripts.engines import create  # noqa: E402
-from workflow_scripts.measure import time_iterations  # noqa: E402
+from workflow_scripts.measure import config_section, time_windows, warm_up  # noqa: E402
+from workflow_scripts.stats import latency_summary  # noqa: E402
 from workflow_scripts.serving import model_repository  # noqa: E402
 
 SEQ_LEN, PRECISION, DEVICE = 128, "bf16", "cuda"
@@ -67,10 +68,12 @@ def in_process(model_dir: Path, token_path: Path, batch_size: int) -> dict:
                     settings={"fullgraph": True, "dynamic": None})
     engine.load()
     batch = {key: data[key][:batch_size].to(DEVICE) for key in ("input_ids", "attention_mask")}
-    repeats = time_iterations(lambda b: engine.run(b["input_ids"], b["attention_mask"]), [batch], DEVICE,
-                              warmup_iters=20, min_iters=200, min_seconds=2.0, repeats=1)
+    run = lambda b: engine.run(b["input_ids"], b["attention_mask"])  # noqa: E731
+    measurement = config_section("measurement", ["repeats=1"])
+    warm_up(run, [batch], DEVICE, measurement)
+    timed = time_windows(run, [batch], DEVICE, measurement)
     engine.close()
-    p50 = float(torch.tensor(repeats[0]["wall_ms"]).median())
+    p50 = latency_summary(timed, batch_size, 100, measurement["regime_min_gap"])["wall_ms"]["p50"]
     return {"p50_ms": p50, "samples_per_s": batch_size / p50 * 1000.0}
 
 
