@@ -22,7 +22,8 @@ from conftest import REPO, TEST_CONFIG, overlay, path_with_stand_ins, scheduled_
 
 pytestmark = pytest.mark.slow
 SLURM = REPO / "tests" / "slurm"
-GPU_RULES = {"export_torchscript", "reference", "accuracy", "benchmark_cell", "load_sweep", "profile_torch", "calibrate"}
+GPU_RULES = {"export_torchscript", "reference", "accuracy", "benchmark_cell", "load_sweep", "profile_torch", "calibrate",
+             "pair"}
 LOCAL_RULES = {"dataset", "model"}
 OPT_IN = "INFERBENCH_REAL_SLURM"
 
