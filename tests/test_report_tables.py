@@ -41,6 +41,10 @@ def cells(rows, gpu="NVIDIA H200"):
                           for row in rows])
     frame["throughput_samples_per_s"] = frame.batch_size / frame.p50_ms * 1000
     frame["mean_ms"] = frame.p50_ms
+    # a tight CI (±2%) unless the row gives its own
+    for column, factor in (("p50_ci_low_ms", 0.98), ("p50_ci_high_ms", 1.02)):
+        given = frame[column] if column in frame else pd.Series(float("nan"), index=frame.index)
+        frame[column] = given.fillna(frame.p50_ms * factor)
     return with_speedup(frame, BASELINE)
 
 
@@ -66,13 +70,13 @@ def test_summary_says_by_how_much_each_target_is_met_or_missed():
     peaks = {"status": "ok", "matmul_tflops": {"bf16": 800.0, "fp16": 700.0, "fp32": 50.0, "tf32": 400.0},
              "copy_gb_per_s": 4000.0}
     rows = summary(table, serving, peaks)
-    assert rows.loc["fastest at batch 1", "verdict"] == "met (by 8.0×)"  # 9.0 / 0.5 = 18×
+    assert rows.loc["fastest at batch 1", "verdict"] == "met (1.80× the target)"  # 9.0 / 0.5 = 18× of 10×
     share = 64 * roofline.model_flops_per_sequence(MODEL, 128) / 3.0e-3 / 800e12  # ~60%: fused bs64 in 3 ms
     assert rows.loc["fastest at batch 64: share of the measured matmul peak", "verdict"] == (
-        f"{'met' if share >= 0.65 else 'missed'} (by {abs(share - 0.65) * 100:.1f} percentage points)")
-    assert rows.loc["serving overhead at batch 1", "verdict"] == "missed (by 1.50 ms)"  # 2.75 - 0.75 - 0.5
+        f"{'met' if share >= 0.65 else 'missed'} ({share / 0.65:.2f}× the target)")
+    assert rows.loc["serving overhead at batch 1", "verdict"] == "missed (4.00× the target)"  # 2.75 - 0.75 = 2 ms
     throughput = rows.loc["served throughput at the highest concurrency (64 clients)"]
-    assert "(20%)" in throughput.measured and throughput.verdict == "missed (by 60.0 percentage points)"
+    assert "(20%)" in throughput.measured and throughput.verdict == "missed (0.25× the target)"
     assert rows.loc["cells whose repeat medians agree", "measured"].startswith("6 of 7 (widest: triton-python-grpc")
 
 
@@ -94,7 +98,7 @@ def test_summary_has_a_serving_row_per_server_against_in_process():
     rows = summary(table, serving).reset_index()
     overhead = rows[rows.question == "serving overhead at batch 1"]
     assert [m.split(" ")[0] for m in overhead.measured] == ["dynamo-grpc", "triton-python-grpc"]
-    assert list(overhead.verdict) == ["missed (by 0.50 ms)", "missed (by 1.50 ms)"]  # 5-4-0.5, 2.75-0.75-0.5
+    assert list(overhead.verdict) == ["missed (2.00× the target)", "missed (4.00× the target)"]  # 5-4 = 1 ms, 2.75-0.75 = 2 ms of 0.5
     throughput = rows[rows.question == "served throughput at the highest concurrency (4 clients)"]
     assert [m.split(" ")[0] for m in throughput.measured] == ["dynamo-grpc", "triton-python-grpc"]
     assert "vs eager bf16 bs4 seq128 max_length 500 samples/s (50%)" in throughput.measured.iloc[0]
@@ -107,11 +111,60 @@ def test_summary_without_peaks_serving_or_other_machines():
     other = cells([{"engine": "fused", "batch_size": 1, "p50_ms": 0.1}], gpu="NVIDIA H100 80GB HBM3")
     rows = summary(pd.concat([table, other], ignore_index=True))
     assert rows.loc["fastest at batch 1", "measured"] == (  # not the H100's
-        "fused bf16 bs1 seq128 max_length: 1.000 ms, 9.0× eager fp32 at the same batch, seq and padding")
-    assert rows.loc["fastest at batch 1", "verdict"] == "missed (by 1.0×)"
+        "fused bf16 bs1 seq128 max_length: 1.000 ms, 9.00× eager fp32 at the same batch, seq and padding")
+    assert rows.loc["fastest at batch 1", "verdict"] == "missed (0.90× the target)"
     assert rows.loc["fastest at batch 1: share of the measured matmul peak", "verdict"] == "not measured"
     assert rows.loc["serving overhead at batch 1", "verdict"] == "not measured"
     assert rows.loc["served throughput at the highest concurrency", "verdict"] == "not measured"
+
+
+def test_overlapping_cis_name_no_winner():
+    """The CPU run's batch 1: compile-default's p50 is lowest, but its CI overlaps eager's and torchscript's."""
+    table = cells([
+        {"engine": "eager", "precision": "fp32", "batch_size": 1, "p50_ms": 1090.0, "p50_ci_low_ms": 998.0,
+         "p50_ci_high_ms": 1187.0},
+        {"engine": "compile-default", "precision": "fp32", "batch_size": 1, "p50_ms": 1050.6,
+         "p50_ci_low_ms": 848.0, "p50_ci_high_ms": 1689.0},
+        {"engine": "torchscript", "precision": "fp32", "batch_size": 1, "p50_ms": 1100.0, "p50_ci_low_ms": 545.0,
+         "p50_ci_high_ms": 1300.0},
+    ])
+    fastest = summary(table).loc["fastest at batch 1"]
+    assert fastest.measured.startswith("no difference resolved: compile-default fp32 bs1 seq128 max_length")
+    assert "eager fp32" in fastest.measured and "torchscript fp32" in fastest.measured
+    assert fastest.verdict == "no difference resolved from eager fp32"
+    ctx = ReportContext(table=table, baseline=BASELINE, targets=TARGETS)
+    assert summary_section.main_finding(ctx).startswith("Main finding: no cell is resolved faster than eager fp32")
+
+
+def test_resolved_winner_and_main_finding_at_another_batch():
+    """Apart CIs name the winner; the main finding is the largest resolved speedup, here at batch 8."""
+    table = cells([
+        {"engine": "eager", "precision": "fp32", "batch_size": 1, "p50_ms": 10.0},
+        {"engine": "fused", "precision": "fp32", "batch_size": 1, "p50_ms": 8.0},
+        {"engine": "eager", "precision": "fp32", "batch_size": 8, "p50_ms": 60.0},
+        {"engine": "fused", "precision": "fp32", "batch_size": 8, "p50_ms": 20.0},
+        # larger, but inside the noise: not the main finding
+        {"engine": "torchscript", "precision": "fp32", "batch_size": 8, "p50_ms": 15.0, "p50_ci_low_ms": 5.0,
+         "p50_ci_high_ms": 61.0},
+    ])
+    rows = summary(table)
+    assert rows.loc["fastest at batch 1", "measured"].startswith("fused fp32 bs1 seq128 max_length: 8.000 ms, 1.25×")
+    assert rows.loc["fastest at batch 1", "verdict"] == "missed (0.12× the target)"
+    ctx = ReportContext(table=table, baseline=BASELINE, targets=TARGETS)
+    assert summary_section.main_finding(ctx).startswith(
+        "Main finding: fused fp32 bs8 seq128 max_length is 3.00× eager fp32")
+
+
+def test_a_cpu_run_marks_gpu_targets_not_applicable():
+    table = cells([{"engine": "eager", "precision": "fp32", "batch_size": 1, "p50_ms": 9.0, "device": "cpu"},
+                   {"engine": "fused", "precision": "fp32", "batch_size": 1, "p50_ms": 1.0, "device": "cpu"}],
+                  gpu=None)
+    rows = summary(table)
+    assert rows.loc["fastest at batch 1", "verdict"] == "n/a on CPU"
+    assert rows.loc["fastest at batch 1", "measured"].startswith("fused fp32 bs1 seq128 max_length: 1.000 ms, 9.00×")
+    assert rows.loc["fastest at batch 1: share of the measured matmul peak", "verdict"] == "n/a on CPU"
+    assert rows.loc["serving overhead at batch 1", "verdict"] == "n/a on CPU"
+    assert rows.loc["cells whose repeat medians agree", "verdict"] == "met"  # applies on CPU too
 
 
 def test_skipped_cells_are_announced_with_their_reason_and_listed_last():
@@ -161,7 +214,7 @@ def test_both_paddings_stay_apart_in_every_figure_table_warning_and_sentence(tmp
         figures.speedup_bars(pd.concat([table, table.iloc[[2]]], ignore_index=True))
 
     assert summary(table).loc["fastest at batch 1", "measured"].startswith(
-        "torchscript fp32 bs1 seq128 max_length: 0.900 ms, 330.8× eager fp32")
+        "torchscript fp32 bs1 seq128 max_length: 0.900 ms, 330.80× eager fp32")
     dataset = {"origin": "hub", "name": "glue", "config": "sst2", "split": "validation", "rows": 872}
     (unstable,) = [n for n in overview.warnings_for(table.assign(reason=None), dataset, {}, TARGETS["max_repeat_cv"])
                    if n.startswith("UNSTABLE")]
@@ -195,13 +248,20 @@ def test_the_fastest_speedup_comes_from_its_pair_and_an_unstable_one_says_so():
             "speedup": 9.5, "speedup_ci_low": 9.2, "speedup_ci_high": 10.3, "unstable": None}
     steady = summary(pair_speedups.with_pair_speedups(table, pd.DataFrame([pair]), BASELINE))
     assert steady.loc["fastest at batch 1", "measured"] == (
-        "fused bf16 bs1 seq128 max_length: 0.500 ms, 9.5× eager fp32 side by side [9.2–10.3] (cell p50 ratio 18.0×)")
-    assert steady.loc["fastest at batch 1", "verdict"] == "missed (by 0.5×); the 95% interval holds the target"
+        "fused bf16 bs1 seq128 max_length: 0.500 ms, 9.50× eager fp32 side by side [9.20–10.30] (cell p50 ratio 18.00×)")
+    assert steady.loc["fastest at batch 1", "verdict"] == "missed (0.95× the target); the 95% interval holds the target"
     unstable = {**pair, "speedup_ci_low": 12.0, "speedup_ci_high": 14.0, "speedup": 13.0,
                 "unstable": "the ratio switched between two levels, 12x and 14x"}
     rows = summary(pair_speedups.with_pair_speedups(table, pd.DataFrame([unstable]), BASELINE))
     assert rows.loc["fastest at batch 1", "verdict"] == (
-        "met (by 3.0×); unstable comparison: the ratio switched between two levels, 12x and 14x")
+        "met (1.30× the target); unstable comparison: the ratio switched between two levels, 12x and 14x")
     table = table.assign(p50_ci_low_ms=table.p50_ms, p50_ci_high_ms=table.p50_ms)
     shown = headline.headline(pair_speedups.with_pair_speedups(table, pd.DataFrame([unstable]), BASELINE))
     assert shown["speedup side by side (95% CI)"].tolist() == ["13.00× [12.00–14.00], unstable", ""]
+    # a pair whose interval holds 1 resolves nothing, whatever the cells' CIs say
+    noise = {**pair, "speedup": 1.05, "speedup_ci_low": 0.9, "speedup_ci_high": 1.2}
+    rows = summary(pair_speedups.with_pair_speedups(cells([{"engine": "eager", "precision": "fp32", "batch_size": 1,
+                                                            "p50_ms": 9.0},
+                                                           {"engine": "fused", "batch_size": 1, "p50_ms": 0.5}]),
+                                                    pd.DataFrame([noise]), BASELINE))
+    assert rows.loc["fastest at batch 1", "verdict"] == "no difference resolved from eager fp32"

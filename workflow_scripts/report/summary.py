@@ -1,6 +1,10 @@
-"""The report's Summary: the run's answers in one table (the fastest engine and by how much, how close the
-largest batch gets to the GPU's measured peak, what serving costs, how steady the timings are), each set
-against `report.targets` with the margin by which it meets or misses it."""
+"""The report's Summary: the run's main finding, then its answers in one table (the fastest engine and by how
+much, how close the largest batch gets to the GPU's measured peak, what serving costs, how steady the timings
+are), each set against `report.targets` with the ratio of measured to target.
+
+A cell is named faster than another only when the difference is resolved: their p50 95% CIs do not overlap, or,
+against the baseline, the side-by-side pair's 95% interval excludes 1. Otherwise the Summary says "no difference
+resolved" instead of crowning a winner inside the noise."""
 
 import pandas as pd
 
@@ -9,16 +13,78 @@ from workflow_scripts.report.context import ReportContext, cell_name
 from workflow_scripts.report.serving import in_process_twin
 
 
-def _verdict(value: float, target: float, higher_is_better: bool, show) -> str:
-    """met/missed and by how much; show formats the margin."""
+# Targets set for GPUs (a 10x speedup, a share of the GPU's matmul peak, sub-millisecond serving overhead):
+# on a CPU-only run the Summary still shows what was measured, with the verdict "n/a on CPU"
+GPU_ONLY_TARGETS = ("min_speedup", "min_peak_share", "max_serving_overhead_ms")
+NOT_ON_CPU = "n/a on CPU"
+
+
+def _verdict(value: float, target: float, higher_is_better: bool) -> str:
+    """met/missed with the margin as a ratio: measured / target (e.g. "missed (0.11× the target)")."""
     if pd.isna(value):
         return "not measured"
-    margin = value - target if higher_is_better else target - value
-    return f"{'met' if margin >= 0 else 'missed'} (by {show(abs(margin))})"
+    met = value >= target if higher_is_better else value <= target
+    ratio = f"{value / target:.2f}× the target" if target else f"measured {value:.3g}"
+    return f"{'met' if met else 'missed'} ({ratio})"
 
 
-def _points(share: float) -> str:
-    return f"{share * 100:.1f} percentage points"
+def _on_cpu(ctx: ReportContext) -> bool:
+    return bool((ctx.timed_here.device == "cpu").all())
+
+
+def _applies(ctx: ReportContext, target: str, verdict: str) -> str:
+    """The verdict, or "n/a on CPU" for a GPU-only target on a CPU-only run."""
+    return NOT_ON_CPU if target in GPU_ONLY_TARGETS and _on_cpu(ctx) else verdict
+
+
+def resolved(fast, slow) -> bool:
+    """Whether cell `fast` is resolved faster than cell `slow`: fast's p50 95% CI lies wholly below slow's.
+    fast, slow: cells.csv rows with p50_ci_low_ms and p50_ci_high_ms (ms); a missing CI resolves nothing."""
+    return bool(fast.p50_ci_high_ms < slow.p50_ci_low_ms)  # NaN compares False
+
+
+def _paired(cell) -> bool:
+    return pd.notna(getattr(cell, "pair_speedup", float("nan")))
+
+
+def resolved_over_baseline(cell, base) -> bool:
+    """Whether `cell` is resolved faster than the baseline cell `base` (None: no baseline there): the
+    side-by-side pair's 95% interval lies above 1 where the run made that pair, else the CIs lie apart."""
+    if _paired(cell):
+        return bool(cell.pair_ci_low > 1)
+    return base is not None and resolved(cell, base)
+
+
+def _same_place(table: pd.DataFrame, row) -> pd.DataFrame:
+    return table[(table.batch_size == row.batch_size) & (table.seq_len == row.seq_len)
+                 & (table.padding == row.padding)]
+
+
+def _baseline_cell(ctx: ReportContext, row):
+    base = _same_place(ctx.timed_here, row)
+    base = base[(base.engine == ctx.baseline["engine"]) & (base.precision == ctx.baseline["precision"])]
+    return base.iloc[0] if len(base) else None
+
+
+def _is_baseline(ctx: ReportContext, row) -> bool:
+    return row.engine == ctx.baseline["engine"] and row.precision == ctx.baseline["precision"]
+
+
+def main_finding(ctx: ReportContext) -> str:
+    """The run's main finding in one sentence: the largest speedup over the baseline that is resolved
+    (resolved_over_baseline), at whichever batch size; or that no cell is resolved faster than the baseline."""
+    best, best_speedup = None, 0.0
+    for row in ctx.timed_here.itertuples():
+        speedup = row.pair_speedup if _paired(row) else row.speedup
+        if (pd.notna(speedup) and not _is_baseline(ctx, row) and speedup > best_speedup
+                and resolved_over_baseline(row, _baseline_cell(ctx, row))):
+            best, best_speedup = row, speedup
+    baseline = f"{ctx.baseline['engine']} {ctx.baseline['precision']}"
+    if best is None:
+        return f"Main finding: no cell is resolved faster than {baseline} (every faster p50's 95% CI overlaps it)."
+    how = (f"side by side, 95% interval {best.pair_ci_low:.2f}–{best.pair_ci_high:.2f}" if _paired(best) else
+           f"p50 {best.p50_ms:.3f} ms, 95% CI {best.p50_ci_low_ms:.3f}–{best.p50_ci_high_ms:.3f}")
+    return f"Main finding: {cell_name(best)} is {best_speedup:.2f}× {baseline} at the same batch, seq and padding ({how})."
 
 
 def summary_table(ctx: ReportContext) -> pd.DataFrame:
@@ -34,34 +100,43 @@ def summary_table(ctx: ReportContext) -> pd.DataFrame:
 
 def _fastest_row(ctx: ReportContext) -> dict:
     """The fastest cell at the smallest batch and its speedup over the baseline: side by side where the run
-    made that pair (the cell p50 ratio beside it), else the cell p50 ratio; the verdict says when the
-    comparison is unstable or its 95% interval holds the target."""
+    made that pair (the cell p50 ratio beside it), else the cell p50 ratio. The cell is named only when its
+    p50 CI lies apart from every other cell's there, and its speedup judged only when resolved over the
+    baseline (resolved_over_baseline); the verdict says when the comparison is unstable or its 95% interval
+    holds the target."""
     table, baseline, target = ctx.timed_here, ctx.baseline, ctx.targets["min_speedup"]
     smallest = table.batch_size.min()
-    best = table[table.batch_size == smallest].sort_values("p50_ms").iloc[0]
+    ranked = table[table.batch_size == smallest].sort_values("p50_ms")
+    best = ranked.iloc[0]
+    tied = [row for row in ranked.iloc[1:].itertuples() if not resolved(best, row)]
+    base = _baseline_cell(ctx, best)
     against = f"{baseline['engine']} {baseline['precision']}"
-    paired = "pair_speedup" in table and pd.notna(best.pair_speedup)
+    paired = _paired(best)
+    speedup = best.pair_speedup if paired else best.speedup
     if paired:
-        speedup = best.pair_speedup
-        measured = (f"{cell_name(best)}: {best.p50_ms:.3f} ms, {speedup:.1f}× {against} side by side "
-                    f"[{best.pair_ci_low:.1f}–{best.pair_ci_high:.1f}] (cell p50 ratio {best.speedup:.1f}×)")
+        measured = (f"{cell_name(best)}: {best.p50_ms:.3f} ms, {speedup:.2f}× {against} side by side "
+                    f"[{best.pair_ci_low:.2f}–{best.pair_ci_high:.2f}] (cell p50 ratio {best.speedup:.2f}×)")
     else:
-        speedup = best.speedup
-        measured = (f"{cell_name(best)}: {best.p50_ms:.3f} ms, {speedup:.1f}× {against} at the same batch, seq "
+        measured = (f"{cell_name(best)}: {best.p50_ms:.3f} ms, {speedup:.2f}× {against} at the same batch, seq "
                     "and padding")
-    verdict = _verdict(speedup, target, True, lambda v: f"{v:.1f}×")
-    if paired and best.pair_ci_low <= target <= best.pair_ci_high:
-        verdict += "; the 95% interval holds the target"
+    if tied:
+        measured = (f"no difference resolved: {cell_name(best)} ({best.p50_ms:.3f} ms) and "
+                    + ", ".join(f"{cell_name(row)} ({row.p50_ms:.3f} ms)" for row in tied)
+                    + " have overlapping p50 95% CIs")
+    if pd.isna(speedup):
+        verdict = "not measured"
+    elif _is_baseline(ctx, best) or not resolved_over_baseline(best, base):
+        verdict = f"no difference resolved from {against}"
+    else:
+        verdict = _verdict(speedup, target, True)
+        if paired and best.pair_ci_low <= target <= best.pair_ci_high:
+            verdict += "; the 95% interval holds the target"
     if "pair_speedup" in table:
-        base = table[(table.engine == baseline["engine"]) & (table.precision == baseline["precision"])
-                     & (table.batch_size == best.batch_size) & (table.seq_len == best.seq_len)
-                     & (table.padding == best.padding)]
-        caveats = pair_speedups.comparison_caveats(best, base.iloc[0] if len(base) else None,
-                                                 ctx.targets["max_repeat_cv"])
+        caveats = pair_speedups.comparison_caveats(best, base, ctx.targets["max_repeat_cv"])
         if caveats:
             verdict += f"; unstable comparison: {'; '.join(caveats)}"
     return {"question": f"fastest at batch {smallest}", "measured": measured, "target": f"≥ {target}×",
-            "verdict": verdict}
+            "verdict": _applies(ctx, "min_speedup", verdict)}
 
 
 def _peak_share_row(ctx: ReportContext) -> dict:
@@ -78,7 +153,7 @@ def _peak_share_row(ctx: ReportContext) -> dict:
     else:
         measured, share = "no matmul peak measured (see Roofline)", float("nan")
     return {"question": f"fastest at batch {largest}: share of the measured matmul peak", "measured": measured,
-            "target": f"≥ {target:.0%}", "verdict": _verdict(share, target, True, _points)}
+            "target": f"≥ {target:.0%}", "verdict": _applies(ctx, "min_peak_share", _verdict(share, target, True))}
 
 
 def _serving_overhead_rows(ctx: ReportContext) -> list[dict]:
@@ -91,7 +166,7 @@ def _serving_overhead_rows(ctx: ReportContext) -> list[dict]:
         else overhead
     if not len(served):
         return [{"question": question, "measured": "no served cell with an in-process twin", "target": shown_target,
-                 "verdict": _verdict(float("nan"), target, False, str)}]
+                 "verdict": _applies(ctx, "max_serving_overhead_ms", "not measured")}]
     rows = []
     for _, cells in served.groupby("served engine", sort=True):
         least = cells.loc[cells["overhead ms"].idxmin()]
@@ -99,7 +174,8 @@ def _serving_overhead_rows(ctx: ReportContext) -> list[dict]:
                      "measured": f"{least['served engine']} {least['precision']} seq{least['seq_len']} "
                                  f"{least['padding']}: {least['served p50 ms']:.3f} ms vs "
                                  f"{least['in-process engine']} in-process {least['in-process p50 ms']:.3f} ms",
-                     "verdict": _verdict(least["overhead ms"], target, False, lambda v: f"{v:.2f} ms")})
+                     "verdict": _applies(ctx, "max_serving_overhead_ms",
+                                         _verdict(least["overhead ms"], target, False))})
     return rows
 
 
@@ -126,7 +202,7 @@ def _throughput_rows(ctx: ReportContext) -> list[dict]:
                          f"requests/s vs {cell_name(twin)} {twin.throughput_samples_per_s:,.0f} samples/s "
                          f"({share:.0%})",
              "target": shown_target,
-             "verdict": _verdict(share, target, True, _points)}
+             "verdict": _verdict(share, target, True)}
             for _, (share, row, twin) in sorted(best.items())]
 
 
@@ -148,6 +224,8 @@ def _stability_row(ctx: ReportContext) -> dict:
 def blocks(ctx: ReportContext) -> list[tuple]:
     """The Summary heading, what it compares, and its table."""
     return [("h2", "Summary"),
-            ("p", f"This run's answers on {ctx.machine}, each against `report.targets` (ratios only between cells "
-                  "of the same machine)."),
+            ("p", main_finding(ctx) if len(ctx.timed_here) else "No cell was timed on this machine."),
+            ("p", f"This run's answers on {ctx.machine}, each against report.targets (ratios only between cells "
+                  "of the same machine; latency is the p50 per batch; a cell is named faster only when its 95% CI "
+                  "lies apart from the others', or against the baseline when its side-by-side interval excludes 1)."),
             ("table", summary_table(ctx))]
