@@ -74,3 +74,63 @@ def test_gpu_clocks_reasons_power_and_other_processes_are_summarised():
     assert gpu["throttle_reasons"] == ["sw_power_cap"] and "gpu_idle" in gpu["clock_event_reasons"]
     assert summary["throttled"] and summary["gpu_reason"] is None
     assert gpu["other_processes"] == [{"pid": 999_999_999, "name": None, "used_mb": 512.0}]
+
+
+class FakeEnergyNVML(FakeNVML):
+    """A card whose total-energy counter (mJ) advances by 300 J per sample."""
+
+    def __init__(self):
+        super().__init__([{"sm": 1980, "mem": 2619, "mw": 300_000, "reasons": 0}] * 4, [])
+        self.energy_mj = 5_000_000
+
+    def nvmlDeviceGetTotalEnergyConsumption(self, handle):
+        reading, self.energy_mj = self.energy_mj, self.energy_mj + 300_000
+        return reading
+
+
+def test_a_cuda_cell_reads_the_energy_counter_over_its_timed_windows(monkeypatch):
+    """A CUDA cell with a stand-in NVML: energy from the counter's start to its last sample, then per
+    inference in the aggregated row; positive joules, seconds and power."""
+    from workflow_scripts.aggregate import energy_columns
+
+    fake = FakeEnergyNVML()
+
+    def open_fake(monitor):
+        monitor.nvml, monitor.handle = fake, "card"
+
+    monkeypatch.setattr(host_state.HostMonitor, "_open_nvml", open_fake)
+    host = host_state.HostMonitor("cuda")
+    for _ in range(3):
+        time.sleep(0.01)
+        host.sample()
+    summary = host.summary()
+    energy = summary["energy"]
+    assert energy["joules"] == pytest.approx(900.0) and summary["energy_reason"] is None
+    assert energy["seconds"] > 0.02 and energy["average_power_w"] == pytest.approx(900.0 / energy["seconds"])
+    row = energy_columns(summary, calls=300, batch_size=10)  # 3,000 inferences
+    assert row["energy_j_per_1k_inferences"] == pytest.approx(300.0)
+    assert row["average_power_w"] > 0 and row["energy_reason"] is None
+
+
+def test_energy_is_empty_with_the_reason_on_cpu_or_without_the_counter(monkeypatch):
+    from workflow_scripts.aggregate import energy_columns
+
+    summary = host_state.HostMonitor("cpu").summary()
+    assert summary["energy"] is None and summary["energy_reason"] == "the cell runs on CPU"
+    assert energy_columns(summary, 100, 4) == {"energy_j_per_1k_inferences": None, "average_power_w": None,
+                                               "energy_reason": "the cell runs on CPU"}
+    fake = FakeEnergyNVML()
+
+    def not_supported(handle):
+        raise fake.NVMLError("Not Supported")
+
+    fake.nvmlDeviceGetTotalEnergyConsumption = not_supported
+    monkeypatch.setattr(host_state.HostMonitor, "_open_nvml",
+                        lambda monitor: setattr(monitor, "nvml", fake) or setattr(monitor, "handle", "card"))
+    host = host_state.HostMonitor("cuda")
+    host.sample()
+    summary = host.summary()
+    assert summary["energy"] is None
+    assert summary["energy_reason"] == "NVML total-energy counter unavailable: Not Supported"
+    assert summary["gpu"] is not None  # clocks and power are still sampled
+    assert energy_columns(None, 100, 4)["energy_reason"] == "no host state recorded over the timed windows"

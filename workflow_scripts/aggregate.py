@@ -17,6 +17,17 @@ log = logging.getLogger("aggregate")
 CELL_KEYS = ["engine", "precision", "batch_size", "seq_len", "padding"]
 
 
+def energy_columns(host: dict | None, calls: int | None, batch_size: int) -> dict:
+    """The card's energy over a cell's timed windows: energy_j_per_1k_inferences (J per 1,000 samples),
+    average_power_w (W) and energy_reason (why they are empty: a CPU cell, no NVML counter, no host state)."""
+    energy = (host or {}).get("energy")
+    if not energy or not calls:
+        reason = (host or {}).get("energy_reason") or "no host state recorded over the timed windows"
+        return {"energy_j_per_1k_inferences": None, "average_power_w": None, "energy_reason": reason}
+    return {"energy_j_per_1k_inferences": energy["joules"] / (calls * batch_size) * 1000,
+            "average_power_w": energy["average_power_w"], "energy_reason": None}
+
+
 def latency_row(result: dict, path: str, roles: dict[str, dict]) -> dict:
     """One timed cell (or load level) as a flat row: its keys, role, status, statistics and environment.
 
@@ -47,6 +58,7 @@ def latency_row(result: dict, path: str, roles: dict[str, dict]) -> dict:
         "throttled": host.get("throttled"),
         "cpu_steal_share": host.get("cpu_steal_share"),
         "steal_heavy": host.get("steal_heavy"),
+        **energy_columns(result.get("host"), latency.get("iterations"), cell["batch_size"]),
         "iterations": latency.get("iterations"),
         "pinned_core": latency.get("pinned_core"),
         "tokens_per_batch": result.get("tokens_per_batch"),

@@ -1,5 +1,9 @@
-"""What the host was doing while a cell or pair was timed: GPU clocks, clock-event reasons, power and other
-processes on the GPU (NVML), CPU steal time and load average (/proc/stat, /proc/loadavg).
+"""What the host was doing while a cell or pair was timed: GPU clocks, clock-event reasons, power, energy and
+other processes on the GPU (NVML), CPU steal time and load average (/proc/stat, /proc/loadavg).
+
+Energy is the difference of NVML's total-energy counter (millijoules since the driver loaded,
+nvmlDeviceGetTotalEnergyConsumption; Volta and later) between the monitor's start (just before the first
+timed window) and its last sample (just after the last one): the whole card's energy over the timed period.
 
 Sampled between timed windows (never inside one), so the monitor adds no thread and no work to the timed
 calls. On CPU, or where NVML is missing, the GPU part is None with the reason.
@@ -7,6 +11,7 @@ calls. On CPU, or where NVML is missing, the GPU part is None with the reason.
 
 import contextlib
 import os
+import time
 from pathlib import Path
 
 import numpy as np
@@ -64,10 +69,13 @@ class HostMonitor:
         self.gpu_reason = None
         self.gpu_samples: list[dict] = []
         self.window_steal: list[float] = []
+        self.energy_reason = None
         if device != "cuda":
-            self.gpu_reason = "the cell runs on CPU"
+            self.gpu_reason = self.energy_reason = "the cell runs on CPU"
         else:
             self._open_nvml()
+        # (millijoules, perf_counter seconds) at the start and at the latest sample; None: no counter
+        self.energy_start = self.energy_last = self._energy_reading()
         self.start_times = self.last_times = cpu_times()
         self.load_start = load_average()
 
@@ -83,8 +91,18 @@ class HostMonitor:
             self.handle = (pynvml.nvmlDeviceGetHandleByUUID(uuid) if uuid
                            else pynvml.nvmlDeviceGetHandleByIndex(0))
         except Exception as error:  # no NVML library or driver: the timings stand without it
-            self.gpu_reason = f"NVML unavailable: {type(error).__name__}: {error}"
+            self.gpu_reason = self.energy_reason = f"NVML unavailable: {type(error).__name__}: {error}"
             self.close()
+
+    def _energy_reading(self) -> tuple[int, float] | None:
+        """(the card's total-energy counter in mJ, time.perf_counter()), or None with energy_reason set."""
+        if self.handle is None:
+            return None
+        try:
+            return self.nvml.nvmlDeviceGetTotalEnergyConsumption(self.handle), time.perf_counter()
+        except self.nvml.NVMLError as error:  # e.g. NotSupported before Volta
+            self.energy_reason = f"NVML total-energy counter unavailable: {error}"
+            return None
 
     def sample(self) -> None:
         """One sample of clocks, reasons and power, and the steal share since the previous sample."""
@@ -94,6 +112,8 @@ class HostMonitor:
         self.last_times = times
         if self.handle is None:
             return
+        if self.energy_start is not None:
+            self.energy_last = self._energy_reading() or self.energy_last
         nvml = self.nvml
         try:
             self.gpu_samples.append({
@@ -117,10 +137,20 @@ class HostMonitor:
                           "used_mb": used / 2**20 if used else None})
         return found
 
+    def energy(self) -> dict | None:
+        """{"joules": the card's energy from the start to the last sample (J), "seconds": that period (s),
+        "average_power_w": joules / seconds (W)}, or None (energy_reason says why)."""
+        if self.energy_start is None or self.energy_last is self.energy_start:
+            self.energy_reason = self.energy_reason or "no sample after the start"
+            return None
+        (start_mj, start_s), (end_mj, end_s) = self.energy_start, self.energy_last
+        joules, seconds = (end_mj - start_mj) / 1000.0, end_s - start_s
+        return {"joules": joules, "seconds": seconds, "average_power_w": joules / seconds if seconds > 0 else None}
+
     def summary(self) -> dict:
-        """The timed period: {"gpu": {...} or None, "gpu_reason", "cpu_steal_share", "cpu_steal_share_max_window",
-        "load_average_1m": [start, end], "samples", "steal_heavy", "throttled"}. Shares are fractions of all
-        CPU time; clocks in MHz, power in W."""
+        """The timed period: {"gpu": {...} or None, "gpu_reason", "energy": energy() or None, "energy_reason",
+        "cpu_steal_share", "cpu_steal_share_max_window", "load_average_1m": [start, end], "samples",
+        "steal_heavy", "throttled"}. Shares are fractions of all CPU time; clocks in MHz, power in W."""
         end_times = cpu_times()
         steal = None
         if self.start_times and end_times and end_times[1] > self.start_times[1]:
@@ -144,9 +174,12 @@ class HostMonitor:
                 "other_processes": others,
             }
         worst = max(self.window_steal) if self.window_steal else None
+        energy = self.energy()
         return {
             "gpu": gpu,
             "gpu_reason": None if gpu else self.gpu_reason or "no sample was taken",
+            "energy": energy,
+            "energy_reason": None if energy else self.energy_reason,
             "cpu_steal_share": steal,
             "cpu_steal_share_max_window": worst,
             "load_average_1m": [self.load_start, load_average()],
