@@ -265,3 +265,17 @@ def test_the_fastest_speedup_comes_from_its_pair_and_an_unstable_one_says_so():
                                                            {"engine": "fused", "batch_size": 1, "p50_ms": 0.5}]),
                                                     pd.DataFrame([noise]), BASELINE))
     assert rows.loc["fastest at batch 1", "verdict"] == "no difference resolved from eager fp32"
+
+
+def test_a_profile_far_from_its_timing_is_flagged():
+    """The CPU run's batch 1: compile-default profiled at 330 ms per iteration against a timed p50 of 1,050 ms."""
+    table = cells([{"engine": "eager", "precision": "fp32", "batch_size": 1, "p50_ms": 1000.0, "device": "cpu"},
+                   {"engine": "compile-default", "precision": "fp32", "batch_size": 1, "p50_ms": 1050.0,
+                    "device": "cpu"}], gpu=None)
+    cell = {"precision": "fp32", "batch_size": 1, "seq_len": 128, "padding": "max_length", "tool": "torch"}
+    chosen = pd.DataFrame([{**cell, "engine": "eager", "wall_ms_per_iter": 1200.0},  # 1.2×: profiler overhead
+                           {**cell, "engine": "compile-default", "wall_ms_per_iter": 330.0}])
+    gaps = why.profile_gaps(chosen, table)
+    assert gaps == ["PROFILE ≠ TIMING: compile-default fp32 bs1 seq128 max_length: 330.000 ms per iteration under "
+                    "the torch profiler vs a timed p50 of 1050.000 ms (0.31×); read its breakdown with care"]
+    assert why.profile_gaps(chosen, table, ratio=4) == []

@@ -13,6 +13,9 @@ from workflow_scripts.report.figures import save  # noqa: E402
 from workflow_scripts.results import CELL_KEYS as CELL  # noqa: E402
 
 TOP_PER_CELL = 5
+# A profiled iteration this many times slower or faster than the same cell's timed p50 explains a different
+# run than the one timed (profiler overhead, another compiled graph, another machine load): flagged in the report
+PROFILE_GAP_RATIO = 1.5
 
 
 def chosen_profiles(profiles: pd.DataFrame) -> pd.DataFrame:
@@ -148,6 +151,22 @@ def why_paragraphs(chosen: pd.DataFrame, baseline: dict) -> list[str]:
     return lines
 
 
+def profile_gaps(chosen: pd.DataFrame, table: pd.DataFrame, ratio: float = PROFILE_GAP_RATIO) -> list[str]:
+    """One note per profiled cell whose wall ms per iteration under the profiler differs from the same cell's
+    timed p50 (ms per batch) by more than `ratio` times either way.
+
+    chosen: chosen_profiles(); table: cells.csv rows with p50_ms (only timed cells match)."""
+    if "p50_ms" not in table or "wall_ms_per_iter" not in chosen:
+        return []
+    timed = table[table.p50_ms.notna()][CELL + ["p50_ms"]].drop_duplicates(CELL)
+    both = chosen[chosen.wall_ms_per_iter.notna()].merge(timed, on=CELL)
+    gap = both.wall_ms_per_iter / both.p50_ms
+    return [f"PROFILE ≠ TIMING: {r.engine} {r.precision} bs{r.batch_size} seq{r.seq_len} {r.padding}: "
+            f"{r.wall_ms_per_iter:.3f} ms per iteration under the {r.tool} profiler vs a timed p50 of "
+            f"{r.p50_ms:.3f} ms ({g:.2f}×); read its breakdown with care"
+            for r, g in zip(both.itertuples(), gap) if g > ratio or g < 1 / ratio]
+
+
 def skipped_notes(profiles: pd.DataFrame) -> list[str]:
     """One note per tool, status and reason of the profiles that produced no numbers."""
     notes = []
@@ -178,8 +197,11 @@ def blocks(ctx: ReportContext) -> list[tuple]:
                ("p", "GPU busy: kernel and copy time per request; kernel launches: launch API calls per request "
                      "(what CUDA graphs remove at small batches); graph launches: whole CUDA graphs replayed."
                      if gpu else "No GPU work was profiled (CPU run): operator counts and times per request."),
-               ("table", overhead_table(chosen)),
-               ("figure", "kernel_breakdown", "GPU time per request by kernel category" if gpu
+               ("table", overhead_table(chosen))]
+    gaps = profile_gaps(chosen, ctx.table)
+    if gaps:
+        blocks.append(("warnings", gaps))
+    blocks += [("figure", "kernel_breakdown", "GPU time per request by kernel category" if gpu
                 else "self CPU time per request of the leading operators (under the profiler)"),
                ("h3", "Top kernels" if gpu else "Top operators"),
                ("table", top_table(chosen, tops, "kernel" if gpu else "op"))]
