@@ -279,3 +279,10 @@ def test_a_profile_far_from_its_timing_is_flagged():
     assert gaps == ["PROFILE ≠ TIMING: compile-default fp32 bs1 seq128 max_length: 330.000 ms per iteration under "
                     "the torch profiler vs a timed p50 of 1050.000 ms (0.31×); read its breakdown with care"]
     assert why.profile_gaps(chosen, table, ratio=4) == []
+
+
+def test_throughput_comes_from_the_p50_like_latency():
+    """A slow outlier lifts the mean, not the p50: the table's samples/s follow the p50 the report ranks by."""
+    table = cells([{"engine": "eager", "precision": "fp32", "batch_size": 8, "p50_ms": 100.0}])
+    table = table.assign(mean_ms=400.0, throughput_samples_per_s=20.0)  # batch / mean
+    assert cells_section.full_table(table)["samples/s"].tolist() == ["80.0"]
