@@ -286,3 +286,16 @@ def test_throughput_comes_from_the_p50_like_latency():
     table = cells([{"engine": "eager", "precision": "fp32", "batch_size": 8, "p50_ms": 100.0}])
     table = table.assign(mean_ms=400.0, throughput_samples_per_s=20.0)  # batch / mean
     assert cells_section.full_table(table)["samples/s"].tolist() == ["80.0"]
+
+
+def test_html_shows_code_not_backticks_and_opens_with_contents(tmp_path):
+    from workflow_scripts.report import render
+
+    blocks = [("h1", "inferbench report"), ("h2", "Summary"), ("p", "each against `report.targets`"),
+              ("table", pd.DataFrame({"setting": ["`x`"]})), ("h2", "All cells")]
+    render.render(blocks, tmp_path, str(tmp_path / "r.md"), str(tmp_path / "r.html"))
+    page = (tmp_path / "r.html").read_text()
+    assert "`" not in page and "<code>report.targets</code>" in page and "<td><code>x</code></td>" in page
+    assert page.index("<nav>") < page.index("<h2 id='summary'>")
+    assert "<a href='#summary'>Summary</a>" in page and "<a href='#all-cells'>All cells</a>" in page
+    assert "`report.targets`" in (tmp_path / "r.md").read_text()  # Markdown keeps its code spans

@@ -6,6 +6,7 @@ A block is a tuple (kind, *content): ("h1" | "h2" | "h3", text), ("p", text), ("
 
 import base64
 import html
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -15,7 +16,10 @@ from workflow_scripts.results import atomic_write_text
 NUMBER_FORMATS = {"ms": "{:.3f}", "x": "{:.2f}×", "pct": "{:.1%}", "rate": "{:,.1f}", "s": "{:.1f}",
                   "sci": "{:.2e}", "ratio": "{:.3f}"}
 STYLE = ("body{font-family:sans-serif;max-width:1200px;margin:2em auto;padding:0 1em}"
-         "table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ccc;padding:3px 6px}"
+         # long cell names wrap anywhere, so that no table is wider than the page
+         "table{border-collapse:collapse;font-size:13px;max-width:100%}"
+         "td,th{border:1px solid #ccc;padding:3px 6px;overflow-wrap:anywhere}"
+         "code{background:#f3f3f3;padding:0 2px}nav{columns:2;font-size:14px}"
          ".warn{background:#fff3cd;border-left:5px solid #d39e00;padding:6px;font-weight:bold}"
          "img{max-width:100%}")
 
@@ -34,21 +38,32 @@ def markdown_table(frame: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
+def _inline(text: str) -> str:
+    """Text as HTML: escaped, with Markdown's `code` spans as <code> (never literal backticks)."""
+    return re.sub(r"`([^`]*)`", r"<code>\1</code>", html.escape(str(text)))
+
+
+def anchor(text: str) -> str:
+    """The HTML id of a heading (the table of contents links to it)."""
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+
+
 def _heading(kind, text, figure_dir):
-    return f"{'#' * int(kind[1])} {text}", f"<{kind}>{html.escape(text)}</{kind}>"
+    return f"{'#' * int(kind[1])} {text}", f"<{kind} id='{anchor(text)}'>{_inline(text)}</{kind}>"
 
 
 def _paragraph(kind, text, figure_dir):
-    return text, f"<p>{html.escape(text)}</p>"
+    return text, f"<p>{_inline(text)}</p>"
 
 
 def _warnings(kind, warnings, figure_dir):
     return ("\n".join(f"> **⚠ {w}**" for w in warnings),
-            "".join(f'<p class="warn">⚠ {html.escape(w)}</p>' for w in warnings))
+            "".join(f'<p class="warn">⚠ {_inline(w)}</p>' for w in warnings))
 
 
 def _table(kind, frame, figure_dir):
-    return markdown_table(frame), frame.to_html(index=False, na_rep="", border=0)
+    return markdown_table(frame), re.sub(r"`([^`<]*)`", r"<code>\1</code>",
+                                         frame.to_html(index=False, na_rep="", border=0))
 
 
 def _figure(kind, name, caption, figure_dir):
@@ -66,6 +81,12 @@ RENDERERS = {"h1": _heading, "h2": _heading, "h3": _heading, "p": _paragraph, "w
 def render(blocks: list[tuple], figure_dir: Path, out_md: str, out_html: str) -> None:
     """Write the blocks to out_md and out_html (atomically); figure_dir holds the figures' PNGs."""
     md, body = zip(*(RENDERERS[kind](kind, *content, figure_dir) for kind, *content in blocks))
+    body = list(body)
+    sections = [content[0] for kind, *content in blocks if kind == "h2"]
+    if sections:  # a table of contents after the title: the page is several screens tall
+        toc = "<nav><b>Contents</b><ol>" + "".join(f"<li><a href='#{anchor(t)}'>{_inline(t)}</a></li>"
+                                                    for t in sections) + "</ol></nav>"
+        body.insert(1 if blocks[0][0] == "h1" else 0, toc)
     atomic_write_text(out_md, "\n\n".join(md) + "\n")
     atomic_write_text(out_html, f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>inferbench report"
                                 f"</title><style>{STYLE}</style></head><body>{''.join(body)}</body></html>\n")
