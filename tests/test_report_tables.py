@@ -299,3 +299,15 @@ def test_html_shows_code_not_backticks_and_opens_with_contents(tmp_path):
     assert page.index("<nav>") < page.index("<h2 id='summary'>")
     assert "<a href='#summary'>Summary</a>" in page and "<a href='#all-cells'>All cells</a>" in page
     assert "`report.targets`" in (tmp_path / "r.md").read_text()  # Markdown keeps its code spans
+
+
+def test_cells_from_another_run_are_marked_and_empty_gpu_columns_dropped():
+    """A batch size added a day later: its cell says when it ran and that it came from another run."""
+    table = cells([{"engine": "eager", "precision": "fp32", "batch_size": b, "p50_ms": 4.0, "device": "cpu",
+                    "gpu_p50_ms": None, "time_utc": when} for b, when in
+                   ((1, "2026-11-29T22:00:04+00:00"), (8, "2026-11-29T22:07:10+00:00"),
+                    (4, "2026-11-30T09:30:00+00:00"))], gpu=None)
+    shown = cells_section.full_table(table)
+    assert shown["measured (UTC)"].tolist() == ["2026-11-29 22:00", "2026-11-29 22:07",
+                                                "2026-11-30 09:30, another run"]
+    assert "gpu_p50_ms" not in shown and "p50_ms" in shown
