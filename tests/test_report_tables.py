@@ -311,3 +311,9 @@ def test_cells_from_another_run_are_marked_and_empty_gpu_columns_dropped():
     assert shown["measured (UTC)"].tolist() == ["2026-11-29 22:00", "2026-11-29 22:07",
                                                 "2026-11-30 09:30, another run"]
     assert "gpu_p50_ms" not in shown and "p50_ms" in shown
+
+
+def test_operator_legend_names_are_readable():
+    assert why.legend_name("## Call CompiledFxGraph fricwu2abcdefghijklmnop ##") == "compiled graph (torch.compile)"
+    assert why.legend_name("aten::addmm") == "aten::addmm"
+    assert len(why.legend_name("aten::" + "x" * 100)) == 40

@@ -81,15 +81,25 @@ def plot_breakdown(chosen: pd.DataFrame, tops: pd.DataFrame):
         ylabel = "self CPU time per iteration (ms, under the profiler)"
     bottom = [0.0] * len(chosen)
     for name, values in parts.items():
-        ax.bar(labels, values, bottom=bottom, label=name)
+        ax.bar(labels, values, bottom=bottom, label=legend_name(name))
         bottom = [b + v for b, v in zip(bottom, values)]
     if not len(chosen):
         ax.text(0.5, 0.5, "no profile produced numbers", ha="center", va="center", transform=ax.transAxes)
     else:
-        ax.legend(fontsize=7)
+        # beside the plot, not over a bar
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
     ax.set_ylabel(ylabel)
     ax.tick_params(axis="x", labelsize=7)
     return fig
+
+
+def legend_name(name: str, width: int = 40) -> str:
+    """An operator or category name fit for a legend: a compiled graph's hashed name
+    ("## Call CompiledFxGraph fricwu2... ##") reads as "compiled graph", anything else is cut to `width`."""
+    if "CompiledFxGraph" in name:
+        return "compiled graph (torch.compile)"
+    name = name.strip("# ").strip()
+    return name if len(name) <= width else name[:width - 1] + "…"
 
 
 def cpu_op_parts(chosen: pd.DataFrame, tops: pd.DataFrame) -> dict:
