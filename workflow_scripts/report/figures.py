@@ -7,6 +7,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import NullLocator  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from workflow_scripts.report.context import ReportContext, machine_key  # noqa: E402
@@ -30,12 +31,23 @@ def _series(table: pd.DataFrame):
         yield f"{engine} {precision} seq{seq_len} {padding}", group.sort_values("batch_size")
 
 
-def plot_versus_batch(table: pd.DataFrame, column: str, ylabel: str, path: str) -> None:
-    """One line per series of `column` against batch size, log-log."""
+def plot_versus_batch(table: pd.DataFrame, column: str, ylabel: str, path: str,
+                      interval: tuple[str, str] | None = None) -> None:
+    """One line per series of `column` against batch size, log-log; interval: the columns of its 95% CI's
+    low and high ends, drawn as error bars. Ticks only at the measured batch sizes."""
     fig, ax = plt.subplots(figsize=(8, 5))
     for label, group in _series(table):
-        ax.plot(group.batch_size, group[column], marker="o", label=label)
+        if interval and interval[0] in group:
+            low, high = group[column] - group[interval[0]], group[interval[1]] - group[column]
+            ax.errorbar(group.batch_size, group[column], yerr=[low.clip(lower=0).fillna(0),
+                                                               high.clip(lower=0).fillna(0)],
+                        marker="o", capsize=3, label=label)
+        else:
+            ax.plot(group.batch_size, group[column], marker="o", label=label)
     ax.set_xscale("log", base=2)
+    batches = sorted(table[table.status.isin(TIMED_STATUSES)].batch_size.unique())
+    ax.set_xticks(batches, [str(b) for b in batches])
+    ax.xaxis.set_minor_locator(NullLocator())
     ax.set_yscale("log")
     ax.set_xlabel("batch size")
     ax.set_ylabel(ylabel)
@@ -71,14 +83,16 @@ def plot_speedup(table: pd.DataFrame, baseline: dict, path: str) -> None:
 def blocks(ctx: ReportContext) -> list[tuple]:
     """Draws latency_vs_batch, throughput_vs_batch and speedup; their section's blocks."""
     table, baseline, paths = ctx.table, ctx.baseline, ctx.figure_paths
-    plot_versus_batch(table, "p50_ms", "p50 latency per batch (ms)", paths["latency_vs_batch"])
+    plot_versus_batch(table, "p50_ms", "p50 latency per batch (ms)", paths["latency_vs_batch"],
+                      interval=("p50_ci_low_ms", "p50_ci_high_ms"))
     # throughput from the same statistic as latency (p50): from the mean, one slow outlier made the fastest
     # engine in the headline the slowest in this figure
     plot_versus_batch(table.assign(p50_samples_per_s=table.batch_size / table.p50_ms * 1000), "p50_samples_per_s",
                       "throughput at the p50 (samples/s)", paths["throughput_vs_batch"])
     plot_speedup(table, baseline, paths["speedup"])
     return [("h2", "Latency and throughput versus batch size"),
-            ("figure", "latency_vs_batch", "p50 latency per batch versus batch size (log-log)"),
+            ("figure", "latency_vs_batch", "p50 latency per batch versus batch size (log-log; bars: the p50's "
+                                           "95% CI)"),
             ("figure", "throughput_vs_batch", "throughput at the p50 latency (batch size / p50, samples/s) versus "
                                               "batch size (log-log)"),
             ("figure", "speedup", f"speedup over {baseline['engine']} {baseline['precision']}")]
