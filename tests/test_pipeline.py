@@ -283,6 +283,7 @@ def test_served_cells_report_the_server_side_breakdown_and_keep_the_server_log(t
     for row in served.itertuples():
         result = json.loads((workdir / row.result_file).read_text())
         assert result["server"]["requests"] == result["latency"]["iterations"] == row.iterations
+    assert set(served.client) == {"python"}  # every served result names its client (config.test.yaml: python)
     for row in served.itertuples():
         server_log = (workdir / row.result_file).with_suffix(".server.log")
         assert SERVER_LOG_MARKS[row.engine] in server_log.read_text()
@@ -297,6 +298,7 @@ def test_concurrency_sweep_results(pipeline_run):
         levels = ok[ok.engine == engine].set_index("concurrency")
         # the 4 clients ran as threads of 2 processes (config.test.yaml: client_processes 2)
         assert levels.client_processes.to_dict() == {1: 1, 4: 2}, engine
+    assert set(ok.client) == {"python"}
     assert (ok.throughput_samples_per_s > 0).all() and (ok.p50_ms <= ok.p99_ms).all()
 
 
