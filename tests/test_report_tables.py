@@ -317,3 +317,16 @@ def test_operator_legend_names_are_readable():
     assert why.legend_name("## Call CompiledFxGraph fricwu2abcdefghijklmnop ##") == "compiled graph (torch.compile)"
     assert why.legend_name("aten::addmm") == "aten::addmm"
     assert len(why.legend_name("aten::" + "x" * 100)) == 40
+
+
+def test_numbers_read_one_way_in_every_table():
+    """Operator counts as whole numbers, times in ms to 3 places, shares as %, tiny differences in e-notation."""
+    from workflow_scripts.report import correctness
+
+    chosen = pd.DataFrame([{"engine": "eager", "precision": "fp32", "batch_size": 1, "seq_len": 128,
+                            "padding": "max_length", "tool": "torch", "wall_ms_per_iter": 3555.3947,
+                            "cpu_ops_per_iter": 704.0, "gpu_busy_ms_per_iter": None}])
+    shown = why.overhead_table(chosen)
+    assert shown[["wall ms/iter", "ATen ops/iter"]].values.tolist() == [["3555.395", "704"]]
+    table = pd.DataFrame([{"engine": "eager", "max_abs_diff": 3.725290e-07, "agreement": 1.0, "accuracy": 0.5}])
+    assert correctness.correctness_table(table).values.tolist() == [["eager", "3.73e-07", "100.0%", "50.0%"]]

@@ -10,6 +10,7 @@ import pandas as pd  # noqa: E402
 from workflow_scripts.profiling.kernels import CATEGORIES  # noqa: E402
 from workflow_scripts.report.context import ReportContext  # noqa: E402
 from workflow_scripts.report.figures import save  # noqa: E402
+from workflow_scripts.report.render import fmt  # noqa: E402
 from workflow_scripts.results import CELL_KEYS as CELL  # noqa: E402
 
 TOP_PER_CELL = 5
@@ -50,8 +51,13 @@ def overhead_table(chosen: pd.DataFrame) -> pd.DataFrame:
         out = out.drop(columns=[c for c in GPU_COLUMNS if c in out])
     if "gpu_busy_fraction" in out:
         out["gpu_busy_fraction"] = out.gpu_busy_fraction.map(lambda v: "" if pd.isna(v) else f"{v:.0%}")
-    out = out.dropna(axis=1, how="all").rename(columns=columns)
-    return out.round(3)
+    out = out.dropna(axis=1, how="all")
+    for column in out.columns.intersection(["wall_ms_per_iter", "gpu_busy_ms_per_iter", "cuda_api_ms_per_iter"]):
+        out[column] = out[column].map(fmt("ms"))
+    for column in out.columns.intersection(["kernels_per_iter", "kernel_launches_per_iter", "graph_launches_per_iter",
+                                            "cpu_ops_per_iter"]):  # counts per iteration: 704, not 704.0
+        out[column] = out[column].map(lambda v: "" if pd.isna(v) else f"{v:,.0f}" if v == int(v) else f"{v:,.1f}")
+    return out.rename(columns=columns)
 
 
 def top_table(chosen: pd.DataFrame, tops: pd.DataFrame, kind: str) -> pd.DataFrame:
