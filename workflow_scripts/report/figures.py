@@ -71,11 +71,16 @@ def speedup_bars(table: pd.DataFrame) -> pd.DataFrame:
 def plot_speedup(table: pd.DataFrame, baseline: dict, path: str) -> None:
     """Bars of speedup over the baseline per cell (speedup_bars), one bar per batch size."""
     bars = speedup_bars(table)
-    fig, ax = plt.subplots(figsize=(max(8, 0.5 * bars.size + 3), 5))
+    fig, ax = plt.subplots(figsize=(max(8, 0.5 * bars.size + 3), 5.5))
     if not bars.empty:
-        bars.plot.bar(ax=ax)
+        # labels on two lines, upright: rotated full names were cut off and crowded the bars out
+        bars.index = [name.replace(" ", "\n", 1) for name in bars.index]
+        bars.plot.bar(ax=ax, rot=0)
+    ax.tick_params(axis="x", labelsize=8)
     ax.axhline(1.0, color="black", linewidth=0.8)
-    ax.set_ylabel(f"speedup over {baseline['engine']} {baseline['precision']} (p50 ratio)")
+    ax.set_ylabel("speedup (p50 ratio)")
+    ax.set_title(f"speedup over {baseline['engine']} {baseline['precision']} at the same batch, seq and padding",
+                 fontsize=10)
     ax.legend(title="batch size", fontsize=7)
     save(fig, path)
 
