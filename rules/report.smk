@@ -1,4 +1,6 @@
 # Stage 7: the report (Markdown + self-contained HTML); figures also feed `snakemake --report`.
+import os
+
 from workflow_scripts.report import FIGURES
 
 
@@ -73,3 +75,9 @@ rule strict_check:
         CONDA_ENV
     script:
         "../workflow_scripts/strict_check.py"
+
+
+onsuccess:
+    # The main command's closing line: where to look (where this run made or kept the report)
+    if os.path.exists(rules.report.output.html):
+        logger.info(f"inferbench: the report is {os.path.abspath(rules.report.output.html)}")

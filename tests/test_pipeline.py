@@ -119,7 +119,9 @@ def test_the_harness_benchmark_reads_each_jobs_kind_card_and_a_cells_phases(pipe
 
 
 def test_report_states_what_was_used_and_shows_every_engine(pipeline_run):
-    workdir, _ = pipeline_run
+    workdir, proc = pipeline_run
+    # the console's closing line says where the report is
+    assert f"inferbench: the report is {workdir / 'results' / 'report' / 'report.html'}" in proc.stderr + proc.stdout
     report = (workdir / "results" / "report" / "report.md").read_text()
     head = report[:3000]
     assert "SST-2-format sample bundled with inferbench" in head
