@@ -16,9 +16,10 @@ from workflow_scripts.results import atomic_write_text
 NUMBER_FORMATS = {"ms": "{:.3f}", "x": "{:.2f}×", "pct": "{:.1%}", "rate": "{:,.1f}", "s": "{:.1f}",
                   "sci": "{:.2e}", "ratio": "{:.3f}"}
 STYLE = ("body{font-family:sans-serif;max-width:1200px;margin:2em auto;padding:0 1em}"
-         # long cell names wrap anywhere, so that no table is wider than the page
-         "table{border-collapse:collapse;font-size:13px;max-width:100%}"
-         "td,th{border:1px solid #ccc;padding:3px 6px;overflow-wrap:anywhere}"
+         # headers (long column names) wrap anywhere and numbers stay whole, so that no table is wider than the
+         # page and no number is cut in two
+         "table{border-collapse:collapse;font-size:12px;max-width:100%}"
+         "td,th{border:1px solid #ccc;padding:2px 4px}th{overflow-wrap:anywhere}"
          "code{background:#f3f3f3;padding:0 2px}nav{columns:2;font-size:14px}"
          ".warn{background:#fff3cd;border-left:5px solid #d39e00;padding:6px;font-weight:bold}"
          "img{max-width:100%}")
