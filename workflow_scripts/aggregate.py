@@ -84,6 +84,7 @@ def latency_row(result: dict, path: str, roles: dict[str, dict]) -> dict:
 
 
 def accuracy_row(result: dict) -> dict:
+    """One whole-split pass as the columns joined onto its engine and precision's cells."""
     cell, correctness = result["cell"], result.get("correctness") or {}
     return {**{key: cell[key] for key in ("engine", "precision", "seq_len", "padding")},
             "accuracy": result.get("accuracy"), "accuracy_status": result["status"],
@@ -102,6 +103,7 @@ def server_columns(result: dict) -> dict:
 
 
 def load_row(result: dict, path: str, roles: dict[str, dict]) -> dict:
+    """One load level as a row: a latency row plus concurrency, client processes and server statistics."""
     row = latency_row(result, path, roles)
     row["concurrency"] = result["cell"]["concurrency"]
     row["client_processes"] = (result.get("load_client") or {}).get("processes")
@@ -110,6 +112,7 @@ def load_row(result: dict, path: str, roles: dict[str, dict]) -> dict:
 
 
 def profile_row(result: dict, path: str) -> dict:
+    """One profile (cell x tool) as a row: status, per-iteration numbers, time per kernel category."""
     cell, profile = result["cell"], result.get("profile") or {}
     row = {**{key: cell[key] for key in CELL_KEYS}, "device": cell["device"], "tool": result["profiler"],
            "status": result["status"], "reason": result["reason"]}
@@ -225,6 +228,7 @@ def with_roles(table: pd.DataFrame, roles: dict[str, dict]) -> pd.DataFrame:
 
 
 def write_csv(table: pd.DataFrame, out_path: str) -> None:
+    """Write a table as CSV atomically."""
     buffer = io.StringIO()
     table.to_csv(buffer, index=False)
     atomic_write_text(out_path, buffer.getvalue())

@@ -42,6 +42,8 @@ def time_ms(call, warmup: int, iters: int) -> float:
 
 
 def matmul_tflops(dtype: torch.dtype, allow_tf32: bool, size: int = GEMM_SIZE) -> dict:
+    """Dense matmul rate (TFLOP/s) of a size³ GEMM in `dtype` on CUDA (TF32 as asked), with its size and
+    milliseconds."""
     previous = torch.backends.cuda.matmul.allow_tf32
     torch.backends.cuda.matmul.allow_tf32 = allow_tf32
     try:
@@ -61,6 +63,7 @@ def matmul_tflops(dtype: torch.dtype, allow_tf32: bool, size: int = GEMM_SIZE) -
 
 
 def copy_bandwidth(nbytes: int = COPY_BYTES) -> dict:
+    """Device-to-device copy bandwidth (GB/s, bytes read + written) of an nbytes buffer, with its milliseconds."""
     src = torch.empty(nbytes, dtype=torch.uint8, device="cuda").fill_(1)
     dst = torch.empty_like(src)
     ms = time_ms(lambda: dst.copy_(src), COPY_WARMUP, COPY_ITERS)
@@ -70,6 +73,7 @@ def copy_bandwidth(nbytes: int = COPY_BYTES) -> dict:
 
 
 def measure_peaks() -> dict:
+    """Matmul rates per precision and the copy bandwidth of the current CUDA device."""
     details = {name: matmul_tflops(dtype, tf32) for name, (dtype, tf32) in MATMUL_PRECISIONS.items()}
     copy = copy_bandwidth()
     for name, result in details.items():
@@ -80,6 +84,8 @@ def measure_peaks() -> dict:
 
 
 def calibrate(device: str, out_path: str) -> dict:
+    """Measure the GPU's peaks and write peaks.json (status skipped with the reason on CPU, failed on an error);
+    returns it."""
     result = {"status": "ok", "reason": None, "device": device, "torch": torch.__version__,
               "cuda": torch.version.cuda, "gpu_name": None, "gpu_uuid": None,
               "time_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),

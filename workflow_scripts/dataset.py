@@ -20,6 +20,7 @@ class HubUnavailable(RuntimeError):
 
 
 def load_from_hub(name: str, config: str, split: str) -> list[dict]:
+    """Rows {sentence, label} of the configured dataset from the Hugging Face hub (raises when it is unreachable)."""
     go_offline_if_unreachable()
     import datasets
 
@@ -31,6 +32,7 @@ def load_from_hub(name: str, config: str, split: str) -> list[dict]:
 
 
 def load_sample() -> list[dict]:
+    """Rows {sentence, label} of the SST-2-format sample shipped in workflow_scripts/data/."""
     with SAMPLE_PATH.open(newline="") as handle:
         return [{"sentence": row["sentence"], "label": int(row["label"])}
                 for row in csv.DictReader(handle, delimiter="\t")]
@@ -70,6 +72,7 @@ def prepare(settings: dict, out_rows: str, out_info: str) -> dict:
 
 
 def read_rows(path: str) -> list[dict]:
+    """The rows the dataset step wrote (JSON lines)."""
     return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
 
 

@@ -234,6 +234,7 @@ def paired_cells(config: dict) -> list[dict]:
 
 
 def cells(sweep: dict) -> list[dict]:
+    """Every cell of a sweep: the product of engines, precisions, batch sizes, sequence lengths and paddings."""
     return [dict(engine=e, precision=p, batch_size=b, seq_len=s, padding=pad)
             for e, p, b, s, pad in itertools.product(sweep["engines"], sweep["precisions"], sweep["batch_sizes"],
                                                      sweep["seq_lens"], sweep["paddings"])]

@@ -31,6 +31,7 @@ class LogitsOnly(torch.nn.Module):
         self.model = model
 
     def forward(self, input_ids, attention_mask):
+        """Logits only (TorchScript traces a tensor, not a ModelOutput)."""
         return self.model(input_ids=input_ids, attention_mask=attention_mask).logits
 
 
@@ -43,6 +44,9 @@ def verification_batches(tokens: dict, device: str) -> list[dict]:
 
 def export_torchscript(model_dir: str, tokens_path: str, device: str, precision: str, tolerance: dict,
                        out_path: str) -> dict:
+    """Trace, freeze and verify the model in `precision` on `device` against eager on several batch shapes, then
+    write the module and its sidecar (sha256, checks) atomically; returns the sidecar. fp16 on CPU is recorded
+    as skipped (an empty module). Raises SystemExit when the trace differs beyond tolerance."""
     device = resolve_device(device)
     if device == "cpu" and precision == "fp16":
         # recorded, not raised: the engines that need this file then skip their cells with the reason

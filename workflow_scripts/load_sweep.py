@@ -29,6 +29,9 @@ log = logging.getLogger("load_sweep")
 
 def sweep(cell: dict, model_dir: str, tokens_path: str, artifacts: dict, engine_settings: dict,
           load_settings: dict, out_paths: list[str]) -> list[dict]:
+    """Start the served engine once and write one load result per concurrency level (out_paths in the order of
+    load_settings["concurrency"]); a server that cannot start fails (or skips) every level with the same reason.
+    cell: engine, precision, seq_len, padding, device; load_settings: config triton.load."""
     device = environment.resolve_device(cell["device"])
     base = {"schema_version": SCHEMA_VERSION, "kind": "load", "model": load_info(model_dir), "status": "ok",
             "reason": None, "latency": None, "throughput_samples_per_s": None, "server": None}

@@ -156,6 +156,7 @@ def prepare(settings: dict, dataset_rows: str, out_dir: str) -> dict:
 
 
 def load_info(model_dir: str | Path) -> dict:
+    """The model step's inferbench_model.json (model id, weights origin, geometry, warnings)."""
     from workflow_scripts.results import read_json
 
     return read_json(Path(model_dir) / INFO_FILE)

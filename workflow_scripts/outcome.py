@@ -11,6 +11,7 @@ log = logging.getLogger("outcome")
 
 
 def is_out_of_memory(error: BaseException) -> bool:
+    """Whether an exception is an out-of-memory error (CUDA, host allocator, MemoryError)."""
     if isinstance(error, (torch.cuda.OutOfMemoryError, MemoryError)):
         return True
     text = str(error)

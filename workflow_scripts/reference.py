@@ -28,6 +28,7 @@ def run_all_rows(engine, tokens: dict, batch_size: int, padding: str, device: st
 
 
 def compute_reference(model_dir: str, tokens_path: str, device: str, batch_size: int, out_path: str) -> None:
+    """fp32 eager logits [rows, num_labels] of every row (TF32 off), batch by batch, written to out_path."""
     device = resolve_device(device)
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False

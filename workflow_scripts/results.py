@@ -68,18 +68,23 @@ def _discard(tmp: str | None) -> None:
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """atomic_write_bytes of UTF-8 text."""
     atomic_write_bytes(path, text.encode())
 
 
 def write_json(path: str | os.PathLike, payload: dict) -> None:
+    """Write a dict as indented, key-sorted JSON atomically (numpy scalars and paths as plain values)."""
     atomic_write_text(path, json.dumps(payload, indent=2, sort_keys=True, default=_json_default) + "\n")
 
 
 def read_json(path: str | os.PathLike) -> dict:
+    """The JSON file's content."""
     return json.loads(Path(path).read_text())
 
 
 def write_cell_result(path: str | os.PathLike, result: dict) -> None:
+    """Validate a cell result against schemas/cell_result.schema.yaml, then write it atomically
+    (jsonschema.ValidationError before any write)."""
     validate_cell_result(json.loads(json.dumps(result, default=_json_default)))
     write_json(path, result)
 

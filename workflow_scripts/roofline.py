@@ -33,6 +33,8 @@ def load_model_info(model_dir: str | Path) -> dict:
 
 
 def geometry(model_info: dict) -> dict:
+    """hidden size, layers, FFN size, heads, vocabulary and labels from a BERT-like or DistilBERT config; KeyError
+    naming a missing field."""
     found = {}
     for key, names in GEOMETRY_FIELDS.items():
         value = next((model_info[name] for name in names if model_info.get(name) is not None), None)
@@ -58,6 +60,7 @@ def model_flops_per_sequence(model_info: dict, seq_len: float) -> float:
 
 
 def weights_bytes(num_parameters: int, precision: str) -> int:
+    """Bytes of num_parameters weights in `precision`."""
     return num_parameters * PRECISION_BYTES[precision]
 
 
@@ -70,6 +73,7 @@ def streamed_parameters(model_info: dict) -> int:
 
 
 def peak_ok(peaks: dict | None) -> bool:
+    """Whether the calibration measured peaks (status ok)."""
     return bool(peaks) and peaks.get("status") == "ok"
 
 

@@ -24,6 +24,9 @@ PADDINGS = ("max_length", "dynamic")
 
 
 def tokenize(model_dir: str, dataset_rows: str, seq_len: int, out_path: str) -> dict:
+    """Token ids of every dataset row padded to seq_len with the model's tokenizer, written to out_path:
+    {input_ids, attention_mask: int64 [rows, seq_len], labels: int64 [rows], seq_len}. Raises SystemExit when
+    seq_len exceeds the model's position embeddings."""
     from transformers import AutoTokenizer
 
     # planning checks this where the model's config is known beforehand; a config fetched by the model job
@@ -53,6 +56,7 @@ def tokenize(model_dir: str, dataset_rows: str, seq_len: int, out_path: str) -> 
 
 
 def load_tokens(path: str) -> dict:
+    """The tokenize step's file: input_ids and attention_mask int64 [rows, seq_len], labels int64 [rows]."""
     return torch.load(path, weights_only=True)
 
 
@@ -65,6 +69,8 @@ def batch_rows(num_rows: int, batch_size: int, max_batches: int | None = None) -
 
 
 def make_batch(tokens: dict, rows: torch.Tensor, padding: str, device: str) -> dict:
+    """One batch of `rows` on `device`: {rows, input_ids, attention_mask} int64 [batch, seq]; dynamic padding cuts
+    seq to the batch's longest sentence. ValueError on an unknown padding."""
     input_ids = tokens["input_ids"][rows]
     attention_mask = tokens["attention_mask"][rows]
     if padding == "dynamic":

@@ -50,7 +50,9 @@ class Engine:
         raise NotImplementedError
 
     def run(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """Logits for one batch. Inputs are on the device; the result may be reused by the next call."""
+        """Logits for one batch: input_ids and attention_mask int64 [batch, seq] on `input_device` (the engine's
+        device unless it says otherwise) -> float logits [batch, num_labels] in the engine's dtype (or
+        float32). The result may be overwritten by the next call: callers copy what they keep."""
         raise NotImplementedError
 
     def request_target(self) -> dict:
@@ -79,6 +81,7 @@ class Engine:
         """Release what load() started (a server process); always called, also after errors."""
 
     def describe(self) -> dict:
+        """What the result records of the engine: its settings and notes (subclasses add their own)."""
         return {"settings": self.settings, "notes": self.notes}
 
 
@@ -98,6 +101,7 @@ def allow_compiled_shapes(count: int) -> None:
 
 
 def load_hf_model(model_dir: Path, device: str, dtype: torch.dtype, **kwargs):
+    """The Hugging Face sequence classifier saved in model_dir, in eval mode, on `device` in `dtype`."""
     from transformers import AutoModelForSequenceClassification
 
     model = AutoModelForSequenceClassification.from_pretrained(model_dir, dtype=dtype, **kwargs)

@@ -9,6 +9,7 @@ from workflow_scripts.engines.base import Engine, allow_compiled_shapes, load_hf
 
 class CompiledEngine(Engine):
     def load(self) -> None:
+        """The saved model wrapped in torch.compile with this engine's mode (compiled on first call)."""
         self.mode = self.name.removeprefix("compile-")
         model = load_hf_model(self.model_dir, self.device, self.dtype, attn_implementation="sdpa")
         if self.mode == "reduce-overhead" and self.device != "cuda":
@@ -19,6 +20,7 @@ class CompiledEngine(Engine):
 
     @torch.inference_mode()
     def run(self, input_ids, attention_mask):
+        """Logits [batch, num_labels]; a new input shape first raises the recompile limit to cover it."""
         shape = tuple(input_ids.shape)
         if shape not in self.shapes:  # a new shape may compile anew: never past the recompile limit
             self.shapes.add(shape)
@@ -29,4 +31,5 @@ class CompiledEngine(Engine):
         return self.model(input_ids=input_ids, attention_mask=attention_mask).logits
 
     def describe(self) -> dict:
+        """Settings, notes and how many input shapes were compiled."""
         return {**super().describe(), "input_shapes": len(self.shapes)}

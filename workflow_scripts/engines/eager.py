@@ -7,8 +7,10 @@ from workflow_scripts.engines.base import Engine, load_hf_model
 
 class EagerEngine(Engine):
     def load(self) -> None:
+        """The saved model with SDPA attention, on the device in the cell's dtype."""
         self.model = load_hf_model(self.model_dir, self.device, self.dtype, attn_implementation="sdpa")
 
     @torch.inference_mode()
     def run(self, input_ids, attention_mask):
+        """Logits [batch, num_labels] of the model's forward."""
         return self.model(input_ids=input_ids, attention_mask=attention_mask).logits

@@ -98,6 +98,8 @@ class FusedBertClassifier(nn.Module):
 
 
 def layer_weights(state: dict[str, torch.Tensor], index: int) -> dict[str, torch.Tensor]:
+    """Layer `index`'s weights from a BertForSequenceClassification state dict, q/k/v concatenated to one [3H, H]
+    matrix."""
     p = f"bert.encoder.layer.{index}."
     q, k, v = (p + f"attention.self.{name}." for name in ("query", "key", "value"))
     return {
@@ -146,6 +148,7 @@ class GraphedShape:
 
 class FusedEngine(Engine):
     def unavailable_reason(self) -> str | None:
+        """fp16 on CPU, or a model whose architecture the fused encoder does not compute."""
         reason = super().unavailable_reason()
         config_path = self.model_dir / "config.json"
         if reason is None and config_path.exists():
@@ -153,6 +156,8 @@ class FusedEngine(Engine):
         return reason
 
     def load(self) -> None:
+        """Fused weights on the device in the cell's dtype, compiled as `compile_mode` says; CUDA graphs are
+        captured per shape on first use."""
         options = self.settings  # FusedSettings, defaults filled in by engines.create
         if options["compile_mode"] not in COMPILE_MODES:
             raise ValueError(f"fused compile_mode {options['compile_mode']!r}: expected one of {COMPILE_MODES}")
@@ -182,11 +187,14 @@ class FusedEngine(Engine):
             self.notes.append("CUDA graphs exist only on CUDA: on CPU the forward runs without them")
 
     def padded_length(self, seq: int) -> int:
+        """The sequence length a batch of length `seq` runs at: up to a multiple of seq_multiple, at most the
+        model's positions."""
         multiple = self.seq_multiple
         return max(seq, min(-(-seq // multiple) * multiple, self.max_positions))
 
     @torch.inference_mode()
     def run(self, input_ids, attention_mask):
+        """Logits [batch, num_labels] (the graph's output buffer on CUDA: valid until the next call)."""
         seq = input_ids.shape[1]
         padded = self.padded_length(seq)
         shape = (input_ids.shape[0], padded)
@@ -211,6 +219,7 @@ class FusedEngine(Engine):
             allow_compiled_shapes(len(self.shapes))
 
     def capture(self, shape: tuple[int, int], ids_dtype: torch.dtype, mask_dtype: torch.dtype) -> GraphedShape:
+        """Warm up and capture one CUDA graph for a (batch, padded length) shape; its static inputs and output."""
         self.allow_shape(shape)
         # inputs live outside the graph's pool, so no replay of another shape can overwrite them
         input_ids = torch.zeros(shape, dtype=ids_dtype, device=self.device)
@@ -230,5 +239,6 @@ class FusedEngine(Engine):
         return self.graphs[shape]
 
     def describe(self) -> dict:
+        """Settings, notes and the shapes captured as CUDA graphs."""
         return {"settings": self.options, "notes": self.notes,
                 "cuda_graph_shapes": [list(shape) for shape in self.graphs]}

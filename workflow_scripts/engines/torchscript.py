@@ -8,8 +8,10 @@ from workflow_scripts.export import load_verified_torchscript
 
 class TorchScriptEngine(Engine):
     def load(self) -> None:
+        """The verified TorchScript export (artifact `torchscript`) on the device."""
         self.module = load_verified_torchscript(self.artifacts["torchscript"], self.device)
 
     @torch.inference_mode()
     def run(self, input_ids, attention_mask):
+        """Logits [batch, num_labels] of the traced module."""
         return self.module(input_ids, attention_mask)

@@ -25,9 +25,12 @@ class TritonEngine(Engine):
     input_device = "cpu"
 
     def unavailable_reason(self) -> str | None:
+        """None: the server decides what it can run (fp16 on CPU fails at load with its own message)."""
         return None  # the server decides what it can run; fp16 on CPU fails at load with its own message
 
     def load(self) -> None:
+        """Start the server on the model repository (artifact) and connect a client; EngineUnavailable when the
+        repository was skipped or the launcher lacks the backend."""
         self.backend, self.protocol = self.spec.backend, self.spec.protocol
         (repository,) = (self.artifacts[kind] for kind in self.spec.artifacts)
         info = read_json(f"{repository}/repository.json")
@@ -55,16 +58,20 @@ class TritonEngine(Engine):
         return self.launcher.tool_command(argv)  # inside the server's container, if any
 
     def request_target(self) -> dict:
+        """Where and what a client sends requests to: {protocol, url, model_name, output}."""
         url = self.server.grpc_url if self.protocol == "grpc" else self.server.http_url
         return {"protocol": self.protocol, "url": url, "model_name": self.model_name, "output": self.output}
 
     def new_client(self):
+        """A tritonclient client of this engine's protocol, connected to the server."""
         return client_module(self.protocol).InferenceServerClient(url=self.request_target()["url"])
 
     def request(self, client, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+        """Logits [batch, num_labels] (float32 numpy) of one request with int64 host arrays [batch, seq_len]."""
         return infer(client, client_module(self.protocol), self.model_name, self.output, input_ids, attention_mask)
 
     def run(self, input_ids, attention_mask):
+        """Logits of one request; EngineUnavailable for dynamic padding or a batch above max_batch_size."""
         if input_ids.shape[1] != self.seq_len:
             raise EngineUnavailable(f"the Triton model's inputs have fixed dims [{self.seq_len}]: dynamic padding "
                                     "is not served")
@@ -79,13 +86,16 @@ class TritonEngine(Engine):
         return torch.from_numpy(logits.copy())  # the client's buffer is read-only
 
     def begin_window(self) -> None:
+        """Snapshot the server's model statistics before the timed iterations."""
         # settled: the server counts a request just after replying, and the last warm-up reply is that fresh
         self.stats_before = self.server.settled_model_stats()
 
     def end_window(self) -> dict:
+        """The server's statistics over the window (queue, compute ms per request, mean batch)."""
         return stats_window(self.stats_before, self.server.settled_model_stats())
 
     def perf_analyzer_settings(self) -> dict:
+        """triton.load.perf_analyzer with its defaults filled in."""
         return {"executable": "perf_analyzer", "stability_percentage": 10, "max_trials": 10,
                 **self.settings.get("perf_analyzer", {})}
 
@@ -122,6 +132,7 @@ class TritonEngine(Engine):
                 "latency_split_ms": measured["split_ms"]}
 
     def close(self) -> None:
+        """Close the client, stop the server, remove the launcher's temporary files."""
         client = getattr(self, "client", None)
         if client is not None:
             client.close()  # an open HTTP keep-alive connection would hold the server's shutdown for its timeout

@@ -35,6 +35,7 @@ QUIET_FLAGS = ["--sample=none", "--cpuctxsw=none"]
 
 
 def unavailable_reason(device: str, executable: str) -> str | None:
+    """Why Nsight Systems cannot profile here (a CPU cell, no nsys executable), or None."""
     if device != "cuda":
         return "Nsight Systems traces CUDA: this cell runs on CPU"
     if not shutil.which(executable):
@@ -44,6 +45,7 @@ def unavailable_reason(device: str, executable: str) -> str | None:
 
 
 def nsys_version(executable: str) -> str:
+    """The nsys version string ("unknown" when it prints none)."""
     proc = subprocess.run([executable, "--version"], capture_output=True, text=True, timeout=60)
     return proc.stdout.strip().removeprefix("NVIDIA Nsight Systems version").strip() or "unknown"
 
@@ -76,6 +78,8 @@ def profile_cell(cell: dict, model_dir: str, tokens_path: str, artifacts: dict, 
 
 def run_nsys(cell, model_dir, tokens_path, artifacts, engine_settings, settings, nsys: str, out_path: str,
              report_dir: Path, threads: int) -> tuple[dict, dict | None]:
+    """Run the cell under nsys (a named session around a served engine's server), export the stats reports;
+    (outcome of the profiled process, summary or None)."""
     report = report_dir / "profile"
     spec = {"cell": cell, "model_dir": str(model_dir), "tokens": str(tokens_path), "artifacts": artifacts,
             "engine_settings": engine_settings, "settings": settings, "result_path": str(out_path),
@@ -133,6 +137,8 @@ def export_report(nsys: str, rep: Path, prefix: Path, report_name: str, names: t
 
 
 def summarize(prefix, outcome: dict, version: str, report_dir: Path, rep: Path) -> dict:
+    """The profile summary from the exported `nsys stats` CSVs: kernels, launches, GPU busy time per iteration, top
+    kernels; also writes kernels.csv with categories."""
     kernel_table = nsys_stats.kernels(prefix)
     copies = nsys_stats.memory_copies(prefix)
     iterations, wall_ms = outcome["iterations"], outcome["wall_ms_per_iter"]
@@ -175,6 +181,7 @@ def run_logged(command: list[str], env: dict, log_path: Path, timeout_s: float) 
 
 
 def log_tail(log_path: Path, lines: int = 20) -> str:
+    """The last `lines` lines of a log file."""
     return "".join(log_path.read_text(errors="replace").splitlines(keepends=True)[-lines:])
 
 

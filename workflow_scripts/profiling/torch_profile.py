@@ -53,6 +53,8 @@ def profile_cell(cell: dict, model_dir: str, tokens_path: str, artifacts: dict, 
 
 
 def run_profiler(cell, model_dir, tokens_path, artifacts, engine_settings, settings, out_path, tables_dir: Path):
+    """Warm up, profile settings["iterations"] iterations, write ops.csv, kernels.csv and trace.json.gz; the
+    summary (per iteration: ms, kernels, launches, top ops)."""
     device = cell["device"]
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device == "cuda" else [])
     with loaded_engine(cell, model_dir, tokens_path, artifacts, engine_settings, out_path,
@@ -83,6 +85,7 @@ def run_profiler(cell, model_dir, tokens_path, artifacts, engine_settings, setti
 
 
 def op_table(prof) -> pd.DataFrame:
+    """Per CPU operator: calls, self CPU ms, total CPU ms, self device ms over the profiled iterations."""
     rows = [{"name": e.key, "calls": e.count, "self_cpu_ms": e.self_cpu_time_total / 1000.0,
              "cpu_total_ms": e.cpu_time_total / 1000.0,
              "self_device_ms": getattr(e, "self_device_time_total", 0.0) / 1000.0}
@@ -102,10 +105,12 @@ def gpu_kernel_table(prof) -> pd.DataFrame:
 
 
 def write_csv(path: Path, table: pd.DataFrame) -> None:
+    """Write a table as CSV atomically."""
     atomic_write_text(path, table.to_csv(index=False))
 
 
 def write_trace(prof, path: Path) -> None:
+    """The profiler's Chrome trace, gzip-compressed, written atomically."""
     with tempfile.TemporaryDirectory() as tmp:
         raw = Path(tmp) / "trace.json"
         prof.export_chrome_trace(str(raw))

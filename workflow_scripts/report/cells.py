@@ -56,6 +56,7 @@ def full_table(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def blocks(ctx: ReportContext) -> list[tuple]:
+    """The "All cells" heading, what its columns mean, and the table."""
     return [("h2", "All cells"),
             ("p", "Latency per batch in ms over the timed iterations (iterations: per cell, so with 30 p99 is "
                   "close to the maximum); samples/s = batch size / p50. Cells measured more than an hour apart "

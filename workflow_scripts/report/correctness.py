@@ -27,6 +27,7 @@ def correctness_table(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def blocks(ctx: ReportContext) -> list[tuple]:
+    """The correctness heading, what its columns compare, and its table."""
     return [("h2", "Correctness and accuracy"),
             ("p", "max |diff| and agreement: the cell's measured batches against fp32 eager; accuracy and split "
                   "agreement: the whole split, once per engine and precision."),

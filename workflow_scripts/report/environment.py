@@ -17,4 +17,5 @@ def environment_table(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def blocks(ctx: ReportContext) -> list[tuple]:
+    """The environment heading and table."""
     return [("h2", "Environment"), ("table", environment_table(ctx.table))]

@@ -30,4 +30,5 @@ def headline(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def blocks(ctx: ReportContext) -> list[tuple]:
+    """The headline heading and table."""
     return [("h2", "Headline: smallest batch"), ("table", headline(ctx.table))]

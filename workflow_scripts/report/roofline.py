@@ -53,4 +53,5 @@ def roofline_blocks(table: pd.DataFrame, peaks: dict | None, model_info: dict) -
 
 
 def blocks(ctx: ReportContext) -> list[tuple]:
+    """The Roofline section of the context's cells and peaks."""
     return roofline_blocks(ctx.table, ctx.peaks, ctx.model_info)
