@@ -9,6 +9,7 @@ from pathlib import Path
 
 
 def sha256_of(path: str | os.PathLike) -> str:
+    """Hex SHA-256 of a file, read in 1 MiB chunks."""
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
@@ -45,6 +46,7 @@ def corruption(path: str | os.PathLike, quick: bool = False) -> str | None:
 
 
 def unchanged_since_export(path: Path, info: dict) -> bool:
+    """Whether the file has the size its sidecar recorded and is not newer than the sidecar."""
     stat = os.stat(path)
     return stat.st_size == info.get("size") and stat.st_mtime_ns <= os.stat(sidecar(path)).st_mtime_ns
 

@@ -34,6 +34,7 @@ def resolve_device(requested: str) -> str:
 
 
 def git_commit() -> str | None:
+    """The checkout's commit (with -dirty when tracked files changed), or None outside git."""
     try:
         out = subprocess.run(["git", "-C", str(REPO_ROOT), "rev-parse", "HEAD"], capture_output=True,
                              text=True, timeout=5, check=True)
@@ -45,6 +46,7 @@ def git_commit() -> str | None:
 
 
 def cpu_name() -> str:
+    """The CPU's model name from /proc/cpuinfo (the platform's processor name elsewhere)."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
@@ -55,6 +57,7 @@ def cpu_name() -> str:
 
 
 def gpu_info(device: str) -> dict:
+    """gpu_name, gpu_uuid, gpu_driver and cuda version of the current CUDA device (all None on CPU)."""
     if device != "cuda":
         return {"gpu_name": None, "gpu_uuid": None, "gpu_driver": None, "cuda": None}
     import torch

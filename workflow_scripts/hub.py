@@ -9,6 +9,7 @@ log = logging.getLogger("hub")
 
 
 def hub_reachable(timeout_s: float = 3.0) -> bool:
+    """Whether the Hugging Face hub (HF_ENDPOINT) answers a TCP connection within timeout_s; False in offline mode."""
     if os.environ.get("HF_HUB_OFFLINE") in ("1", "true", "TRUE", "yes"):
         return False
     endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")

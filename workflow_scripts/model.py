@@ -58,6 +58,8 @@ def refuse_remote_code(model_id: str, error: ValueError):
 
 
 def train_wordpiece_tokenizer(sentences: list[str], vocab_size: int, out_dir: Path):
+    """A lowercase BERT WordPiece tokenizer of vocab_size trained on the sentences, saved to out_dir and loaded
+    back."""
     from tokenizers import BertWordPieceTokenizer
     from transformers import BertTokenizer
 
@@ -72,6 +74,10 @@ def train_wordpiece_tokenizer(sentences: list[str], vocab_size: int, out_dir: Pa
 
 
 def prepare(settings: dict, dataset_rows: str, out_dir: str) -> dict:
+    """Save the configured model and tokenizer to out_dir with inferbench_model.json (where the weights came from,
+    geometry, warnings): hub weights, or the architecture with random weights and, offline, a WordPiece
+    tokenizer trained on the dataset rows; returns the info. Raises SystemExit with advice when the settings
+    cannot be met (e.g. pretrained weights offline)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     hub_ok = go_offline_if_unreachable()

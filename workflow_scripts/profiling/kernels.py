@@ -22,6 +22,8 @@ TOP_KERNELS = 10
 
 
 def category(kernel_name: str) -> str:
+    """The kernel category (GEMM, attention, normalisation/elementwise, ...) whose pattern first matches the
+    kernel's name, else "other"."""
     for name, pattern in _COMPILED:
         if pattern.search(kernel_name):
             return name

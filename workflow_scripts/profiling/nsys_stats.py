@@ -17,10 +17,12 @@ REPORTS = {"cuda_gpu_kern_sum": ("cuda_gpu_kern_sum", "gpukernsum"),
 
 
 def report_path(prefix: str | Path, report: str) -> Path:
+    """The CSV `nsys stats --output <prefix>` writes for one report."""
     return Path(f"{prefix}_{report}.csv")
 
 
 def read_report(prefix: str | Path, report: str) -> pd.DataFrame:
+    """One exported report as a table (empty when nsys wrote none: no such activity in the capture)."""
     path = report_path(prefix, report)
     if not path.exists() or path.stat().st_size == 0:
         return pd.DataFrame()
@@ -54,10 +56,12 @@ def kernels(prefix) -> pd.DataFrame:
 
 
 def api_calls(prefix) -> pd.DataFrame:
+    """CUDA API calls: name, total ms, calls."""
     return _totals(prefix, "cuda_api_sum", ("Name",), ("Num Calls", "Calls", "Count"))
 
 
 def memory_copies(prefix) -> pd.DataFrame:
+    """Memory copies and sets: operation, total ms, count."""
     return _totals(prefix, "cuda_gpu_mem_time_sum", ("Operation", "Name"), ("Count", "Instances"))
 
 

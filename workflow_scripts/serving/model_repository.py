@@ -22,15 +22,19 @@ TRITON_DTYPES = {"fp32": "TYPE_FP32", "fp16": "TYPE_FP16", "bf16": "TYPE_BF16"}
 
 
 def model_name(backend: str, precision: str) -> str:
+    """The served model's name in the repository."""
     return f"inferbench_{backend}_{precision}"
 
 
 def output_name(backend: str) -> str:
     # the libtorch backend maps outputs by the `<name>__<index>` convention; the Python backend by name
+    """The logits output's name: the libtorch backend maps outputs as <name>__<index>, the Python backend by name."""
     return "logits__0" if backend == "pytorch" else "logits"
 
 
 def config_pbtxt(backend: str, precision: str, seq_len: int, num_labels: int, device: str, settings: dict) -> str:
+    """The model's config.pbtxt: backend, INT64 inputs of dims [seq_len], FP32 logits [num_labels], max_batch_size,
+    dynamic batching, instance group on the device."""
     batching = settings["dynamic_batching"]
     preferred = ", ".join(str(b) for b in batching["preferred_batch_sizes"] if b <= settings["max_batch_size"])
     if backend == "pytorch":
@@ -61,6 +65,7 @@ def config_pbtxt(backend: str, precision: str, seq_len: int, num_labels: int, de
 
 
 def link_or_copy(source: Path, target: Path) -> None:
+    """Hard-link source to target (a copy across file systems)."""
     target.parent.mkdir(parents=True, exist_ok=True)
     try:
         os.link(source, target)
@@ -70,6 +75,9 @@ def link_or_copy(source: Path, target: Path) -> None:
 
 def build(backend: str, precision: str, seq_len: int, model_dir: str, torchscript: str | None, device: str,
           settings: dict, out_dir: str) -> Path:
+    """Write a Triton model repository for backend and precision (the TorchScript export for pytorch, the Hugging
+    Face model for python) with repository.json; fp16 on CPU writes only a skipped repository.json. Returns the
+    folder."""
     from workflow_scripts.environment import resolve_device
     from workflow_scripts.model import load_info
 
