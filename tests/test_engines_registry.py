@@ -89,7 +89,7 @@ def test_every_served_engine_has_a_registered_in_process_twin(mode):
 
 
 # Engine names in generic code: the registry and the engines (and the rules that build their artifacts) only
-ENGINE_NAME_PARTS = re.compile(r"triton-|compile-|-grpc|-http|torchscript|fused")
+ENGINE_NAME_PARTS = re.compile(r"\btriton-|\bcompile-|-grpc\b|-http\b|\btorchscript\b|\bfused\b")  # not "refused"
 GENERIC_CODE = ["rules/common.smk", "rules/benchmark.smk", "rules/correctness.smk", "rules/profiling.smk",
                 "rules/aggregate.smk", "rules/report.smk", "rules/calibration.smk", "rules/dataset.smk",
                 "rules/model.smk", "rules/tokens.smk", "workflow_scripts/aggregate.py", "workflow_scripts/roofline.py",
