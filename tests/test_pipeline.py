@@ -269,7 +269,8 @@ def test_changing_the_model_reruns_everything_downstream(pipeline_run, tmp_path)
         "num_hidden_layers": 3}}}), args=["-n"]).stdout)
     assert "dataset" not in jobs
     assert jobs["model"] == 1 and jobs["tokenize"] == 1 and jobs["reference"] == 1
-    assert jobs["export_torchscript"] == 1 and jobs["triton_repository"] == 1 and jobs["load_sweep"] == 1
+    assert jobs["export_torchscript"] == 1 and jobs["triton_repository"] == 1
+    assert jobs["load_sweep"] == len(SERVED)  # one concurrency sweep per served engine
     assert jobs["accuracy"] == len(ENGINES) and jobs["benchmark_cell"] == len(ENGINES) * 2
     assert jobs["report"] == 1
 
@@ -279,8 +280,11 @@ def test_served_cells_report_the_server_side_breakdown_and_keep_the_server_log(t
     served = table[table.engine.isin(SERVED) & (table.status == "ok")]
     assert len(served) == len(SERVED) * 2
     assert (served.server_server_total_ms > 0).all() and (served.server_compute_infer_ms > 0).all()
-    # the client waits at least as long as the server works on its request
-    assert (served.mean_ms >= served.server_server_total_ms).all()
+    # the client waits at least as long as the server queues and computes its request. Not the server's total
+    # (`success`) time: with equal request counts it was seen 0.06 ms above the client's mean (triton, batch 4),
+    # as it can still run after the response has left
+    phases = [f"server_{phase}_ms" for phase in ("queue", "compute_input", "compute_infer", "compute_output")]
+    assert (served.mean_ms >= served[[c for c in phases if c in served]].fillna(0).sum(axis=1)).all()
     # the server's statistics window opens after the warm-up: it counts exactly the timed requests
     for row in served.itertuples():
         result = json.loads((workdir / row.result_file).read_text())
