@@ -3,6 +3,10 @@
 Run once per engine and precision (not per batch size), at the configured correctness batch size.
 """
 
+from workflow_scripts.job_log import capture_errors
+
+capture_errors(globals())  # first: an error in the imports below reaches the job's log too
+
 import argparse
 import logging
 

@@ -1,6 +1,10 @@
 """Step 6: every cell's JSON result -> tidy CSVs: one row per benchmark cell (whatever its status), per served
 load level, per profile (cell x tool), and the profiles' top kernels and operators."""
 
+from workflow_scripts.job_log import capture_errors
+
+capture_errors(globals())  # first: an error in the imports below reaches the job's log too
+
 import argparse
 import io
 import logging

@@ -5,6 +5,10 @@ reference on the measured batches, then times warm-up and repeats. Writes one JS
 status ok / mismatch / skipped / oom / failed, with the reason.
 """
 
+from workflow_scripts.job_log import capture_errors
+
+capture_errors(globals())  # first: an error in the imports below reaches the job's log too
+
 import argparse
 import gc
 import logging

@@ -6,6 +6,10 @@ device-to-device copy, counting each byte read and written: GB/s = 2 · bytes / 
 the result says `skipped` and why, so the report can say so.
 """
 
+from workflow_scripts.job_log import capture_errors
+
+capture_errors(globals())  # first: an error in the imports below reaches the job's log too
+
 import argparse
 import logging
 from datetime import datetime, timezone

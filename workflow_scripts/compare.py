@@ -14,6 +14,10 @@ Command line: python -m workflow_scripts.compare NEW_RESULTS OLD_RESULTS [--max-
 (results folders, each holding aggregate/cells.csv); exits 1 when a cell is slower by more than max-slowdown.
 """
 
+from workflow_scripts.job_log import capture_errors
+
+capture_errors(globals())  # first: an error in the imports below reaches the job's log too
+
 import argparse
 import logging
 import sys

@@ -1,5 +1,9 @@
 """Step 1: the evaluation sentences and labels (GLUE SST-2 from the hub, or the sample shipped here)."""
 
+from workflow_scripts.job_log import capture_errors
+
+capture_errors(globals())  # first: an error in the imports below reaches the job's log too
+
 import argparse
 import csv
 import json

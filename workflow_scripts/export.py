@@ -3,6 +3,10 @@ eager on the same inputs before anything uses it. A checksum beside the file gua
 corrupted file is refused here and marked outdated (here and by rules/export.smk when the workflow is
 planned), so that snakemake exports it again."""
 
+from workflow_scripts.job_log import capture_errors
+
+capture_errors(globals())  # first: an error in the imports below reaches the job's log too
+
 import argparse
 import hashlib
 import io

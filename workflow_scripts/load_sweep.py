@@ -9,6 +9,10 @@ naming who sent the requests (triton.load.client):
 - python: threads spread over `triton.load.client_processes` processes (serving/load_clients.py); if they
   cannot keep up, the report shows client time far above the server's.
 """
+from workflow_scripts.job_log import capture_errors
+
+capture_errors(globals())  # first: an error in the imports below reaches the job's log too
+
 import argparse
 import logging
 from pathlib import Path

@@ -5,6 +5,10 @@ weights (valid for latency, meaningless for accuracy) and, when the hub's tokeni
 trains a WordPiece tokenizer on the dataset text; `auto` tries pretrained and falls back to random.
 """
 
+from workflow_scripts.job_log import capture_errors
+
+capture_errors(globals())  # first: an error in the imports below reaches the job's log too
+
 import argparse
 import logging
 import tempfile

@@ -7,6 +7,10 @@ median over rounds of baseline window median / engine window median, with a hier
 (repeats, then rounds). Writes one JSON result (kind pair) whatever happens, as a benchmark cell does.
 """
 
+from workflow_scripts.job_log import capture_errors
+
+capture_errors(globals())  # first: an error in the imports below reaches the job's log too
+
 import argparse
 import gc
 import logging

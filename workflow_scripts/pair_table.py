@@ -1,5 +1,9 @@
 """Step 6b: every side-by-side pair result -> one tidy CSV row per pair (results/aggregate/pairs.csv)."""
 
+from workflow_scripts.job_log import capture_errors
+
+capture_errors(globals())  # first: an error in the imports below reaches the job's log too
+
 import argparse
 import io
 import logging

@@ -1,5 +1,9 @@
 """The correctness yardstick: fp32 eager logits for every dataset row (TF32 off), once per sequence length."""
 
+from workflow_scripts.job_log import capture_errors
+
+capture_errors(globals())  # first: an error in the imports below reaches the job's log too
+
 import argparse
 import io
 import logging

@@ -4,25 +4,7 @@ import logging
 import sys
 
 from workflow_scripts.engines import spec
-
-
-class Tee:
-    """A text stream that writes to several: the console and a job's log."""
-
-    def __init__(self, *streams):
-        self.streams = streams
-
-    def write(self, text: str) -> int:
-        for stream in self.streams:
-            stream.write(text)
-        return len(text)
-
-    def flush(self) -> None:
-        for stream in self.streams:
-            stream.flush()
-
-    def __getattr__(self, name):  # fileno, isatty, encoding...: the console's
-        return getattr(self.streams[0], name)
+from workflow_scripts.job_log import tee_stderr
 
 
 def setup_logging(log_path: str | None = None) -> None:
@@ -30,8 +12,7 @@ def setup_logging(log_path: str | None = None) -> None:
     step writes to stderr from here on (an uncaught exception's traceback, a SystemExit message, library
     warnings) goes to the log as well as to the console, so that a failed job's log holds its own error."""
     if log_path:
-        log_file = open(log_path, "w", buffering=1)
-        sys.stderr = Tee(sys.__stderr__, log_file)
+        log_file = tee_stderr(log_path)  # the file job_log.capture_errors opened, if it ran
         handler = logging.StreamHandler(log_file)
     else:
         handler = logging.StreamHandler(sys.stderr)

@@ -1,6 +1,10 @@
 """`strict=true`: fail the run when any cell is mismatch or failed, or (with `compare_with`) slower than the
 earlier run by more than `report.max_slowdown` (the report is already written)."""
 
+from workflow_scripts.job_log import capture_errors
+
+capture_errors(globals())  # first: an error in the imports below reaches the job's log too
+
 import argparse
 import sys
 

@@ -4,6 +4,10 @@ Tokens are stored padded to `seq_len` (the original study's `padding: max_length
 is derived per batch by trimming to the batch's longest sentence, so both share one tokenize job.
 """
 
+from workflow_scripts.job_log import capture_errors
+
+capture_errors(globals())  # first: an error in the imports below reaches the job's log too
+
 import argparse
 import io
 import json

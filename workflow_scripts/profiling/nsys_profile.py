@@ -7,6 +7,10 @@ profiling failure (nsys exits non-zero, a report name this nsys does not know un
 the reason: the aggregate step needs every profile's summary, and a missing one would stop the report.
 """
 
+from workflow_scripts.job_log import capture_errors
+
+capture_errors(globals())  # first: an error in the imports below reaches the job's log too
+
 import argparse
 import logging
 import os

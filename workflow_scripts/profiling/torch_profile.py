@@ -3,6 +3,10 @@ warm-up, each iteration in a `record_function` range. Writes an op table, a kern
 Chrome trace, and a summary result (kind: profile) in the one result schema.
 """
 
+from workflow_scripts.job_log import capture_errors
+
+capture_errors(globals())  # first: an error in the imports below reaches the job's log too
+
 import argparse
 import gzip
 import logging

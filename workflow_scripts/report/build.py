@@ -6,6 +6,10 @@ headline table in the original study's form, figures, serving, energy per infere
 full tables and the environment: one module of this package per section, in SECTIONS order.
 """
 
+from workflow_scripts.job_log import capture_errors
+
+capture_errors(globals())  # first: an error in the imports below reaches the job's log too
+
 import argparse
 import logging
 from pathlib import Path

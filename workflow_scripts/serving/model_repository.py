@@ -5,6 +5,10 @@
   <out>/<name>/1/model.py + hf_model/      backend python: the Hugging Face model run with torch
 Large files are hard-linked from results/ when possible (same file system), copied otherwise.
 """
+from workflow_scripts.job_log import capture_errors
+
+capture_errors(globals())  # first: an error in the imports below reaches the job's log too
+
 import argparse
 import logging
 import os
