@@ -16,7 +16,8 @@ from workflow_scripts import deployment, placement
 from workflow_scripts import engines
 from workflow_scripts.engines import ARTIFACTS, ENGINES
 from workflow_scripts.experiment import (ConfigError, cells, command_line_values, cpu_overrides, effective,
-                                        in_key_order, paired_cells, piece_tables, profiled_cells, schema_errors)
+                                        fallback_notes, in_key_order, paired_cells, piece_tables, profiled_cells,
+                                        schema_errors)
 
 CONFIG_SCHEMA = f"{workflow.basedir}/schemas/config.schema.yaml"
 command_line_values(config, CONFIG_SCHEMA)
@@ -40,6 +41,12 @@ if EXPERIMENT["device"] == "cpu" and workflow.is_main_process:
     _kept = cpu_overrides(config, DEFAULT_CONFIG)[1]
     if _kept:
         logger.info(f"Device cpu: cpu_overrides leaves {', '.join(_kept)} as your config sets them")
+if workflow.is_main_process:
+    from workflow_scripts.hub import hub_reachable
+
+    # named once on the console at the start, not only in the job logs and the report
+    for _note in fallback_notes(EXPERIMENT, config["device"], hub_reachable()):
+        logger.warning(_note)
 
 DEVICE = EXPERIMENT["device"]
 

@@ -59,6 +59,28 @@ def test_good_config_plans_every_cell(tmp_path):
     assert "Job stats" in proc.stdout
 
 
+def test_fallbacks_are_named_once_on_the_console_at_the_start(tmp_path):
+    """Offline (conftest) with dataset.source and model.weights on auto: one line each, before the plan."""
+    proc = snakemake(tmp_path, overlay(tmp_path, "auto", {"dataset": {"source": "auto"},
+                                                          "model": {"weights": "auto"}}), args=["-n"])
+    output = proc.stderr + proc.stdout
+    assert output.count("bundled 200-sentence SST-2-format sample") == 1
+    assert output.count("random weights (latencies valid, accuracy meaningless)") == 1
+
+
+def test_fallback_notes_name_only_what_applies():
+    from workflow_scripts.experiment import fallback_notes
+
+    experiment = {"device": "cpu", "dataset": {"source": "auto"}, "model": {"weights": "auto"}}
+    notes = fallback_notes(experiment, "auto", hub_ok=False)
+    assert [n.split(":")[0] for n in notes] == ["No CUDA GPU found"] + ["Hugging Face hub not reachable (or HF_HUB_OFFLINE=1)"] * 2
+    assert "sample" in notes[1] and "random weights" in notes[2]
+    # CPU asked for, the hub answering, or the sources fixed in the config: no fallback to name
+    assert fallback_notes(experiment, "cpu", hub_ok=True) == []
+    fixed = {"device": "cuda", "dataset": {"source": "sample"}, "model": {"weights": "random"}}
+    assert fallback_notes(fixed, "auto", hub_ok=False) == []
+
+
 def test_the_baseline_may_come_from_a_merged_piece(tmp_path):
     """A piece that times only the fast paths can take its baseline from an earlier piece that timed it."""
     piece = tmp_path / "baseline_piece"

@@ -37,6 +37,25 @@ def planned_device(requested: str) -> str:
     return requested
 
 
+def fallback_notes(experiment: dict, requested_device: str, hub_ok: bool) -> list[str]:
+    """One console line per fallback the run will take, known at parse time: CPU instead of a GPU, and with the
+    hub out of reach, the bundled sample and random weights where the local cache lacks the real ones.
+
+    experiment: the effective config (device resolved); requested_device: config's `device` as given;
+    hub_ok: whether the Hugging Face hub answered (workflow_scripts.hub.hub_reachable)."""
+    notes = []
+    if experiment["device"] == "cpu" and requested_device == "auto":
+        notes.append("No CUDA GPU found: running on CPU, with the narrower sweep of cpu_overrides (config.yaml)")
+    if not hub_ok:
+        if experiment["dataset"]["source"] == "auto":
+            notes.append("Hugging Face hub not reachable (or HF_HUB_OFFLINE=1): the dataset comes from the local cache, else from the "
+                         "bundled 200-sentence SST-2-format sample")
+        if experiment["model"]["weights"] == "auto":
+            notes.append("Hugging Face hub not reachable (or HF_HUB_OFFLINE=1): the model comes from the local cache, else the same "
+                         "architecture with random weights (latencies valid, accuracy meaningless)")
+    return notes
+
+
 def load_config(*overlays: str | Path) -> dict:
     """config.yaml with each overlay file merged on top (nested sections key by key, lists replaced), as
     `--configfile` layers files; not checked (the Snakefile checks what Snakemake runs)."""
