@@ -26,6 +26,12 @@ def test_offline_auto_falls_back_to_the_bundled_sample(prepared):
     assert {row["label"] for row in rows} == {0, 1}
 
 
+def test_without_the_datasets_package_auto_falls_back_to_the_sample_saying_why(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "datasets", None)  # as on a GPU machine that has no `datasets`
+    info = dataset.prepare({**DATASET, "source": "auto"}, tmp_path / "rows.jsonl", tmp_path / "info.json")
+    assert info["origin"] == "sample" and "datasets package is not installed" in info["hub_error"]
+
+
 def test_hub_only_source_fails_fast_saying_what_to_do(tmp_path):
     with pytest.raises(SystemExit, match="dataset.source: auto"):
         dataset.prepare({**DATASET, "source": "hub"}, tmp_path / "rows.jsonl", tmp_path / "info.json")

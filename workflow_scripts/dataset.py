@@ -26,8 +26,10 @@ class HubUnavailable(RuntimeError):
 def load_from_hub(name: str, config: str, split: str) -> list[dict]:
     """Rows {sentence, label} of the configured dataset from the Hugging Face hub (raises when it is unreachable)."""
     go_offline_if_unreachable()
-    import datasets
-
+    try:
+        import datasets  # optional where only the bundled sample is used (e.g. an offline GPU machine)
+    except ImportError as error:
+        raise HubUnavailable(f"the datasets package is not installed ({error})") from error
     try:
         rows = datasets.load_dataset(name, config, split=split)
     except Exception as error:  # offline, unknown dataset, network: all end the hub attempt the same way
