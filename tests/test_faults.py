@@ -115,7 +115,7 @@ def server_lifetimes(workdir: Path) -> list[dict]:
     servers = []
     for log in sorted((workdir / "results" / "logs").rglob("*.log")):
         lines = log.read_text(errors="replace").splitlines()
-        starts = [line for line in lines if "starting Triton:" in line]
+        starts = [line for line in lines if "starting tritonserver:" in line]  # serving/server.py's start line
         stops = [line for line in lines if "tritonserver stopped" in line]
         for start, stop in zip(starts, stops):
             ports = {int(port) for port in re.findall(r"--(?:http|grpc|metrics)-port=(\d+)", start)}
