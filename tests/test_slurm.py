@@ -90,7 +90,7 @@ def test_every_non_local_rule_ran_as_a_slurm_job_gpu_rules_with_a_gpu_of_the_con
     assert len(jobs) and (jobs.state == "COMPLETED").all(), jobs
     rules = set(jobs.rule)
     assert rules == {"tokenize", "reference", "accuracy", "benchmark_cell", "triton_repository", "load_sweep",
-                     "profile_torch", "calibrate", "aggregate", "report"}
+                     "profile_torch", "calibrate", "pair", "pair_table", "aggregate", "report"}
     assert not rules & LOCAL_RULES
     assert (jobs[jobs.rule.isin(GPU_RULES)].gpus == 1).all()
     assert (jobs[jobs.rule.isin(GPU_RULES)].gpu_type == "testgpu").all(), jobs
