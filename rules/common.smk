@@ -33,10 +33,23 @@ config.update(_ordered)
 # The project's defaults: a key a user set to another value wins over cpu_overrides.
 with open(f"{workflow.basedir}/config.yaml") as _handle:
     DEFAULT_CONFIG = yaml.safe_load(_handle)
+
+
+def _executor_gives_gpus():
+    """Whether the run asks its executor for a GPU per model job (`--set-resources <rule>:gpu=N`, as the Slurm
+    profile does): those jobs then run where that GPU is, so `device: auto` means cuda even on a login node
+    without one. Read from the resources, not from a profile's `config:` entry, which any `--config` on the
+    command line replaces."""
+    return any(getattr(resources.get("gpu"), "value", 0) for resources in
+               (workflow.resource_settings.overwrite_resources or {}).values())
+
+
 try:
-    EXPERIMENT = effective(config, DEFAULT_CONFIG)
+    EXPERIMENT = effective(config, DEFAULT_CONFIG, scheduler_gives_gpus=_executor_gives_gpus())
 except ConfigError as error:
     raise WorkflowError(f"Invalid config: {error}")
+if workflow.is_main_process and config["device"] == "auto" and _executor_gives_gpus():
+    logger.info("Device cuda: the model jobs ask their executor for a GPU each (set-resources gpu)")
 if EXPERIMENT["device"] == "cpu" and workflow.is_main_process:
     _kept = cpu_overrides(config, DEFAULT_CONFIG)[1]
     if _kept:

@@ -1,8 +1,12 @@
 """A bad config fails before any job runs, with a message that names the key."""
+import os
+import subprocess
+import sys
+
 import pytest
 import yaml
 
-from conftest import REPO, overlay, snakemake
+from conftest import REPO, TEST_CONFIG, overlay, path_with_stand_ins, snakemake
 
 DEFAULT_CONFIG = yaml.safe_load((REPO / "config.yaml").read_text())
 
@@ -147,3 +151,21 @@ def test_serving_from_tritons_image_without_apptainer_is_named_before_any_job(tm
     (problem,) = deployment.missing("local", False, "containers/inferbench.sif", tmp_path, serves_from_image=True)
     assert problem.startswith("triton.launcher: apptainer serves from Triton's image, which needs `apptainer`")
     assert deployment.missing("local", False, "containers/inferbench.sif", tmp_path) == []
+
+
+def test_the_slurm_profile_with_a_command_line_config_still_plans_for_cuda(tmp_path):
+    """The profile once set device=cuda in its `config:` list, which any `--config` replaces: `--profile
+    slurm_profile --config strict=true` then planned a CPU run (cpu_overrides' narrow sweep, CPU jobs). The GPU
+    that the profile's set-resources ask for now decides; a dry run with the stand-in apptainer."""
+    (tmp_path / "containers").mkdir()
+    (tmp_path / "containers" / "inferbench.sif").write_text("stand-in image\n")
+    command = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(tmp_path),
+               "--profile", str(REPO / "slurm_profile"), "--configfile", str(REPO / "config.yaml"), str(TEST_CONFIG),
+               str(overlay(tmp_path, "auto", {"device": "auto"})), "--config", "strict=true", "-n"]
+    proc = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "PATH": path_with_stand_ins()},
+                          timeout=300)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 0, output[-3000:]
+    assert "Device cuda: the model jobs ask their executor for a GPU each" in output
+    assert "No CUDA GPU found" not in output
+    assert "rule strict_check" in output  # the command line's own value holds too

@@ -30,10 +30,12 @@ def cuda_visible() -> bool:
         return False
 
 
-def planned_device(requested: str) -> str:
-    """The device the jobs are planned for, at parse time (NVML); jobs check it again with torch."""
+def planned_device(requested: str, scheduler_gives_gpus: bool = False) -> str:
+    """The device the jobs are planned for, at parse time; jobs check it again with torch. `auto` is cuda where
+    the model jobs are given a GPU by their executor (scheduler_gives_gpus: a cluster, whose login node may
+    have none), else where NVML sees one here."""
     if requested == "auto":
-        return "cuda" if cuda_visible() else "cpu"
+        return "cuda" if scheduler_gives_gpus or cuda_visible() else "cpu"
     return requested
 
 
@@ -138,11 +140,11 @@ def cpu_overrides(config: dict, defaults: dict | None) -> tuple[dict, list[str]]
     return applied, kept
 
 
-def effective(config: dict, defaults: dict | None = None) -> dict:
+def effective(config: dict, defaults: dict | None = None, scheduler_gives_gpus: bool = False) -> dict:
     """Config with `cpu_overrides` merged in when the device is CPU (except keys the user set, see
-    cpu_overrides), `device` resolved, checked, every mapping in key order."""
+    cpu_overrides), `device` resolved (see planned_device), checked, every mapping in key order."""
     resolved = copy.deepcopy(config)
-    resolved["device"] = planned_device(config["device"])
+    resolved["device"] = planned_device(config["device"], scheduler_gives_gpus)
     if resolved["device"] == "cpu":
         for section, values in cpu_overrides(config, defaults)[0].items():
             resolved[section] = {**resolved[section], **values}
