@@ -82,3 +82,36 @@ def test_report_section_lists_slower_cells_first_and_is_absent_without_an_earlie
     shown = blocks[-1][1]
     assert shown.iloc[0][["engine", "batch", "new/old", "verdict"]].tolist() == ["fused", 64, "1.300", "slower"]
     assert "1 slower" in blocks[1][1]
+
+
+def test_cells_that_only_one_run_has_are_listed_not_dropped(tmp_path, capsys):
+    """The comparison once kept only the cells of both runs: a cell added or removed since went unseen, in the
+    command line's output and in the report."""
+    added = CELLS[(CELLS.engine == "fused") & (CELLS.precision == "bf16") & (CELLS.batch_size == 64)]
+    removed = CELLS[(CELLS.engine == "eager") & (CELLS.precision == "fp32") & (CELLS.batch_size == 1)]
+    old, new = CELLS.drop(added.index), CELLS.drop(removed.index)
+    result = compare.compare(new, old)
+    assert len(result) == len(CELLS)  # every cell of either run once: the shared ones, then one only-in of each
+    only = result[result.verdict.isin([compare.ONLY_NEW, compare.ONLY_OLD])]
+    assert only[["engine", "precision", "batch_size", "verdict"]].values.tolist() == [
+        ["fused", "bf16", 64, "only in the new run"], ["eager", "fp32", 1, "only in the old run"]]
+    assert only["new p50 ms"].iloc[0] == added.p50_ms.iloc[0] and pd.isna(only["old p50 ms"].iloc[0])
+    assert only["old p50 ms"].iloc[1] == removed.p50_ms.iloc[0] and only.ratio.isna().all()
+    # the command line prints them, named, and they are no regression
+    for name, table in (("old", old), ("new", new)):
+        (tmp_path / name / "aggregate").mkdir(parents=True)
+        table.to_csv(tmp_path / name / "aggregate" / "cells.csv", index=False)
+    assert compare.main([str(tmp_path / "new"), str(tmp_path / "old")]) == 0
+    printed = capsys.readouterr().out
+    assert "1 cell(s) only in the new run, not compared: fused/bf16/bs64/seq128/max_length" in printed
+    assert "1 cell(s) only in the old run, not compared: eager/fp32/bs1/seq128/max_length" in printed
+    # the report's section lists both, with a count each
+    blocks = comparison_section.blocks(ReportContext(table=new, comparison=result))
+    shown = blocks[-1][1]
+    assert set(shown.verdict) >= {"only in the new run", "only in the old run"}
+    assert "1 only in the new run" in blocks[1][1] and "1 only in the old run" in blocks[1][1]
+    # two runs without a shared cell: said so, and each run's cells still listed
+    disjoint = compare.compare(added, removed)
+    blocks = comparison_section.blocks(ReportContext(table=added, comparison=disjoint))
+    assert "No cell of this run was in the earlier run" in blocks[1][1]
+    assert blocks[-1][1].verdict.tolist() == ["only in the new run", "only in the old run"]

@@ -1,5 +1,6 @@
 """What changed since an earlier run: per cell timed in both, the p50 ratio new/old with its interval and a
-verdict (faster, slower, no change detectable), written to results/report/comparison.csv.
+verdict (faster, slower, no change detectable), written to results/report/comparison.csv. A cell that only
+one run has is listed too ("only in the new run", "only in the old run"), never silently left out.
 
 Cells are matched by engine, precision, batch size, sequence length and padding. A pair measured on different
 GPU models (or CPUs), with different model ids or with different input geometry (tokens per batch) is refused,
@@ -43,13 +44,31 @@ def _refusal(new: pd.Series, old: pd.Series) -> str:
     return "; ".join(differ)
 
 
+# Verdicts of cells that only one of the two runs has (never given a ratio; listed so that none goes unseen)
+ONLY_NEW, ONLY_OLD = "only in the new run", "only in the old run"
+
+
+def _unmatched(table: pd.DataFrame, other: pd.DataFrame, verdict: str, p50_column: str) -> list[dict]:
+    """Rows for the cells of `table` that `other` lacks (matched by CELL_KEYS), their p50 in `p50_column`."""
+    keys = set(map(tuple, other[CELL_KEYS].astype(str).values))
+    rows = []
+    for _, cell in table.iterrows():
+        if tuple(cell[CELL_KEYS].astype(str)) not in keys:
+            rows.append({**{key: cell[key] for key in CELL_KEYS}, "old p50 ms": float("nan"),
+                         "new p50 ms": float("nan"), p50_column: cell.p50_ms, "ratio": float("nan"),
+                         "ratio low": float("nan"), "ratio high": float("nan"), "verdict": verdict,
+                         "reason": f"{cell.status} there"})
+    return rows
+
+
 def compare(new: pd.DataFrame, old: pd.DataFrame) -> pd.DataFrame:
-    """One row per cell present in both tables (COLUMNS), in the new table's order.
+    """One row per cell of either table (COLUMNS): those in both in the new table's order, then those only in
+    the new run, then those only in the old run.
 
     new, old: the aggregate step's cells.csv of each run (p50_ms, p50_ci_low_ms, p50_ci_high_ms in ms).
     ratio = new p50 / old p50 (above 1: slower now); verdict: "faster" (ratio high < 1), "slower" (ratio
-    low > 1), "no change detectable", "refused" (reason says what differs) or "not timed" (reason gives the
-    statuses)."""
+    low > 1), "no change detectable", "refused" (reason says what differs), "not timed" (reason gives the
+    statuses), or ONLY_NEW / ONLY_OLD for a cell that one run lacks (reason: its status in the other)."""
     pairs = (new.assign(machine=machine_key(new))
              .merge(old.assign(machine=machine_key(old)), on=CELL_KEYS, suffixes=("", "_old")))
     rows = []
@@ -71,6 +90,7 @@ def compare(new: pd.DataFrame, old: pd.DataFrame) -> pd.DataFrame:
                      if status != "ok"]
         rows.append({**row, "ratio": now.p50_ms / before.p50_ms, "ratio low": low, "ratio high": high,
                      "verdict": verdict, "reason": "; ".join(untrusted)})
+    rows += _unmatched(new, old, ONLY_NEW, "new p50 ms") + _unmatched(old, new, ONLY_OLD, "old p50 ms")
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
@@ -101,8 +121,22 @@ def write(new_table: str, old_table: str, out: str) -> pd.DataFrame:
         log.info("%d cell(s): %s", count, verdict)
     for row in comparison[comparison.verdict == "refused"].itertuples():
         log.warning("refused %s/%s/bs%s: %s", row.engine, row.precision, row.batch_size, row.reason)
+    for line in unmatched_lines(comparison):
+        log.warning("%s", line)
     atomic_write_text(out, comparison.to_csv(index=False))
     return comparison
+
+
+def unmatched_lines(comparison: pd.DataFrame) -> list[str]:
+    """One line per verdict ONLY_NEW / ONLY_OLD that occurs, naming its cells."""
+    lines = []
+    for verdict in (ONLY_NEW, ONLY_OLD):
+        rows = comparison[comparison.verdict == verdict]
+        if len(rows):
+            names = ", ".join(f"{r.engine}/{r.precision}/bs{r.batch_size}/seq{r.seq_len}/{r.padding}"
+                              for r in rows.itertuples())
+            lines.append(f"{len(rows)} cell(s) {verdict}, not compared: {names}")
+    return lines
 
 
 def main(argv=None) -> int:
@@ -117,6 +151,8 @@ def main(argv=None) -> int:
     if args.out:
         atomic_write_text(args.out, comparison.to_csv(index=False))
     print(comparison.to_string(index=False))
+    for line in unmatched_lines(comparison):
+        print(line)
     slow = regressions(comparison, args.max_slowdown)
     for line in describe(slow):
         print(f"regression: {line}", file=sys.stderr)

@@ -1,13 +1,15 @@
 """The report's "What changed since the earlier run" section (config `compare_with`): the compare step's
-table, slower cells first, with how many cells got each verdict. Absent when no earlier run is named."""
+table, slower cells first, with how many cells got each verdict (cells only one run has among them). Absent
+when no earlier run is named."""
 
 import pandas as pd
 
+from workflow_scripts.compare import ONLY_NEW, ONLY_OLD
 from workflow_scripts.report.context import ReportContext
 from workflow_scripts.report.render import fmt
 
 # verdict -> order in the table (what needs attention first)
-ORDER = {"slower": 0, "refused": 1, "faster": 2, "not timed": 3, "no change detectable": 4}
+ORDER = {"slower": 0, "refused": 1, "faster": 2, "not timed": 3, ONLY_NEW: 4, ONLY_OLD: 5, "no change detectable": 6}
 
 
 def shown(comparison: pd.DataFrame) -> pd.DataFrame:
@@ -28,13 +30,16 @@ def blocks(ctx: ReportContext) -> list[tuple]:
     if ctx.comparison is None:
         return []
     comparison = ctx.comparison
+    blocks = [("h2", "What changed since the earlier run")]
+    if not (~comparison.verdict.isin([ONLY_NEW, ONLY_OLD])).any():
+        blocks.append(("p", "No cell of this run was in the earlier run (engine, precision, batch size, sequence "
+                            "length and padding must all match)."))
     if comparison.empty:
-        return [("h2", "What changed since the earlier run"),
-                ("p", "No cell of this run was in the earlier run (engine, precision, batch size, sequence "
-                      "length and padding must all match).")]
+        return blocks
     counts = ", ".join(f"{n} {verdict}" for verdict, n in comparison.verdict.value_counts().items())
-    return [("h2", "What changed since the earlier run"),
-            ("p", f"Per cell in both runs, p50 new/old (above 1: slower now) with an interval from the two runs' "
-                  f"95% intervals (new low / old high to new high / old low; conservative). {counts}. Cells "
-                  "from another GPU model or CPU, model id or input geometry are refused, not compared."),
-            ("table", shown(comparison))]
+    return blocks + [
+        ("p", f"Per cell in both runs, p50 new/old (above 1: slower now) with an interval from the two runs' "
+              f"95% intervals (new low / old high to new high / old low; conservative). {counts}. Cells "
+              "from another GPU model or CPU, model id or input geometry are refused, not compared; a cell that "
+              "only one run has is listed as such, without a ratio."),
+        ("table", shown(comparison))]
