@@ -62,6 +62,13 @@ if workflow.is_main_process:
         logger.warning(_note)
 
 DEVICE = EXPERIMENT["device"]
+if workflow.is_main_process:
+    # an engine whose runtime this machine lacks: said once, before any job; its cells run and are recorded
+    # as skipped with the same reason (a cluster's jobs may run where the runtime is)
+    for _engine in EXPERIMENT["sweep"]["engines"]:
+        _missing = engines.missing_runtime(_engine, EXPERIMENT)
+        if _missing:
+            logger.warning(f"{_engine}: its cells will be skipped: {_missing}")
 
 
 def _user_gpu_count():

@@ -169,3 +169,29 @@ def test_the_slurm_profile_with_a_command_line_config_still_plans_for_cuda(tmp_p
     assert "Device cuda: the model jobs ask their executor for a GPU each" in output
     assert "No CUDA GPU found" not in output
     assert "rule strict_check" in output  # the command line's own value holds too
+
+
+def test_an_engine_whose_runtime_is_missing_is_named_once_when_the_run_is_planned(tmp_path):
+    """dynamo-grpc without NVIDIA Dynamo (a `dynamo` package without its frontend shadows the installed one)
+    and triton-pytorch-grpc with the bundled tritonserver (no pytorch backend) once passed the dry run
+    silently and were only skipped when their jobs ran. Now one console line each names the engine, why and
+    the fix; the cells are still planned, to be recorded as skipped (the report lists them)."""
+    shadow = tmp_path / "shadow" / "dynamo"
+    shadow.mkdir(parents=True)
+    (shadow / "__init__.py").write_text("")
+    sweep = overlay(tmp_path, "sweep", {"sweep": {"engines": ["eager", "dynamo-grpc", "triton-pytorch-grpc"]},
+                                        "profiling": {"engines": []}})
+    command = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(tmp_path / "run"),
+               "--cores", "2", "--configfile", str(REPO / "config.yaml"), str(TEST_CONFIG), str(sweep), "-n"]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(shadow.parent), os.environ.get("PYTHONPATH")]))}
+    proc = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 0, output[-3000:]
+    dynamo = [line for line in output.splitlines() if line.startswith("dynamo-grpc: its cells will be skipped")]
+    assert dynamo == ["dynamo-grpc: its cells will be skipped: NVIDIA Dynamo is not installed: install the optional "
+                      "extra with `bash setup.sh --dynamo` (README: Serving with NVIDIA Dynamo)"]
+    triton = [line for line in output.splitlines() if line.startswith("triton-pytorch-grpc: its cells will be skipped")]
+    assert len(triton) == 1 and "set triton.launcher: apptainer" in triton[0]
+    assert not any(line.startswith("eager: ") for line in output.splitlines())
+    assert "results/bench/dynamo-grpc/fp32/bs1_seq32_max_length.json" in proc.stdout
+    assert "results/bench/triton-pytorch-grpc/fp32/bs1_seq32_max_length.json" in proc.stdout

@@ -112,3 +112,33 @@ def test_reduce_overhead_on_cpu_says_it_compiles_like_default(tiny_model):
     engine.load()
     assert engine.mode == "reduce-overhead"
     assert any("CUDA graphs exist only on CUDA" in note for note in engine.describe()["notes"])
+
+
+def test_an_engine_whose_runtime_is_missing_says_why_and_how_to_fix_it(monkeypatch, tmp_path):
+    """Asked where the run is planned (rules/common.smk names each such engine once on the console): NVIDIA
+    Dynamo without the optional extra, Triton's pytorch backend without Apptainer. In-process engines need
+    nothing beyond the project's own packages."""
+    import importlib.util
+    import shutil
+
+    triton = {**CONFIG["triton"], "apptainer": {**CONFIG["triton"]["apptainer"], "sif": str(tmp_path / "t.sif")}}
+    config = {**CONFIG, "triton": {**triton, "launcher": "auto"}}
+    real_find_spec, real_which = importlib.util.find_spec, shutil.which
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name.split(".")[0] == "dynamo" else real_find_spec(name, *a))
+    monkeypatch.setattr(shutil, "which", lambda name, *a: None if name == "apptainer" else real_which(name, *a))
+    assert "`bash setup.sh --dynamo`" in engines.missing_runtime("dynamo-grpc", config)
+    for name in ("triton-pytorch-grpc", "triton-pytorch-http"):
+        reason = engines.missing_runtime(name, config)
+        assert "no `apptainer` is on PATH" in reason and "set triton.launcher: apptainer" in reason
+    for name in ("eager", "compile-default", "torchscript", "fused", "triton-python-grpc"):
+        assert engines.missing_runtime(name, config) is None, name
+    # with Apptainer and the pulled image, auto serves from the image; launcher apptainer is the deployment
+    # check's to refuse when apptainer is missing
+    (tmp_path / "t.sif").write_text("image")
+    monkeypatch.setattr(shutil, "which", lambda name, *a: "/usr/bin/apptainer" if name == "apptainer" else real_which(name, *a))
+    assert engines.missing_runtime("triton-pytorch-grpc", config) is None
+    assert engines.missing_runtime("triton-pytorch-grpc", {**config, "triton": {**triton, "launcher": "apptainer"}}) is None
+    # launcher local never has the pytorch backend, Apptainer or not
+    local = engines.missing_runtime("triton-pytorch-grpc", {**config, "triton": {**triton, "launcher": "local"}})
+    assert "triton.launcher: local takes the tritonserver bundled in nvidia-pytriton here, which" in local

@@ -44,6 +44,10 @@ class EngineSpec:
     twin: the in-process engine that runs the same model as a served one (serving overhead = the
         difference); an engine name, or a function of the config that returns one.
     config_inputs: a function of the config returning further named input files (e.g. a server image).
+    missing_runtime: a function of the config saying why this machine lacks what the engine needs for any
+        cell (an optional package, a container runtime), with the command that fixes it; None when nothing
+        is missing. Called where the run is planned (cheap: no torch); the cells still run and are
+        recorded as skipped with their reason, since a cluster's jobs may run where the runtime is.
     """
 
     module: str
@@ -56,6 +60,7 @@ class EngineSpec:
     protocol: str | None = None
     twin: str | Callable[[dict], str] | None = None
     config_inputs: Callable[[dict], dict[str, str]] | None = None
+    missing_runtime: Callable[[dict], str | None] | None = None
 
     @property
     def load_sweep(self) -> bool:
@@ -78,15 +83,33 @@ def _triton_image(config: dict) -> dict[str, str]:
     return {"triton_image": triton["apptainer"]["sif"]} if triton["launcher"] == "apptainer" else {}
 
 
+def _triton_runtime(backend: str) -> Callable[[dict], str | None]:
+    """What the Triton launcher that `triton.launcher` resolves to here lacks for `backend`."""
+
+    def missing(config: dict) -> str | None:
+        from workflow_scripts.serving.launchers import missing_runtime
+
+        return missing_runtime(backend, config["triton"])
+
+    return missing
+
+
 def _triton(backend: str, protocol: str, twin) -> EngineSpec:
     return EngineSpec("workflow_scripts.engines.triton", "TritonEngine", TritonServerSettings, "triton",
                       (f"triton_{backend}",), served=True, backend=backend, protocol=protocol, twin=twin,
-                      config_inputs=_triton_image)
+                      config_inputs=_triton_image, missing_runtime=_triton_runtime(backend))
 
 
 def _dynamo_worker_engine(config: dict) -> str:
     """NVIDIA Dynamo's worker runs the in-process engine dynamo.worker_engine names."""
     return config["dynamo"]["worker_engine"]
+
+
+def _dynamo_runtime(config: dict) -> str | None:
+    """NVIDIA Dynamo (the optional extra) or the C compiler for its loopback library, when missing here."""
+    from workflow_scripts.serving.dynamo import missing_reason
+
+    return missing_reason()
 
 
 ENGINES: dict[str, EngineSpec] = {
@@ -102,7 +125,8 @@ ENGINES: dict[str, EngineSpec] = {
     "triton-pytorch-grpc": _triton("pytorch", "grpc", "torchscript"),
     "triton-pytorch-http": _triton("pytorch", "http", "torchscript"),
     "dynamo-grpc": EngineSpec("workflow_scripts.engines.dynamo", "DynamoEngine", DynamoServerSettings, "dynamo",
-                              served=True, backend="dynamo", protocol="grpc", twin=_dynamo_worker_engine),
+                              served=True, backend="dynamo", protocol="grpc", twin=_dynamo_worker_engine,
+                              missing_runtime=_dynamo_runtime),
 }
 
 
@@ -152,6 +176,12 @@ def twin(name: str, config: dict) -> str | None:
     """The in-process engine that runs what a served engine serves (None for in-process engines)."""
     value = spec(name).twin
     return value(config) if callable(value) else value
+
+
+def missing_runtime(name: str, config: dict) -> str | None:
+    """Why this machine lacks what engine `name` needs for any cell, with the fix (None: nothing missing)."""
+    check = spec(name).missing_runtime
+    return check(config) if check else None
 
 
 def roles(config: dict) -> dict[str, dict]:

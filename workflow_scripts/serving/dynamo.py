@@ -41,7 +41,7 @@ def missing_reason() -> str | None:
                 "(README: Serving with NVIDIA Dynamo)")
     if shutil.which(os.environ.get("CC", "cc")) is None:
         return (f"no C compiler ({os.environ.get('CC', 'cc')}) to build the library that keeps Dynamo's "
-                "listeners on loopback")
+                "listeners on loopback: install one (e.g. apt-get install gcc) or name it in CC")
     return None
 
 

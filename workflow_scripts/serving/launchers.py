@@ -37,6 +37,26 @@ def resolve_launcher_name(requested: str, sif: str | Path) -> str:
     return requested
 
 
+def missing_runtime(backend: str, settings: dict) -> str | None:
+    """Why the launcher that settings (the config's `triton` slice) resolve to here cannot serve `backend`,
+    with the fix; None when it can or when the Apptainer launcher is asked for by name (the run's deployment
+    check names a missing `apptainer` then, and refuses)."""
+    name = resolve_launcher_name(settings["launcher"], settings["apptainer"]["sif"])
+    if name != "local":
+        return None
+    if backend not in LocalLauncher.backends:
+        no_apptainer = " (and no `apptainer` is on PATH here)" if not shutil.which("apptainer") else ""
+        return (f"Triton's {backend} backend comes only with the official Triton image, which the Apptainer "
+                f"launcher runs; triton.launcher: {settings['launcher']} takes the tritonserver bundled in "
+                f"nvidia-pytriton here{no_apptainer}, which has the {', '.join(LocalLauncher.backends)} backend "
+                "only. Fix: install Apptainer (on clusters: module load apptainer) and set triton.launcher: "
+                "apptainer, which pulls the image")
+    if importlib.util.find_spec("pytriton") is None:
+        return ("the local Triton launcher needs the nvidia-pytriton package, which bundles tritonserver. Fix: "
+                "bash setup.sh (or pip install -e .)")
+    return None
+
+
 # The local launcher's backend folder: /tmp/inferbench-triton-<pid of the job>-<random>
 WORKDIR_PREFIX = "inferbench-triton-"
 
