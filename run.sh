@@ -8,4 +8,6 @@ cd "$(dirname "$0")"
   || bash setup.sh
 # the venv's bin first, as activation would: Snakemake and the jobs it starts use the venv's tools
 export PATH="$PWD/.venv/bin:$PATH"
+# a dotted --config key or an unquoted mapping: Snakemake answers with a bare traceback, so name it here first
+.venv/bin/python -m workflow_scripts.command_line "$@" || exit 2
 exec snakemake --cores all "$@"

@@ -7,6 +7,7 @@ import pytest
 import yaml
 
 from conftest import REPO, TEST_CONFIG, overlay, path_with_stand_ins, snakemake
+from workflow_scripts.experiment import schema_errors
 
 DEFAULT_CONFIG = yaml.safe_load((REPO / "config.yaml").read_text())
 
@@ -38,6 +39,9 @@ BAD_CONFIGS = [
     ("profiling selection neither all nor a list", {"profiling": {"engines": "none"}},
      "profiling.engines: 'none' is not allowed; allowed: 'all'; or a list of 'eager', 'compile-default'"),
     ("number as text in a file", {"triton": {"startup_timeout_s": "fast"}}, "triton.startup_timeout_s"),
+    ("dotted key in a file", {"sweep.batch_sizes": [2, 16]},
+     '`sweep.batch_sizes` is a dotted path, which Snakemake does not read as nesting: nest it, `sweep: {batch_sizes: '
+     '[2, 16]}` in a config file, or on the command line --config "sweep={batch_sizes: [2, 16]}"'),
 ]
 
 
@@ -108,6 +112,8 @@ def test_numbers_inside_a_command_line_list_are_numbers(tmp_path):
                                      "strict=true", 'dataset={"max_samples": "null"}'])
     assert "results/bench/eager/fp32/bs16_seq32_max_length.json" in proc.stdout
     assert "results/bench/eager/fp32/bs4_seq32_max_length.json" not in proc.stdout
+    # a --config mapping merges into its section key by key: the config files' engines stay
+    assert "results/bench/torchscript/fp32/bs16_seq32_max_length.json" in proc.stdout
     assert "results/report/strict_check.passed" in proc.stdout
     # a value that is no number stays text and is refused by name
     proc = snakemake(tmp_path, args=["-n", "--config", 'sweep={"batch_sizes": [2, "x"]}'], check=False)
@@ -195,3 +201,37 @@ def test_an_engine_whose_runtime_is_missing_is_named_once_when_the_run_is_planne
     assert not any(line.startswith("eager: ") for line in output.splitlines())
     assert "results/bench/dynamo-grpc/fp32/bs1_seq32_max_length.json" in proc.stdout
     assert "results/bench/triton-pytorch-grpc/fp32/bs1_seq32_max_length.json" in proc.stdout
+
+
+def test_a_mistyped_override_names_the_key_and_the_form_that_works():
+    """`--config sweep.batch_sizes=[2,16]` gave Snakemake's bare traceback ("Config entry must start with a valid
+    identifier"), before the workflow is read: run.sh checks the entries first (workflow_scripts.command_line).
+    What reaches the schema (a nested key at the top level, a section that is no mapping) says the same."""
+    from workflow_scripts import command_line
+    from workflow_scripts.experiment import load_config
+
+    assert command_line.problems(["--cores", "all", "--config", "sweep.batch_sizes=[2,16]", "strict=true", "-n"]) == [
+        '--config sweep.batch_sizes=[2,16]: Snakemake takes top-level keys only, `sweep.batch_sizes` is a dotted '
+        'path. Write --config "sweep={batch_sizes: [2,16]}" (the section\'s other keys keep their values), or put '
+        "it in a file for --configfile"]
+    # an unquoted mapping, split by the shell into words without '='
+    split = command_line.problems(["--config", "sweep={batch_sizes:", "[2,", "16]}"])
+    assert len(split) == 2 and split[0].startswith("--config '[2,': not key=value. A mapping must be one word")
+    assert command_line.problems(["-C", "triton.load.client=python"])[0].startswith(
+        '--config triton.load.client=python: Snakemake takes top-level keys only')
+    # what Snakemake accepts passes, and words after another option are no entries
+    assert command_line.problems(["--config", "sweep={batch_sizes: [2, 16]}", "strict=true", "-n", "all"]) == []
+    assert command_line.main(["--config=sweep.seq_lens=[64]"]) == 2 and command_line.main(["-n"]) == 0
+
+    schema = str(REPO / "schemas" / "config.schema.yaml")
+    top_level = schema_errors({**load_config(), "batch_sizes": ["2"]}, schema)
+    assert top_level == ["(top level): Additional properties are not allowed ('batch_sizes' was unexpected). "
+                         "`batch_sizes` is a key of `sweep`, `profiling`, `pairs`, not a top-level key: nest it, "
+                         "`sweep: {batch_sizes: ['2']}` in a config file, or on the command line --config "
+                         "\"sweep={batch_sizes: ['2']}\" (the section's other keys keep their values)"]
+    not_a_mapping = schema_errors({**load_config(), "sweep": ["2", "16"]}, schema)
+    assert not_a_mapping[0].endswith("`sweep` takes a mapping of its keys (engines, precisions, batch_sizes, seq_lens, "
+                                     "paddings), e.g. --config \"sweep={engines: ...}\" (its other keys keep their values)")
+    # an unknown key that is nowhere in the schema gets no hint
+    assert schema_errors({**load_config(), "sweeps": {}}, schema) == [
+        "(top level): Additional properties are not allowed ('sweeps' was unexpected)"]

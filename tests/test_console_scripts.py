@@ -35,8 +35,9 @@ def _run(checkout, *args):
 
 
 def test_run_sets_up_once_then_runs_snakemake(checkout):
-    assert _run(checkout, "run.sh", "-n") == ["setup ", "snakemake --cores all -n"]
-    assert _run(checkout, "run.sh") == ["snakemake --cores all"]
+    check = "python -m workflow_scripts.command_line"  # the --config entries, before Snakemake starts
+    assert _run(checkout, "run.sh", "-n") == ["setup ", f"{check} -n", "snakemake --cores all -n"]
+    assert _run(checkout, "run.sh") == [check, "snakemake --cores all"]
 
 
 def test_test_sets_up_with_dynamo_and_passes_pytest_arguments(checkout):

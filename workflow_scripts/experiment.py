@@ -261,8 +261,60 @@ def cells(sweep: dict) -> list[dict]:
                                                      sweep["seq_lens"], sweep["paddings"])]
 
 
+def nested_override(path: list[str], value: str) -> str:
+    """The `--config` entry that sets the nested key `path` (outermost first) to `value` (YAML text), e.g.
+    (["sweep", "batch_sizes"], "[2, 16]") -> `"sweep={batch_sizes: [2, 16]}"`, quoted for the shell.
+    Snakemake takes top-level keys only on its command line, and merges such a mapping into the config key by
+    key: the section's other keys keep their values."""
+    inner = value
+    for key in reversed(path[1:]):
+        inner = f"{{{key}: {inner}}}"
+    return f'"{path[0]}={inner}"'
+
+
+def sections_with(key: str, schema: dict) -> list[str]:
+    """The top-level sections of the config schema that have `key` among their own keys, in schema order."""
+    return [section for section, subschema in schema.get("properties", {}).items()
+            if key in (resolved(subschema, schema).get("properties") or {})]
+
+
+def yaml_text(value) -> str:
+    """A value as one line of YAML flow text (no double quotes, so it fits in a double-quoted shell word)."""
+    import yaml
+
+    return yaml.safe_dump(value, default_flow_style=True, width=10**6).removesuffix("\n...\n").strip()
+
+
+def override_hint(error, schema: dict) -> str:
+    """For a schema error that a mistyped override causes (a dotted key, a nested key at the top level, a
+    section given something other than a mapping), the form that works; "" for other errors."""
+    if error.validator == "additionalProperties" and not error.absolute_path:
+        hints = []
+        for key in sorted(set(error.instance) - set(schema.get("properties", {}))):
+            value = yaml_text(error.instance[key])
+            if "." in key:
+                path, what = key.split("."), "a dotted path, which Snakemake does not read as nesting"
+            elif sections_with(key, schema):
+                sections = sections_with(key, schema)
+                path, what = [sections[0], key], f"a key of {', '.join(f'`{s}`' for s in sections)}, not a top-level key"
+            else:
+                continue
+            nested = f"{path[0]}: " + "".join(f"{{{part}: " for part in path[1:]) + value + "}" * (len(path) - 1)
+            hints.append(f"`{key}` is {what}: nest it, `{nested}` in a config file, or on the command line "
+                         f"--config {nested_override(path, value)} (the section's other keys keep their values)")
+        return "; ".join(hints)
+    if (error.validator == "type" and error.validator_value == "object" and len(error.absolute_path) == 1
+            and not isinstance(error.instance, dict)):
+        section = error.absolute_path[0]
+        keys = list(resolved(schema["properties"][section], schema).get("properties") or {"key": None})
+        return (f"`{section}` takes a mapping of its keys ({', '.join(keys)}), e.g. --config "
+                f"{nested_override([section, keys[0]], '...')} (its other keys keep their values)")
+    return ""
+
+
 def schema_errors(config: dict, schema_path: str) -> list[str]:
-    """Every schema violation as one short line naming the key, e.g. `sweep.batch_sizes[0]: 0 is less ...`."""
+    """Every schema violation as one short line naming the key, e.g. `sweep.batch_sizes[0]: 0 is less ...`,
+    with the form that works where a mistyped override caused it (override_hint)."""
     import jsonschema
     import yaml
 
@@ -276,17 +328,24 @@ def schema_errors(config: dict, schema_path: str) -> list[str]:
         if error.validator in ("oneOf", "anyOf"):  # jsonschema says only "not valid under any of the given schemas"
             message = (f"{error.instance!r} is not allowed; allowed: "
                        + "; or ".join(describe(option, schema) for option in error.validator_value))
-        lines.append(f"{where or '(top level)'}: {message}")
+        hint = override_hint(error, schema)
+        lines.append(f"{where or '(top level)'}: {message}" + (f". {hint}" if hint else ""))
     return lines
+
+
+def resolved(subschema: dict, root: dict) -> dict:
+    """A subschema with its `$ref` (local references only: "#/$defs/engine") merged in."""
+    if "$ref" not in subschema:
+        return subschema
+    target = root
+    for part in subschema["$ref"].lstrip("#/").split("/"):
+        target = target[part]
+    return {**target, **{k: v for k, v in subschema.items() if k != "$ref"}}
 
 
 def describe(subschema: dict, root: dict) -> str:
     """One alternative of a schema in words, e.g. `'all'` or `a list of 'eager', 'fused' (may be empty)`."""
-    if "$ref" in subschema:  # local references only: "#/$defs/engine"
-        target = root
-        for part in subschema["$ref"].lstrip("#/").split("/"):
-            target = target[part]
-        subschema = {**target, **{k: v for k, v in subschema.items() if k != "$ref"}}
+    subschema = resolved(subschema, root)
     if "const" in subschema:
         return repr(subschema["const"])
     if "enum" in subschema:

@@ -1,0 +1,68 @@
+"""`--config` entries that Snakemake itself refuses with a bare traceback, named before it starts.
+
+Snakemake reads `--config key=value` with top-level keys only, and its own parser raises a ValueError (printed
+as a traceback, before the workflow is read) for a dotted key (`sweep.batch_sizes=[2,16]`) or an entry without
+`=` (an unquoted mapping that the shell split into several words). run.sh runs this check first and stops with
+one line per bad entry, naming it and the form that works; the values themselves are checked against the
+config schema once the workflow is read (experiment.schema_errors, which names keys the same way).
+
+Command line: python -m workflow_scripts.command_line [SNAKEMAKE ARGUMENTS...]; exits 2 when an entry is bad.
+"""
+
+import re
+import sys
+
+from workflow_scripts.experiment import nested_override
+
+# Snakemake's own rule for a --config key (snakemake/cli.py, parse_config)
+SNAKEMAKE_KEY = re.compile(r"[a-zA-Z_][\w-]*\w$")
+CONFIG_OPTIONS = ("--config", "-C")
+
+
+def config_entries(argv: list[str]) -> list[str]:
+    """The words Snakemake reads as `--config` entries: those after --config (or -C) up to the next option,
+    and the value of a `--config=entry` word."""
+    entries, inside = [], False
+    for word in argv:
+        if word.startswith("--config="):
+            entries.append(word.split("=", 1)[1])
+            inside = True
+        elif word in CONFIG_OPTIONS:
+            inside = True
+        elif word.startswith("-"):
+            inside = False
+        elif inside:
+            entries.append(word)
+    return entries
+
+
+def problems(argv: list[str]) -> list[str]:
+    """One line per `--config` entry that Snakemake would refuse with a traceback (empty: none)."""
+    lines = []
+    for entry in config_entries(argv):
+        if "=" not in entry:
+            lines.append(f"--config {entry!r}: not key=value. A mapping must be one word for the shell: quote it, "
+                         'e.g. --config "sweep={batch_sizes: [2, 16]}"')
+            continue
+        key, value = entry.split("=", 1)
+        if SNAKEMAKE_KEY.match(key):
+            continue
+        if "." in key and all(SNAKEMAKE_KEY.match(part) for part in key.split(".")):
+            lines.append(f"--config {entry}: Snakemake takes top-level keys only, `{key}` is a dotted path. Write "
+                         f"--config {nested_override(key.split('.'), value)} (the section's other keys keep their "
+                         "values), or put it in a file for --configfile")
+        else:
+            lines.append(f"--config {entry}: `{key}` is no config key (a letter or _ first, then letters, digits, "
+                         "_ or -)")
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    found = problems(sys.argv[1:] if argv is None else argv)
+    for line in found:
+        print(f"inferbench: {line}", file=sys.stderr)
+    return 2 if found else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
