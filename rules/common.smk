@@ -215,6 +215,10 @@ PROFILE_RESULTS = [
     for tool in PROFILE_TOOLS
     for cell in profiled_cells(EXPERIMENT)
 ]
+if workflow.is_main_process:
+    for _line in deployment.absent_tools(EXPERIMENT, nsys_profiles=DEVICE == "cuda" and "nsys" in PROFILE_TOOLS
+                                         and bool(PROFILE_RESULTS)):
+        logger.warning(_line)
 # The earlier run's cells that compare_with names ("" when none)
 COMPARE_WITH_TABLE = f"{config['compare_with']}/aggregate/cells.csv" if config.get("compare_with") else ""
 if COMPARE_WITH_TABLE and not os.path.isfile(COMPARE_WITH_TABLE):

@@ -177,30 +177,43 @@ def test_the_slurm_profile_with_a_command_line_config_still_plans_for_cuda(tmp_p
     assert "rule strict_check" in output  # the command line's own value holds too
 
 
-def test_an_engine_whose_runtime_is_missing_is_named_once_when_the_run_is_planned(tmp_path):
+def test_an_engine_or_tool_missing_here_is_named_once_when_the_run_is_planned(tmp_path):
     """dynamo-grpc without NVIDIA Dynamo (a `dynamo` package without its frontend shadows the installed one)
     and triton-pytorch-grpc with the bundled tritonserver (no pytorch backend) once passed the dry run
-    silently and were only skipped when their jobs ran. Now one console line each names the engine, why and
-    the fix; the cells are still planned, to be recorded as skipped (the report lists them)."""
+    silently and were only skipped when their jobs ran; so did a GPU run's nsys profiles without nsys, and
+    perf_analyzer named as the load client where it cannot run (its cells fail). Now one console line each
+    names the engine or setting, why and the fix; the jobs are still planned and record the reason."""
     shadow = tmp_path / "shadow" / "dynamo"
     shadow.mkdir(parents=True)
     (shadow / "__init__.py").write_text("")
-    sweep = overlay(tmp_path, "sweep", {"sweep": {"engines": ["eager", "dynamo-grpc", "triton-pytorch-grpc"]},
-                                        "profiling": {"engines": []}})
+    values = {"device": "cuda", "sweep": {"engines": ["eager", "dynamo-grpc", "triton-pytorch-grpc", "triton-python-grpc"]},
+              "profiling": {"engines": ["eager"], "nsys": {"enabled": True, "executable": "no-such-nsys"}},
+              "triton": {"load": {"client": "perf_analyzer", "perf_analyzer": {"executable": "no-such-perf_analyzer"}}}}
     command = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(tmp_path / "run"),
-               "--cores", "2", "--configfile", str(REPO / "config.yaml"), str(TEST_CONFIG), str(sweep), "-n"]
+               "--cores", "2", "--configfile", str(REPO / "config.yaml"), str(TEST_CONFIG),
+               str(overlay(tmp_path, "sweep", values)), "-n"]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(shadow.parent), os.environ.get("PYTHONPATH")]))}
     proc = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
     output = proc.stdout + proc.stderr
     assert proc.returncode == 0, output[-3000:]
-    dynamo = [line for line in output.splitlines() if line.startswith("dynamo-grpc: its cells will be skipped")]
+    lines = output.splitlines()
+    dynamo = [line for line in lines if line.startswith("dynamo-grpc: its cells will be skipped")]
     assert dynamo == ["dynamo-grpc: its cells will be skipped: NVIDIA Dynamo is not installed: install the optional "
                       "extra with `bash setup.sh --dynamo` (README: Serving with NVIDIA Dynamo)"]
-    triton = [line for line in output.splitlines() if line.startswith("triton-pytorch-grpc: its cells will be skipped")]
+    triton = [line for line in lines if line.startswith("triton-pytorch-grpc: its cells will be skipped")]
     assert len(triton) == 1 and "set triton.launcher: apptainer" in triton[0]
-    assert not any(line.startswith("eager: ") for line in output.splitlines())
-    assert "results/bench/dynamo-grpc/fp32/bs1_seq32_max_length.json" in proc.stdout
-    assert "results/bench/triton-pytorch-grpc/fp32/bs1_seq32_max_length.json" in proc.stdout
+    assert not any(line.startswith(("eager: ", "triton-python-grpc: ")) for line in lines)
+    nsys = [line for line in lines if line.startswith("Nsight Systems profiles will be recorded as skipped")]
+    assert nsys == ["Nsight Systems profiles will be recorded as skipped: nsys not found (profiling.nsys.executable: "
+                    "no-such-nsys); on clusters it often comes from `module load nsight-systems` or the CUDA toolkit's "
+                    "bin folder; or set profiling.nsys.enabled: false"]
+    client = [line for line in lines if line.startswith("triton.load.client is perf_analyzer, which cannot run here")]
+    assert len(client) == 1 and "of triton-pytorch-grpc, triton-python-grpc will fail" in client[0]
+    assert client[0].endswith("set triton.load.client: auto (the Python client where perf_analyzer cannot run) or python")
+    for engine in ("dynamo-grpc", "triton-pytorch-grpc"):
+        assert f"results/bench/{engine}/fp32/bs1_seq32_max_length.json" in proc.stdout
+    assert "results/profile/nsys/eager/fp32/bs1_seq32_max_length.json" in proc.stdout
+
 
 
 def test_a_mistyped_override_names_the_key_and_the_form_that_works():

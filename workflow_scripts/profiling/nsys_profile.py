@@ -22,6 +22,7 @@ import uuid
 from pathlib import Path
 
 from workflow_scripts import environment
+from workflow_scripts.deployment import nsys_missing
 from workflow_scripts import engines
 from workflow_scripts.model import load_info
 from workflow_scripts.outcome import classify
@@ -42,10 +43,7 @@ def unavailable_reason(device: str, executable: str) -> str | None:
     """Why Nsight Systems cannot profile here (a CPU cell, no nsys executable), or None."""
     if device != "cuda":
         return "Nsight Systems traces CUDA: this cell runs on CPU"
-    if not shutil.which(executable):
-        return (f"nsys not found (profiling.nsys.executable: {executable}); on clusters it often comes from "
-                "`module load nsight-systems` or the CUDA toolkit's bin folder")
-    return None
+    return nsys_missing(executable)
 
 
 def nsys_version(executable: str) -> str:
