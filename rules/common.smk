@@ -16,8 +16,8 @@ from workflow_scripts import deployment, placement
 from workflow_scripts import engines
 from workflow_scripts.engines import ARTIFACTS, ENGINES
 from workflow_scripts.experiment import (ConfigError, cells, command_line_values, cpu_overrides, effective,
-                                        fallback_notes, in_key_order, paired_cells, piece_tables, profiled_cells,
-                                        schema_errors)
+                                        fallback_notes, in_key_order, missing_compared_columns, paired_cells,
+                                        piece_tables, profiled_cells, schema_errors)
 
 CONFIG_SCHEMA = f"{workflow.basedir}/schemas/config.schema.yaml"
 command_line_values(config, CONFIG_SCHEMA)
@@ -224,6 +224,10 @@ COMPARE_WITH_TABLE = f"{config['compare_with']}/aggregate/cells.csv" if config.g
 if COMPARE_WITH_TABLE and not os.path.isfile(COMPARE_WITH_TABLE):
     raise WorkflowError(f"Invalid config: compare_with: {config['compare_with']} holds no aggregate/cells.csv "
                         "(give the results folder of a finished run)")
+if COMPARE_WITH_TABLE and missing_compared_columns(COMPARE_WITH_TABLE):
+    raise WorkflowError(f"Invalid config: compare_with: {COMPARE_WITH_TABLE} lacks the column(s) "
+                        f"{', '.join(missing_compared_columns(COMPARE_WITH_TABLE))} that a comparison reads (a "
+                        "cells.csv from an older inferbench or made by hand?)")
 # Side-by-side pairs against the baseline (rules/pairs.smk); the settings every pair job shares
 BASELINE = config["report"]["baseline"]
 PAIRING = {key: EXPERIMENT["pairs"][key] for key in ("rounds", "repeats", "max_ci_width", "seed")}

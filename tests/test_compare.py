@@ -67,6 +67,11 @@ def test_command_line_and_strict_fail_on_a_regression(tmp_path, capsys):
     assert compare.main([str(tmp_path / "old"), str(tmp_path / "old")]) == 0
     with pytest.raises(SystemExit, match="holds no aggregate/cells.csv"):
         compare.main([str(tmp_path / "new"), str(tmp_path)])
+    # a table without a column the comparison reads is named, not a KeyError
+    (tmp_path / "older" / "aggregate").mkdir(parents=True)
+    CELLS.drop(columns=["model_id"]).to_csv(tmp_path / "older" / "aggregate" / "cells.csv", index=False)
+    with pytest.raises(SystemExit, match=r"older/aggregate/cells.csv lacks the column\(s\) model_id"):
+        compare.main([str(tmp_path / "new"), str(tmp_path / "older")])
     # strict: the same regression fails the run; the table alone (no mismatch/failed in it) would pass
     trusted = tmp_path / "trusted.csv"
     CELLS[CELLS.status == "ok"].to_csv(trusted, index=False)

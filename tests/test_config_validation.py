@@ -125,7 +125,14 @@ def test_compare_with_plans_the_comparison_and_a_folder_without_cells_is_named(t
     proc = snakemake(tmp_path, args=["-n", "--config", f"compare_with={earlier}"], check=False)
     assert proc.returncode != 0 and f"compare_with: {earlier} holds no aggregate/cells.csv" in proc.stderr + proc.stdout
     (earlier / "aggregate").mkdir(parents=True)
-    (earlier / "aggregate" / "cells.csv").write_text("engine\n")
+    (earlier / "aggregate" / "cells.csv").write_text("engine,precision\n")
+    # a table without the columns a comparison reads is named before any job (the compare job once raised a
+    # KeyError)
+    proc = snakemake(tmp_path, args=["-n", "--config", f"compare_with={earlier}"], check=False)
+    assert proc.returncode != 0 and "lacks the column(s) batch_size, seq_len, padding, status" in proc.stderr + proc.stdout
+    from workflow_scripts.experiment import COMPARED_COLUMNS
+
+    (earlier / "aggregate" / "cells.csv").write_text(",".join(COMPARED_COLUMNS) + "\n")
     proc = snakemake(tmp_path, args=["-n", "--config", f"compare_with={earlier}", "strict=true"])
     assert "results/report/comparison.csv" in proc.stdout and "rule strict_check" in proc.stdout
 

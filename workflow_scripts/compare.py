@@ -27,6 +27,7 @@ from pathlib import Path
 import pandas as pd
 
 from workflow_scripts.aggregate import CELL_KEYS
+from workflow_scripts.experiment import missing_compared_columns
 from workflow_scripts.report.context import machine_key
 from workflow_scripts.results import TIMED_STATUSES, atomic_write_text
 from workflow_scripts.step_io import setup_logging, snakemake_log
@@ -105,18 +106,27 @@ def describe(rows: pd.DataFrame) -> list[str]:
             f"p50 (interval {r['ratio low']:.3f}–{r['ratio high']:.3f})" for _, r in rows.iterrows()]
 
 
+def read_cells(path: str | Path) -> pd.DataFrame:
+    """A cells.csv; SystemExit naming the file and the columns it lacks (once a bare KeyError)."""
+    missing = missing_compared_columns(path)
+    if missing:
+        raise SystemExit(f"compare: {path} lacks the column(s) {', '.join(missing)} (a cells.csv from an older "
+                         "inferbench or made by hand? Run its aggregate step again)")
+    return pd.read_csv(path)
+
+
 def cells_table(results_dir: str | Path) -> pd.DataFrame:
-    """A run's aggregate/cells.csv; SystemExit naming the file when the folder has none."""
+    """A run's aggregate/cells.csv; SystemExit naming the file when the folder has none or it lacks columns."""
     path = Path(results_dir) / "aggregate" / "cells.csv"
     if not path.is_file():
         raise SystemExit(f"compare: {results_dir} holds no aggregate/cells.csv (give a results folder of a "
                          "finished run)")
-    return pd.read_csv(path)
+    return read_cells(path)
 
 
 def write(new_table: str, old_table: str, out: str) -> pd.DataFrame:
     """Compare two cells.csv files and write the comparison atomically to out; returns it."""
-    comparison = compare(pd.read_csv(new_table), pd.read_csv(old_table))
+    comparison = compare(read_cells(new_table), read_cells(old_table))
     for verdict, count in comparison.verdict.value_counts().items():
         log.info("%d cell(s): %s", count, verdict)
     for row in comparison[comparison.verdict == "refused"].itertuples():

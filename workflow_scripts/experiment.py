@@ -361,6 +361,18 @@ def describe(subschema: dict, root: dict) -> str:
     return "any value"
 
 
+# The columns of cells.csv that a comparison with an earlier run reads (workflow_scripts/compare.py)
+COMPARED_COLUMNS = ["engine", "precision", "batch_size", "seq_len", "padding", "status", "p50_ms", "p50_ci_low_ms",
+                    "p50_ci_high_ms", "gpu_name", "cpu", "model_id", "tokens_per_batch"]
+
+
+def missing_compared_columns(path: str | Path) -> list[str]:
+    """The COMPARED_COLUMNS that the cells.csv at `path` lacks (an older or hand-made table), from its header."""
+    with open(path, newline="") as handle:
+        header = next(csv.reader(handle), [])
+    return [column for column in COMPARED_COLUMNS if column not in header]
+
+
 def piece_tables(results_dir: str | Path) -> list[Path]:
     """The aggregated tables of an earlier piece of the sweep, given its results folder (config merge_pieces)."""
     return [Path(results_dir) / "aggregate" / name for name in AGGREGATE_TABLES]
