@@ -71,9 +71,29 @@ def test_gpu_clocks_reasons_power_and_other_processes_are_summarised():
     gpu = summary["gpu"]
     assert gpu["sm_clock_mhz"] == {"min": 1380, "median": 1815, "max": 1980}
     assert gpu["power_w"] == {"min": 300.0, "median": 650.0, "max": 700.0}
-    assert gpu["throttle_reasons"] == ["sw_power_cap"] and "gpu_idle" in gpu["clock_event_reasons"]
-    assert summary["throttled"] and summary["gpu_reason"] is None
+    # the power cap at full load is context (the card working as designed), not throttling
+    assert gpu["throttle_reasons"] == [] and gpu["clock_event_reasons"] == ["gpu_idle", "sw_power_cap"]
+    assert not summary["throttled"] and summary["gpu_reason"] is None
     assert gpu["other_processes"] == [{"pid": 999_999_999, "name": None, "used_mb": 512.0}]
+
+
+@pytest.mark.parametrize("reasons,flagged", [(0x4, []), (0x4 | 0x20, ["sw_thermal_slowdown"]),
+                                             (0x40, ["hw_thermal_slowdown"]), (0x8, ["hw_slowdown"])])
+def test_only_thermal_or_hardware_slowdowns_flag_a_pair_unstable(reasons, flagged):
+    """A batch-256 pair whose card sat at its power limit (sw_power_cap) is a stable comparison; a thermal or
+    hardware slowdown makes it unstable, naming the reason."""
+    from workflow_scripts.pair import unstable_reasons
+
+    host = host_state.HostMonitor("cpu")
+    host.nvml, host.handle = FakeNVML([{"sm": 1500, "mem": 2619, "mw": 700_000, "reasons": reasons}], []), "card"
+    host.sample()
+    summary = host.summary()
+    assert summary["gpu"]["throttle_reasons"] == flagged and summary["throttled"] == bool(flagged)
+    assert ("sw_power_cap" in summary["gpu"]["clock_event_reasons"]) == bool(reasons & 0x4)
+    pair = {"speedup": 10.0, "speedup_ci95": [9.99, 10.01], "ratio_regimes": None,
+            "warmup": {"engine": {"steady": True, "seconds": 1.0}}}
+    verdict = unstable_reasons(pair, {**summary, "steal_heavy": False}, max_ci_width=0.05)
+    assert verdict == ([f"GPU throttled ({', '.join(flagged)})"] if flagged else [])
 
 
 class FakeEnergyNVML(FakeNVML):

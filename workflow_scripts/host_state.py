@@ -16,16 +16,18 @@ from pathlib import Path
 
 import numpy as np
 
-# Clock-event reasons that lower the clock below what the load asks for (NVML's nvmlClocksEventReason* bits).
-# The others (GPU idle, application clocks, sync boost, display) are settings or idleness, not throttling.
+# Clock-event reasons that flag a measurement (NVML's nvmlClocksEventReason* bits): thermal or hardware
+# slowdowns, which a healthy card in a cooled rack does not need, so the numbers describe a sick or hot machine.
 THROTTLE_REASONS = {
-    0x4: "sw_power_cap",
     0x8: "hw_slowdown",
     0x20: "sw_thermal_slowdown",
     0x40: "hw_thermal_slowdown",
     0x80: "hw_power_brake_slowdown",
 }
-OTHER_REASONS = {0x1: "gpu_idle", 0x2: "applications_clocks_setting", 0x10: "sync_boost",
+# Recorded as context, never flagged: the card working as designed. sw_power_cap is the driver holding the
+# board at its power limit, which a large batch's sustained tensor-core load reaches on every H200 (SM clock
+# 1380-1815 MHz at bf16 batch 256); idle, application clocks, sync boost and display are settings or idleness.
+OTHER_REASONS = {0x1: "gpu_idle", 0x2: "applications_clocks_setting", 0x4: "sw_power_cap", 0x10: "sync_boost",
                  0x100: "display_clock_setting"}
 # Share of CPU time the hypervisor gave to other guests above which a measurement is flagged: a launch-bound
 # GPU cell's host thread loses that share of its time slices.
@@ -150,7 +152,8 @@ class HostMonitor:
     def summary(self) -> dict:
         """The timed period: {"gpu": {...} or None, "gpu_reason", "energy": energy() or None, "energy_reason",
         "cpu_steal_share", "cpu_steal_share_max_window", "load_average_1m": [start, end], "samples",
-        "steal_heavy", "throttled"}. Shares are fractions of all CPU time; clocks in MHz, power in W."""
+        "steal_heavy", "throttled"}. Shares are fractions of all CPU time; clocks in MHz, power in W. gpu's
+        clock_event_reasons: every reason seen; throttle_reasons and `throttled`: only THROTTLE_REASONS."""
         end_times = cpu_times()
         steal = None
         if self.start_times and end_times and end_times[1] > self.start_times[1]:
