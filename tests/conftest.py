@@ -14,6 +14,13 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_DATASETS_OFFLINE"] = "1"
 
 
+def pytest_collection_modifyitems(items):
+    """The real-Slurm tests (tests/test_slurm.py) run last. They leave Slurm's client installed with no
+    controller, and Snakemake's Slurm executor plugin, imported by every `snakemake` command whatever its
+    executor, then waits on `scontrol show config` (up to its 10-s timeout) at each start."""
+    items.sort(key=lambda item: item.path.name == "test_slurm.py")
+
+
 def snakemake(workdir: Path, *overlays: Path, args=(), check=True, base: Path = REPO / "config.yaml"
               ) -> subprocess.CompletedProcess:
     """Run the project's Snakefile in `workdir` with config.yaml (or `base`), the test config and overlays."""
