@@ -142,3 +142,22 @@ def test_an_engine_whose_runtime_is_missing_says_why_and_how_to_fix_it(monkeypat
     # launcher local never has the pytorch backend, Apptainer or not
     local = engines.missing_runtime("triton-pytorch-grpc", {**config, "triton": {**triton, "launcher": "local"}})
     assert "triton.launcher: local takes the tritonserver bundled in nvidia-pytriton here, which" in local
+
+
+def test_a_triton_pytorch_cell_without_tritons_image_is_skipped_with_the_words_of_the_planning(tmp_path):
+    """The job's reason is the planning's console line (launchers.missing_runtime), so the report and the
+    console agree; the bundled tritonserver has no pytorch backend."""
+    from workflow_scripts.engines.base import EngineUnavailable
+
+    repository = tmp_path / "repository"
+    repository.mkdir()
+    (repository / "repository.json").write_text('{"status": "ok", "model_name": "m", "seq_len": 32, '
+                                                '"settings": {"max_batch_size": 8}}')
+    settings = {**engines.settings_from_config("triton-pytorch-grpc", CONFIG), "launcher": "local"}
+    engine = create("triton-pytorch-grpc", model_dir=tmp_path, device="cpu", precision="fp32", settings=settings,
+                    artifacts={"triton_pytorch": str(repository)})
+    with pytest.raises(EngineUnavailable) as raised:
+        engine.load()
+    assert str(raised.value) == engines.missing_runtime("triton-pytorch-grpc", {**CONFIG, "triton": {
+        **CONFIG["triton"], "launcher": "local"}})
+    assert "set triton.launcher: apptainer" in str(raised.value)

@@ -14,7 +14,7 @@ import torch
 
 from workflow_scripts.engines.base import Engine, EngineUnavailable
 from workflow_scripts.serving import perf_analyzer
-from workflow_scripts.serving.launchers import make_launcher
+from workflow_scripts.serving.launchers import make_launcher, missing_runtime
 from workflow_scripts.serving.load_clients import client_module, infer
 from workflow_scripts.serving.model_repository import output_name
 from workflow_scripts.serving.server import TritonServer, stats_window
@@ -30,7 +30,7 @@ class TritonEngine(Engine):
 
     def load(self) -> None:
         """Start the server on the model repository (artifact) and connect a client; EngineUnavailable when the
-        repository was skipped or the launcher lacks the backend."""
+        repository was skipped or the launcher lacks the backend (launchers.missing_runtime)."""
         self.backend, self.protocol = self.spec.backend, self.spec.protocol
         (repository,) = (self.artifacts[kind] for kind in self.spec.artifacts)
         info = read_json(f"{repository}/repository.json")
@@ -38,11 +38,10 @@ class TritonEngine(Engine):
             raise EngineUnavailable(info["reason"])
         self.model_name, self.output = info["model_name"], output_name(self.backend)
         self.seq_len, self.max_batch_size = info["seq_len"], info["settings"]["max_batch_size"]
+        missing = missing_runtime(self.backend, self.settings)  # the words the run's planning said too
+        if missing:
+            raise EngineUnavailable(missing)
         self.launcher = make_launcher(self.settings, self.device)
-        if self.backend not in self.launcher.backends:
-            raise EngineUnavailable(f"the {self.launcher.name} Triton launcher has no {self.backend} backend "
-                                    f"(it has: {', '.join(self.launcher.backends)}); use triton.launcher: apptainer "
-                                    "with the official Triton image")
         log_path = (self.result_path.with_suffix(".server.log") if self.result_path else None)
         self.server = TritonServer(self.launcher, repository, self.model_name, log_path or "tritonserver.log",
                                    self.settings["startup_timeout_s"], self.settings["stop_grace_s"])
