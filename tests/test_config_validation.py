@@ -39,9 +39,6 @@ BAD_CONFIGS = [
     ("profiling selection neither all nor a list", {"profiling": {"engines": "none"}},
      "profiling.engines: 'none' is not allowed; allowed: 'all'; or a list of 'eager', 'compile-default'"),
     ("number as text in a file", {"triton": {"startup_timeout_s": "fast"}}, "triton.startup_timeout_s"),
-    ("dotted key in a file", {"sweep.batch_sizes": [2, 16]},
-     '`sweep.batch_sizes` is a dotted path, which Snakemake does not read as nesting: nest it, `sweep: {batch_sizes: '
-     '[2, 16]}` in a config file, or on the command line --config "sweep={batch_sizes: [2, 16]}"'),
 ]
 
 
@@ -166,44 +163,38 @@ def test_serving_from_tritons_image_without_apptainer_is_named_before_any_job(tm
     assert deployment.missing("local", False, "containers/inferbench.sif", tmp_path) == []
 
 
-def test_the_slurm_profile_with_a_command_line_config_still_plans_for_cuda(tmp_path):
-    """The profile once set device=cuda in its `config:` list, which any `--config` replaces: `--profile
-    slurm_profile --config strict=true` then planned a CPU run (cpu_overrides' narrow sweep, CPU jobs). The GPU
-    that the profile's set-resources ask for now decides; a dry run with the stand-in apptainer."""
+def test_the_slurm_profile_with_a_command_line_config_plans_for_cuda_and_names_what_is_missing_here(tmp_path):
+    """One dry run (`--profile slurm_profile --config strict=true`, the stand-in apptainer) for two faults.
+
+    The profile once set device=cuda in its `config:` list, which any `--config` replaces: the run then planned
+    for CPU (cpu_overrides' narrow sweep). The GPU that the profile's set-resources ask for now decides.
+
+    dynamo-grpc without NVIDIA Dynamo (a `dynamo` package without its frontend shadows the installed one) and
+    triton-pytorch-grpc with the bundled tritonserver (no pytorch backend) once passed the dry run silently and
+    were only skipped when their jobs ran; so did a GPU run's nsys profiles without nsys, and perf_analyzer
+    named as the load client where it cannot run (its cells fail). Now one console line each names the engine
+    or setting, why and the fix; the jobs are still planned and record the reason."""
     (tmp_path / "containers").mkdir()
     (tmp_path / "containers" / "inferbench.sif").write_text("stand-in image\n")
-    command = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(tmp_path),
-               "--profile", str(REPO / "slurm_profile"), "--configfile", str(REPO / "config.yaml"), str(TEST_CONFIG),
-               str(overlay(tmp_path, "auto", {"device": "auto"})), "--config", "strict=true", "-n"]
-    proc = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "PATH": path_with_stand_ins()},
-                          timeout=300)
-    output = proc.stdout + proc.stderr
-    assert proc.returncode == 0, output[-3000:]
-    assert "Device cuda: the model jobs ask their executor for a GPU each" in output
-    assert "No CUDA GPU found" not in output
-    assert "rule strict_check" in output  # the command line's own value holds too
-
-
-def test_an_engine_or_tool_missing_here_is_named_once_when_the_run_is_planned(tmp_path):
-    """dynamo-grpc without NVIDIA Dynamo (a `dynamo` package without its frontend shadows the installed one)
-    and triton-pytorch-grpc with the bundled tritonserver (no pytorch backend) once passed the dry run
-    silently and were only skipped when their jobs ran; so did a GPU run's nsys profiles without nsys, and
-    perf_analyzer named as the load client where it cannot run (its cells fail). Now one console line each
-    names the engine or setting, why and the fix; the jobs are still planned and record the reason."""
     shadow = tmp_path / "shadow" / "dynamo"
     shadow.mkdir(parents=True)
     (shadow / "__init__.py").write_text("")
-    values = {"device": "cuda", "sweep": {"engines": ["eager", "dynamo-grpc", "triton-pytorch-grpc", "triton-python-grpc"]},
+    values = {"device": "auto", "sweep": {"engines": ["eager", "dynamo-grpc", "triton-pytorch-grpc", "triton-python-grpc"]},
               "profiling": {"engines": ["eager"], "nsys": {"enabled": True, "executable": "no-such-nsys"}},
               "triton": {"load": {"client": "perf_analyzer", "perf_analyzer": {"executable": "no-such-perf_analyzer"}}}}
-    command = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(tmp_path / "run"),
-               "--cores", "2", "--configfile", str(REPO / "config.yaml"), str(TEST_CONFIG),
-               str(overlay(tmp_path, "sweep", values)), "-n"]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(shadow.parent), os.environ.get("PYTHONPATH")]))}
+    command = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(tmp_path),
+               "--profile", str(REPO / "slurm_profile"), "--configfile", str(REPO / "config.yaml"), str(TEST_CONFIG),
+               str(overlay(tmp_path, "values", values)), "--config", "strict=true", "-n"]
+    env = {**os.environ, "PATH": path_with_stand_ins(),
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(shadow.parent), os.environ.get("PYTHONPATH")]))}
     proc = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
     output = proc.stdout + proc.stderr
     assert proc.returncode == 0, output[-3000:]
     lines = output.splitlines()
+    # the device, and the command line's own value holds too
+    assert "Device cuda: the model jobs ask their executor for a GPU each (set-resources gpu)" in lines
+    assert "No CUDA GPU found" not in output and "rule strict_check" in output
+    # what is missing here, once each
     dynamo = [line for line in lines if line.startswith("dynamo-grpc: its cells will be skipped")]
     assert dynamo == ["dynamo-grpc: its cells will be skipped: NVIDIA Dynamo is not installed: install the optional "
                       "extra with `bash setup.sh --dynamo` (README: Serving with NVIDIA Dynamo)"]
@@ -220,7 +211,6 @@ def test_an_engine_or_tool_missing_here_is_named_once_when_the_run_is_planned(tm
     for engine in ("dynamo-grpc", "triton-pytorch-grpc"):
         assert f"results/bench/{engine}/fp32/bs1_seq32_max_length.json" in proc.stdout
     assert "results/profile/nsys/eager/fp32/bs1_seq32_max_length.json" in proc.stdout
-
 
 
 def test_a_mistyped_override_names_the_key_and_the_form_that_works():
@@ -244,6 +234,10 @@ def test_a_mistyped_override_names_the_key_and_the_form_that_works():
     assert command_line.main(["--config=sweep.seq_lens=[64]"]) == 2 and command_line.main(["-n"]) == 0
 
     schema = str(REPO / "schemas" / "config.schema.yaml")
+    assert schema_errors({**load_config(), "sweep.batch_sizes": [2, 16]}, schema)[0].endswith(
+        '`sweep.batch_sizes` is a dotted path, which Snakemake does not read as nesting: nest it, `sweep: {batch_sizes: '
+        '[2, 16]}` in a config file, or on the command line --config "sweep={batch_sizes: [2, 16]}" (the section\'s '
+        "other keys keep their values)")
     top_level = schema_errors({**load_config(), "batch_sizes": ["2"]}, schema)
     assert top_level == ["(top level): Additional properties are not allowed ('batch_sizes' was unexpected). "
                          "`batch_sizes` is a key of `sweep`, `profiling`, `pairs`, not a top-level key: nest it, "
