@@ -8,8 +8,9 @@ min_version("9.0")
 configfile: "config.yaml"
 
 
-# Used only with --software-deployment-method apptainer (the SLURM profile's default); see README.
-container: config["container"]
+# Used only with --software-deployment-method apptainer (the SLURM profile's default); see README. Read with
+# get(): a config without it (config.yaml not read) is named by the checks in rules/common.smk.
+container: config.get("container")
 
 
 include: "rules/common.smk"

@@ -249,3 +249,16 @@ def test_a_mistyped_override_names_the_key_and_the_form_that_works():
     # an unknown key that is nowhere in the schema gets no hint
     assert schema_errors({**load_config(), "sweeps": {}}, schema) == [
         "(top level): Additional properties are not allowed ('sweeps' was unexpected)"]
+
+
+def test_a_run_elsewhere_without_config_yaml_says_to_name_it(tmp_path):
+    """Snakemake reads config.yaml from the run's working directory: with `--directory` elsewhere and only an
+    overlay as --configfile it finds none, and the Snakefile once died on a bare KeyError ('container')."""
+    proc = snakemake(tmp_path, args=["-n"], base=TEST_CONFIG, check=False)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode != 0 and "KeyError" not in output
+    line = next(line for line in output.splitlines() if "missing: config.yaml" in line)
+    assert "container" in line.split("missing:")[0]  # among the keys only config.yaml sets
+    assert line.endswith(f"missing: config.yaml, which sets them, was not read (Snakemake looks for it in the run's "
+                         f"working directory, {tmp_path}). From another folder (--directory, -s) name it first: "
+                         f"--configfile {REPO / 'config.yaml'} my_overrides.yaml")

@@ -321,6 +321,12 @@ def schema_errors(config: dict, schema_path: str) -> list[str]:
     with open(schema_path) as handle:
         schema = yaml.safe_load(handle)
     validator = jsonschema.Draft202012Validator(schema)
+    absent = [key for key in schema.get("required", []) if key not in config]
+    if absent:  # config.yaml itself was not read: every other error would follow from that
+        project_config = Path(schema_path).resolve().parents[1] / "config.yaml"
+        return [f"(top level): {', '.join(absent)} missing: config.yaml, which sets them, was not read (Snakemake "
+                f"looks for it in the run's working directory, {Path.cwd()}). From another folder (--directory, "
+                f"-s) name it first: --configfile {project_config} my_overrides.yaml"]
     lines = []
     for error in sorted(validator.iter_errors(config), key=lambda e: list(map(str, e.absolute_path))):
         where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path).lstrip(".")
