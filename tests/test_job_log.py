@@ -1,11 +1,13 @@
 """A step that fails before it has set up logging (while importing its modules) still leaves its error in the
 job's log, for every `script:` rule."""
 import ast
+import json
 import os
 import re
 import subprocess
 import sys
 
+import pytest
 from conftest import REPO
 
 
@@ -37,3 +39,44 @@ def test_every_script_rule_captures_errors_before_any_other_import():
         first, second = ast.unparse(body[0]), ast.unparse(body[1])
         assert (first, second) == ("from workflow_scripts.job_log import capture_errors",
                                    "capture_errors(globals())"), script
+    entry = [node for node in body if isinstance(node, ast.If) and ast.unparse(node.test) == "__name__ == '__main__'"]
+    assert [ast.unparse(node.body[0]) for node in entry] == ["run_step(globals(), run_job, main)"], script
+
+
+def test_run_step_logs_then_places_once_and_a_jobs_error_lands_in_its_log(tmp_path):
+    # A stand-in Snakemake job with a GPU: a one-slot plan (a stand-in card) makes placement log where it put
+    # the job; the job logs, then fails.
+    log = tmp_path / "job.log"
+    plan = {"slots": [{"device": "0", "cores": sorted(os.sched_getaffinity(0)), "lock": str(tmp_path / "slot.lock")}],
+            "threads_per_slot": 1, "cpu_only_cores": []}
+    script = tmp_path / "step.py"
+    script.write_text(
+        "import logging, os\n"
+        "from types import SimpleNamespace\n"
+        "from workflow_scripts.step_io import run_step\n"
+        f"snakemake = SimpleNamespace(log=[{str(log)!r}], resources=SimpleNamespace(gpu=1))\n"
+        "def job(smk):\n"
+        "    logging.getLogger('step').info('job sees CUDA_VISIBLE_DEVICES=%s', os.environ['CUDA_VISIBLE_DEVICES'])\n"
+        "    raise RuntimeError('the step failed')\n"
+        "def command_line():\n"
+        "    raise AssertionError('a Snakemake job must not run the command line')\n"
+        "run_step(globals(), job, command_line)\n")
+    from workflow_scripts.placement import PLAN_VARIABLE
+    env = {**os.environ, "PYTHONPATH": str(REPO), PLAN_VARIABLE: json.dumps(plan)}
+    run = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True)
+    assert run.returncode == 1
+    text = log.read_text()
+    assert text.count("placed on GPU 0") == 1
+    assert text.index("placed on GPU 0") < text.index("job sees CUDA_VISIBLE_DEVICES=0")
+    assert "RuntimeError: the step failed" in text and "Traceback" in text
+    assert "RuntimeError: the step failed" in run.stderr  # the console still gets it too
+
+
+def test_run_step_from_the_command_line_exits_with_its_code(monkeypatch):
+    from workflow_scripts import step_io
+
+    monkeypatch.setattr(step_io, "place_snakemake_job", lambda smk: pytest.fail("placed a command-line run"))
+    with pytest.raises(SystemExit) as exit_:
+        step_io.run_step({}, lambda smk: pytest.fail("ran the job"), lambda: 3)
+    assert exit_.value.code == 3
+    step_io.run_step({}, lambda smk: pytest.fail("ran the job"), lambda: None)  # 0: returns, no exit

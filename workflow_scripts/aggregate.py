@@ -13,9 +13,8 @@ import pandas as pd
 
 from workflow_scripts import engines
 from workflow_scripts.experiment import load_config, piece_tables
-from workflow_scripts.placement import place_snakemake_job
 from workflow_scripts.results import atomic_write_text, read_json
-from workflow_scripts.step_io import setup_logging, snakemake_log
+from workflow_scripts.step_io import run_step, setup_logging
 
 log = logging.getLogger("aggregate")
 CELL_KEYS = ["engine", "precision", "batch_size", "seq_len", "padding"]
@@ -258,18 +257,17 @@ def main(argv=None) -> None:
             write_csv(table, path)
 
 
+def run_job(smk) -> None:
+    """The job of rules/aggregate.smk, called by `step_io.run_step`."""
+    table, serving, profiles, tops = with_pieces(
+        aggregate(list(smk.input.bench) + list(smk.input.accuracy) + list(smk.input.load)
+                  + list(smk.input.profiles), smk.params.engines), smk.params.pieces, smk.params.engines)
+    write_csv(table, smk.output.table)
+    write_csv(serving, smk.output.serving)
+    write_csv(profiles, smk.output.profiles)
+    write_csv(tops, smk.output.profile_tops)
+    log.info("%d cells: %s", len(table), table["status"].value_counts().to_dict())
+
+
 if __name__ == "__main__":
-    if "snakemake" in globals():
-        smk = snakemake  # noqa: F821
-        setup_logging(snakemake_log(smk))
-        place_snakemake_job(smk)
-        table, serving, profiles, tops = with_pieces(
-            aggregate(list(smk.input.bench) + list(smk.input.accuracy) + list(smk.input.load)
-                      + list(smk.input.profiles), smk.params.engines), smk.params.pieces, smk.params.engines)
-        write_csv(table, smk.output.table)
-        write_csv(serving, smk.output.serving)
-        write_csv(profiles, smk.output.profiles)
-        write_csv(tops, smk.output.profile_tops)
-        log.info("%d cells: %s", len(table), table["status"].value_counts().to_dict())
-    else:
-        main()
+    run_step(globals(), run_job, main)

@@ -23,10 +23,9 @@ from workflow_scripts.engines import create
 from workflow_scripts.measure import config_section, pinned_to_one_core, time_first_call, time_windows, warm_up
 from workflow_scripts.model import load_info
 from workflow_scripts.outcome import classify
-from workflow_scripts.placement import place_snakemake_job
 from workflow_scripts.results import SCHEMA_VERSION, write_cell_result
-from workflow_scripts.step_io import (add_cell_arguments, cell_from_args, cell_from_job, job_engine_settings,
-                                     setup_logging, snakemake_log)
+from workflow_scripts.step_io import (add_cell_arguments, cell_from_args, cell_from_job, job_engine_settings, run_step,
+                                     setup_logging)
 from workflow_scripts.tokens import batch_rows, load_tokens, make_batch
 
 log = logging.getLogger("benchmark")
@@ -167,14 +166,13 @@ def main(argv=None) -> None:
              {"max_abs_diff": args.max_abs_diff, "min_agreement": args.min_agreement}, args.out)
 
 
+def run_job(smk) -> None:
+    """The job of rules/benchmark.smk, called by `step_io.run_step`."""
+    torch.set_num_threads(smk.threads)
+    cell, artifacts = cell_from_job(smk)
+    run_cell(cell, smk.input.model_dir, smk.input.tokens, smk.input.reference, artifacts, job_engine_settings(smk),
+             smk.params.measurement, smk.params.tolerance, smk.output.result)
+
+
 if __name__ == "__main__":
-    if "snakemake" in globals():
-        smk = snakemake  # noqa: F821
-        setup_logging(snakemake_log(smk))
-        place_snakemake_job(smk)
-        torch.set_num_threads(smk.threads)
-        cell, artifacts = cell_from_job(smk)
-        run_cell(cell, smk.input.model_dir, smk.input.tokens, smk.input.reference, artifacts, job_engine_settings(smk),
-                 smk.params.measurement, smk.params.tolerance, smk.output.result)
-    else:
-        main()
+    run_step(globals(), run_job, main)

@@ -17,9 +17,8 @@ from datetime import datetime, timezone
 import torch
 
 from workflow_scripts.environment import gpu_info
-from workflow_scripts.placement import place_snakemake_job
 from workflow_scripts.results import write_json
-from workflow_scripts.step_io import setup_logging, snakemake_log
+from workflow_scripts.step_io import run_step, setup_logging
 
 log = logging.getLogger("calibrate")
 GEMM_SIZE = 8192
@@ -119,11 +118,10 @@ def main(argv=None) -> None:
     calibrate(args.device, args.out)
 
 
+def run_job(smk) -> None:
+    """The job of rules/calibration.smk, called by `step_io.run_step`."""
+    calibrate(smk.params.device, smk.output.peaks)
+
+
 if __name__ == "__main__":
-    if "snakemake" in globals():
-        smk = snakemake  # noqa: F821
-        setup_logging(snakemake_log(smk))
-        place_snakemake_job(smk)
-        calibrate(smk.params.device, smk.output.peaks)
-    else:
-        main()
+    run_step(globals(), run_job, main)

@@ -30,7 +30,7 @@ from workflow_scripts.aggregate import CELL_KEYS
 from workflow_scripts.experiment import missing_compared_columns
 from workflow_scripts.report.context import machine_key
 from workflow_scripts.results import TIMED_STATUSES, atomic_write_text
-from workflow_scripts.step_io import setup_logging, snakemake_log
+from workflow_scripts.step_io import run_step, setup_logging
 
 log = logging.getLogger("compare")
 COLUMNS = [*CELL_KEYS, "old p50 ms", "new p50 ms", "ratio", "ratio low", "ratio high", "verdict", "reason"]
@@ -169,10 +169,10 @@ def main(argv=None) -> int:
     return 1 if len(slow) else 0
 
 
+def run_job(smk) -> None:
+    """The job of rule compare in rules/report.smk, called by `step_io.run_step`."""
+    write(smk.input.new, smk.input.old, smk.output.table)
+
+
 if __name__ == "__main__":
-    if "snakemake" in globals():
-        smk = snakemake  # noqa: F821
-        setup_logging(snakemake_log(smk))
-        write(smk.input.new, smk.input.old, smk.output.table)
-    else:
-        sys.exit(main())
+    run_step(globals(), run_job, main)

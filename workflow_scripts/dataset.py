@@ -11,9 +11,8 @@ import logging
 from pathlib import Path
 
 from workflow_scripts.hub import go_offline_if_unreachable
-from workflow_scripts.placement import place_snakemake_job
 from workflow_scripts.results import atomic_write_text, write_json
-from workflow_scripts.step_io import setup_logging, snakemake_log
+from workflow_scripts.step_io import run_step, setup_logging
 
 log = logging.getLogger("dataset")
 SAMPLE_PATH = Path(__file__).resolve().parent / "data" / "sst2_sample.tsv"
@@ -97,10 +96,10 @@ def main(argv=None) -> None:
              "source": args.source}, args.out_rows, args.out_info)
 
 
+def run_job(smk) -> None:
+    """The job of rules/dataset.smk, called by `step_io.run_step`."""
+    prepare(smk.params.settings, smk.output.rows, smk.output.info)
+
+
 if __name__ == "__main__":
-    if "snakemake" in globals():
-        setup_logging(snakemake_log(snakemake))  # noqa: F821
-        place_snakemake_job(snakemake)  # noqa: F821
-        prepare(snakemake.params.settings, snakemake.output.rows, snakemake.output.info)  # noqa: F821
-    else:
-        main()
+    run_step(globals(), run_job, main)

@@ -19,9 +19,8 @@ from workflow_scripts.checksums import corruption, mark_outdated, sidecar
 from workflow_scripts.correctness import compare
 from workflow_scripts.engines.base import PRECISION_DTYPES, EngineUnavailable, load_hf_model
 from workflow_scripts.environment import resolve_device
-from workflow_scripts.placement import place_snakemake_job
 from workflow_scripts.results import atomic_write_bytes, read_json, write_json
-from workflow_scripts.step_io import setup_logging, snakemake_log
+from workflow_scripts.step_io import run_step, setup_logging
 from workflow_scripts.tokens import batch_rows, load_tokens, make_batch
 
 log = logging.getLogger("export")
@@ -121,13 +120,12 @@ def main(argv=None) -> None:
                        {"max_abs_diff": args.max_abs_diff, "min_agreement": 1.0}, args.out)
 
 
+def run_job(smk) -> None:
+    """The job of rules/export.smk, called by `step_io.run_step`."""
+    torch.set_num_threads(smk.threads)
+    export_torchscript(smk.input.model_dir, smk.input.tokens, smk.params.device, smk.wildcards.precision,
+                       smk.params.tolerance, smk.output.module)
+
+
 if __name__ == "__main__":
-    if "snakemake" in globals():
-        smk = snakemake  # noqa: F821
-        setup_logging(snakemake_log(smk))
-        place_snakemake_job(smk)
-        torch.set_num_threads(smk.threads)
-        export_torchscript(smk.input.model_dir, smk.input.tokens, smk.params.device, smk.wildcards.precision,
-                           smk.params.tolerance, smk.output.module)
-    else:
-        main()
+    run_step(globals(), run_job, main)

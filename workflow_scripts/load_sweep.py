@@ -21,11 +21,10 @@ from workflow_scripts import environment, stats
 from workflow_scripts.engines import create, spec
 from workflow_scripts.model import load_info
 from workflow_scripts.outcome import classify
-from workflow_scripts.placement import place_snakemake_job
 from workflow_scripts.results import SCHEMA_VERSION, write_cell_result
 from workflow_scripts.serving import perf_analyzer
 from workflow_scripts.serving.load_clients import LoadClientDied, closed_loop, planned_processes
-from workflow_scripts.step_io import job_engine_settings, setup_logging, snakemake_log
+from workflow_scripts.step_io import job_engine_settings, run_step, setup_logging
 from workflow_scripts.tokens import load_tokens
 
 log = logging.getLogger("load_sweep")
@@ -169,15 +168,14 @@ def main(argv=None) -> None:
           [f"{args.out_prefix}_c{n}.json" for n in args.concurrency])
 
 
+def run_job(smk) -> None:
+    """The job of rule load_sweep in rules/serving.smk, called by `step_io.run_step`."""
+    w = smk.wildcards
+    sweep({"engine": w.engine, "precision": w.precision, "seq_len": int(w.seq_len), "padding": "max_length",
+           "device": smk.params.device}, smk.input.model_dir, smk.input.tokens,
+          {kind: smk.input[kind] for kind in spec(w.engine).artifacts}, job_engine_settings(smk),
+          smk.params.load, list(smk.output))
+
+
 if __name__ == "__main__":
-    if "snakemake" in globals():
-        smk = snakemake  # noqa: F821
-        setup_logging(snakemake_log(smk))
-        place_snakemake_job(smk)
-        w = smk.wildcards
-        sweep({"engine": w.engine, "precision": w.precision, "seq_len": int(w.seq_len), "padding": "max_length",
-               "device": smk.params.device}, smk.input.model_dir, smk.input.tokens,
-              {kind: smk.input[kind] for kind in spec(w.engine).artifacts}, job_engine_settings(smk),
-              smk.params.load, list(smk.output))
-    else:
-        main()
+    run_step(globals(), run_job, main)

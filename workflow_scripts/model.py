@@ -17,9 +17,8 @@ from pathlib import Path
 from workflow_scripts.dataset import read_rows
 from workflow_scripts.hub import go_offline_if_unreachable
 from workflow_scripts.model_config import shipped_config, shipped_ids
-from workflow_scripts.placement import place_snakemake_job
 from workflow_scripts.results import write_json
-from workflow_scripts.step_io import setup_logging, snakemake_log
+from workflow_scripts.step_io import run_step, setup_logging
 
 log = logging.getLogger("model")
 INFO_FILE = "inferbench_model.json"
@@ -188,10 +187,10 @@ def main(argv=None) -> None:
              "config_overrides": overrides}, args.dataset_rows, args.out_dir)
 
 
+def run_job(smk) -> None:
+    """The job of rules/model.smk, called by `step_io.run_step`."""
+    prepare(smk.params.settings, smk.input.rows, smk.output.model_dir)
+
+
 if __name__ == "__main__":
-    if "snakemake" in globals():
-        setup_logging(snakemake_log(snakemake))  # noqa: F821
-        place_snakemake_job(snakemake)  # noqa: F821
-        prepare(snakemake.params.settings, snakemake.input.rows, snakemake.output.model_dir)  # noqa: F821
-    else:
-        main()
+    run_step(globals(), run_job, main)

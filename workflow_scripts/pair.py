@@ -20,14 +20,13 @@ import numpy as np
 import torch
 
 from workflow_scripts import environment, host_state, stats
-from workflow_scripts.engines import create, spec
+from workflow_scripts.engines import create
 from workflow_scripts.measure import (config_section, pinned_to_one_core, time_first_call, time_window,
                                       warm_up)
 from workflow_scripts.model import load_info
 from workflow_scripts.outcome import classify
-from workflow_scripts.placement import place_snakemake_job
 from workflow_scripts.results import SCHEMA_VERSION, write_cell_result
-from workflow_scripts.step_io import add_cell_arguments, cell_from_args, setup_logging, snakemake_log
+from workflow_scripts.step_io import add_cell_arguments, cell_from_args, run_step, setup_logging
 from workflow_scripts.tokens import batch_rows, load_tokens, make_batch
 
 log = logging.getLogger("pair")
@@ -162,18 +161,17 @@ def main(argv=None) -> None:
              args.tokens, {"engine": artifacts}, {}, config_section("measurement", args.measurement), pairing, args.out)
 
 
+def run_job(smk) -> None:
+    """The job of rule pair in rules/pairs.smk, called by `step_io.run_step`."""
+    torch.set_num_threads(smk.threads)
+    w = smk.wildcards
+    cell = {"engine": w.engine, "precision": w.precision, "batch_size": int(w.batch_size),
+            "seq_len": int(w.seq_len), "padding": w.padding, "device": smk.params.device}
+    artifacts = {role: {kind: smk.input[f"{role}_{kind}"] for kind in kinds}
+                 for role, kinds in smk.params.artifact_kinds.items()}
+    run_pair(cell, smk.params.baseline, smk.input.model_dir, smk.input.tokens, artifacts,
+             smk.params.engine_settings, smk.params.measurement, smk.params.pairing, smk.output.result)
+
+
 if __name__ == "__main__":
-    if "snakemake" in globals():
-        smk = snakemake  # noqa: F821
-        setup_logging(snakemake_log(smk))
-        place_snakemake_job(smk)
-        torch.set_num_threads(smk.threads)
-        w = smk.wildcards
-        cell = {"engine": w.engine, "precision": w.precision, "batch_size": int(w.batch_size),
-                "seq_len": int(w.seq_len), "padding": w.padding, "device": smk.params.device}
-        artifacts = {role: {kind: smk.input[f"{role}_{kind}"] for kind in kinds}
-                     for role, kinds in smk.params.artifact_kinds.items()}
-        run_pair(cell, smk.params.baseline, smk.input.model_dir, smk.input.tokens, artifacts,
-                 smk.params.engine_settings, smk.params.measurement, smk.params.pairing, smk.output.result)
-    else:
-        main()
+    run_step(globals(), run_job, main)

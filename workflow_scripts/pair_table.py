@@ -11,7 +11,7 @@ import logging
 import pandas as pd
 
 from workflow_scripts.results import atomic_write_text, read_json
-from workflow_scripts.step_io import setup_logging, snakemake_log
+from workflow_scripts.step_io import run_step, setup_logging
 
 log = logging.getLogger("pair_table")
 PAIR_KEYS = ["engine", "precision", "batch_size", "seq_len", "padding"]
@@ -61,11 +61,11 @@ def main(argv=None) -> None:
     write_table(args.results, args.out)
 
 
+def run_job(smk) -> None:
+    """The job of rule pair_table in rules/pairs.smk, called by `step_io.run_step`."""
+    table = write_table(list(smk.input.pairs), smk.output.table)
+    log.info("%d pairs: %s", len(table), table["status"].value_counts().to_dict())
+
+
 if __name__ == "__main__":
-    if "snakemake" in globals():
-        smk = snakemake  # noqa: F821
-        setup_logging(snakemake_log(smk))
-        table = write_table(list(smk.input.pairs), smk.output.table)
-        log.info("%d pairs: %s", len(table), table["status"].value_counts().to_dict())
-    else:
-        main()
+    run_step(globals(), run_job, main)

@@ -12,9 +12,8 @@ import torch
 
 from workflow_scripts.engines import create
 from workflow_scripts.environment import resolve_device
-from workflow_scripts.placement import place_snakemake_job
 from workflow_scripts.results import atomic_write_bytes
-from workflow_scripts.step_io import setup_logging, snakemake_log
+from workflow_scripts.step_io import run_step, setup_logging
 from workflow_scripts.tokens import batch_rows, load_tokens, make_batch
 
 log = logging.getLogger("reference")
@@ -57,13 +56,12 @@ def main(argv=None) -> None:
     compute_reference(args.model_dir, args.tokens, args.device, args.batch_size, args.out)
 
 
+def run_job(smk) -> None:
+    """The job of rule reference in rules/correctness.smk, called by `step_io.run_step`."""
+    torch.set_num_threads(smk.threads)
+    compute_reference(smk.input.model_dir, smk.input.tokens, smk.params.device, smk.params.batch_size,
+                      smk.output.reference)
+
+
 if __name__ == "__main__":
-    if "snakemake" in globals():
-        smk = snakemake  # noqa: F821
-        setup_logging(snakemake_log(smk))
-        place_snakemake_job(smk)
-        torch.set_num_threads(smk.threads)
-        compute_reference(smk.input.model_dir, smk.input.tokens, smk.params.device, smk.params.batch_size,
-                          smk.output.reference)
-    else:
-        main()
+    run_step(globals(), run_job, main)

@@ -2,9 +2,33 @@
 
 import logging
 import sys
+from typing import Callable
 
 from workflow_scripts.engines import spec
-from workflow_scripts.job_log import tee_stderr
+from workflow_scripts.job_log import capture_errors, tee_stderr
+from workflow_scripts.placement import place_snakemake_job
+
+
+def run_step(script_globals: dict, job: Callable[[object], int | None],
+             command_line: Callable[[], int | None]) -> None:
+    """The entry of every step script (its `if __name__ == "__main__":` block).
+
+    Called by Snakemake (`snakemake` among `script_globals`): copies stderr into the job's log (a no-op when
+    the script's first line already did), sets up logging to that log, places the job on its GPU slot and
+    cores (`placement.place_snakemake_job`, once, before `job` can initialise CUDA), then runs `job(snakemake)`.
+    From the command line: runs `command_line()` (argparse, then the step). Exits with the code either returns
+    when it is non-zero (None counts as 0); an exception propagates, so its traceback lands in the job's log.
+    """
+    smk = script_globals.get("snakemake")
+    if smk is None:
+        code = command_line()
+    else:
+        capture_errors(script_globals)
+        setup_logging(snakemake_log(smk))
+        place_snakemake_job(smk)
+        code = job(smk)
+    if code:
+        sys.exit(code)
 
 
 def setup_logging(log_path: str | None = None) -> None:
@@ -21,6 +45,7 @@ def setup_logging(log_path: str | None = None) -> None:
 
 
 def snakemake_log(smk) -> str | None:
+    """A Snakemake job's first log file, or None when its rule declares no `log:`."""
     return smk.log[0] if len(smk.log) else None
 
 

@@ -12,6 +12,7 @@ import pandas as pd
 
 from workflow_scripts.compare import describe, regressions
 from workflow_scripts.results import atomic_write_text
+from workflow_scripts.step_io import run_step
 
 UNTRUSTED = ("mismatch", "failed")
 
@@ -48,14 +49,11 @@ def main(argv=None) -> int:
     return check(args.table, comparison_path=args.comparison, max_slowdown=args.max_slowdown)
 
 
+def run_job(smk) -> int:
+    """The job of rule strict_check (rules/report.smk; called by `step_io.run_step`): 1 fails it, its problems
+    on stderr, which reaches the console and the job's log."""
+    return check(smk.input.table, smk.output.passed, smk.input.get("comparison"), smk.params.max_slowdown)
+
+
 if __name__ == "__main__":
-    if "snakemake" in globals():
-        smk = snakemake  # noqa: F821
-        sys.stderr = open(smk.log[0], "w")
-        code = check(smk.input.table, smk.output.passed, smk.input.get("comparison"), smk.params.max_slowdown)
-        sys.stderr.close()
-        if code:
-            print(open(smk.log[0]).read(), file=sys.__stderr__)
-        sys.exit(code)
-    else:
-        sys.exit(main())
+    run_step(globals(), run_job, main)

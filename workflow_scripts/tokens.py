@@ -19,9 +19,8 @@ import torch
 from workflow_scripts.dataset import read_rows
 from workflow_scripts.model import load_info
 from workflow_scripts.model_config import seq_len_problem
-from workflow_scripts.placement import place_snakemake_job
 from workflow_scripts.results import atomic_write_bytes
-from workflow_scripts.step_io import setup_logging, snakemake_log
+from workflow_scripts.step_io import run_step, setup_logging
 
 log = logging.getLogger("tokens")
 PADDINGS = ("max_length", "dynamic")
@@ -97,11 +96,10 @@ def main(argv=None) -> None:
     tokenize(args.model_dir, args.dataset_rows, args.seq_len, args.out)
 
 
+def run_job(smk) -> None:
+    """The job of rules/tokens.smk, called by `step_io.run_step`."""
+    tokenize(smk.input.model_dir, smk.input.rows, int(smk.wildcards.seq_len), smk.output.tokens)
+
+
 if __name__ == "__main__":
-    if "snakemake" in globals():
-        setup_logging(snakemake_log(snakemake))  # noqa: F821
-        place_snakemake_job(snakemake)  # noqa: F821
-        tokenize(snakemake.input.model_dir, snakemake.input.rows, int(snakemake.wildcards.seq_len),  # noqa: F821
-                 snakemake.output.tokens)  # noqa: F821
-    else:
-        main()
+    run_step(globals(), run_job, main)

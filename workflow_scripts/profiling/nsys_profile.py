@@ -26,12 +26,11 @@ from workflow_scripts.deployment import nsys_missing
 from workflow_scripts import engines
 from workflow_scripts.model import load_info
 from workflow_scripts.outcome import classify
-from workflow_scripts.placement import place_snakemake_job
 from workflow_scripts.profiling import kernels, nsys_stats
 from workflow_scripts.profiling.cell import MEASURED_RANGE
 from workflow_scripts.results import SCHEMA_VERSION, read_json, write_cell_result, write_json
-from workflow_scripts.step_io import (add_cell_arguments, cell_from_args, cell_from_job, job_engine_settings,
-                                     setup_logging, snakemake_log)
+from workflow_scripts.step_io import (add_cell_arguments, cell_from_args, cell_from_job, job_engine_settings, run_step,
+                                     setup_logging)
 
 log = logging.getLogger("nsys_profile")
 TRACE_FLAGS = ["--trace=cuda,nvtx", "--cuda-graph-trace=node"]
@@ -204,15 +203,14 @@ def main(argv=None) -> None:
                  {}, settings, args.nsys, args.out, args.report_dir)
 
 
+def run_job(smk) -> None:
+    """The job of rule nsys_profile in rules/profiling.smk, called by `step_io.run_step`."""
+    cell, artifacts = cell_from_job(smk)
+    profile_cell(cell, smk.input.model_dir, smk.input.tokens, artifacts,
+                 job_engine_settings(smk), {**smk.params.settings, "timeout_s": smk.resources.nsys_timeout_s},
+                 smk.resources.nsys_executable, smk.output.summary,
+                 smk.output.reports, smk.threads)
+
+
 if __name__ == "__main__":
-    if "snakemake" in globals():
-        smk = snakemake  # noqa: F821
-        setup_logging(snakemake_log(smk))
-        place_snakemake_job(smk)
-        cell, artifacts = cell_from_job(smk)
-        profile_cell(cell, smk.input.model_dir, smk.input.tokens, artifacts,
-                     job_engine_settings(smk), {**smk.params.settings, "timeout_s": smk.resources.nsys_timeout_s},
-                     smk.resources.nsys_executable, smk.output.summary,
-                     smk.output.reports, smk.threads)
-    else:
-        main()
+    run_step(globals(), run_job, main)

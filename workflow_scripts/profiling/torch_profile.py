@@ -22,12 +22,11 @@ from workflow_scripts import environment
 from workflow_scripts.engines import spec
 from workflow_scripts.model import load_info
 from workflow_scripts.outcome import classify
-from workflow_scripts.placement import place_snakemake_job
 from workflow_scripts.profiling import kernels
 from workflow_scripts.profiling.cell import loaded_engine, profiled_iterations, resolve_cell, warm_up
 from workflow_scripts.results import SCHEMA_VERSION, atomic_write_bytes, atomic_write_text, write_cell_result
-from workflow_scripts.step_io import (add_cell_arguments, cell_from_args, cell_from_job, job_engine_settings,
-                                     setup_logging, snakemake_log)
+from workflow_scripts.step_io import (add_cell_arguments, cell_from_args, cell_from_job, job_engine_settings, run_step,
+                                     setup_logging)
 
 log = logging.getLogger("torch_profile")
 ITERATION_LABEL = "inferbench_iteration"
@@ -138,14 +137,13 @@ def main(argv=None) -> None:
                  {}, settings, args.out, args.tables_dir)
 
 
+def run_job(smk) -> None:
+    """The job of rule torch_profile in rules/profiling.smk, called by `step_io.run_step`."""
+    torch.set_num_threads(smk.threads)
+    cell, artifacts = cell_from_job(smk)
+    profile_cell(cell, smk.input.model_dir, smk.input.tokens, artifacts,
+                 job_engine_settings(smk), smk.params.settings, smk.output.summary, smk.output.tables)
+
+
 if __name__ == "__main__":
-    if "snakemake" in globals():
-        smk = snakemake  # noqa: F821
-        setup_logging(snakemake_log(smk))
-        place_snakemake_job(smk)
-        torch.set_num_threads(smk.threads)
-        cell, artifacts = cell_from_job(smk)
-        profile_cell(cell, smk.input.model_dir, smk.input.tokens, artifacts,
-                     job_engine_settings(smk), smk.params.settings, smk.output.summary, smk.output.tables)
-    else:
-        main()
+    run_step(globals(), run_job, main)

@@ -17,9 +17,8 @@ from pathlib import Path
 from workflow_scripts.experiment import load_config
 from workflow_scripts.report import (FIGURES, budgets, cells, comparison, context, correctness, energy,
                                      environment, figures, headline, overview, roofline, serving, summary, why)
-from workflow_scripts.placement import place_snakemake_job
 from workflow_scripts.report.render import render
-from workflow_scripts.step_io import setup_logging, snakemake_log
+from workflow_scripts.step_io import run_step, setup_logging
 
 log = logging.getLogger("report")
 # The report's sections, in order; each turns the context into blocks (and draws its figures)
@@ -63,15 +62,14 @@ def main(argv=None) -> None:
     build(ctx, str(out / "report.md"), str(out / "report.html"))
 
 
+def run_job(smk) -> None:
+    """The job of rule report in rules/report.smk, called by `step_io.run_step`."""
+    i = smk.input
+    build(context.load(i.table, i.serving, i.profiles, i.profile_tops, i.peaks, i.dataset_info, i.model_dir,
+                       smk.params.baseline, smk.params.targets, smk.params.budgets,
+                       {name: smk.output[name] for name in FIGURES}, i.get("comparison"), i.pairs),
+          smk.output.md, smk.output.html)
+
+
 if __name__ == "__main__":
-    if "snakemake" in globals():
-        smk = snakemake  # noqa: F821
-        setup_logging(snakemake_log(smk))
-        place_snakemake_job(smk)
-        i = smk.input
-        build(context.load(i.table, i.serving, i.profiles, i.profile_tops, i.peaks, i.dataset_info, i.model_dir,
-                           smk.params.baseline, smk.params.targets, smk.params.budgets,
-                           {name: smk.output[name] for name in FIGURES}, i.get("comparison"), i.pairs),
-              smk.output.md, smk.output.html)
-    else:
-        main()
+    run_step(globals(), run_job, main)

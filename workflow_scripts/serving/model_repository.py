@@ -15,9 +15,8 @@ import os
 import shutil
 from pathlib import Path
 
-from workflow_scripts.placement import place_snakemake_job
 from workflow_scripts.results import atomic_write_text, write_json
-from workflow_scripts.step_io import setup_logging, snakemake_log
+from workflow_scripts.step_io import run_step, setup_logging
 
 log = logging.getLogger("model_repository")
 PYTHON_MODEL = Path(__file__).resolve().parent / "python_backend_model.py"
@@ -138,13 +137,12 @@ def main(argv=None) -> None:
           args.out)
 
 
+def run_job(smk) -> None:
+    """The job of rule triton_repository in rules/serving.smk, called by `step_io.run_step`."""
+    w = smk.wildcards
+    build(w.backend, w.precision, int(w.seq_len), smk.input.model_dir, smk.input.get("torchscript"),
+          smk.params.device, smk.params.settings, smk.output.repository)
+
+
 if __name__ == "__main__":
-    if "snakemake" in globals():
-        smk = snakemake  # noqa: F821
-        setup_logging(snakemake_log(smk))
-        place_snakemake_job(smk)
-        w = smk.wildcards
-        build(w.backend, w.precision, int(w.seq_len), smk.input.model_dir, smk.input.get("torchscript"),
-              smk.params.device, smk.params.settings, smk.output.repository)
-    else:
-        main()
+    run_step(globals(), run_job, main)
