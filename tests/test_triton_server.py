@@ -280,6 +280,23 @@ def test_a_statistics_query_to_a_dead_server_names_its_exit(tmp_path):
         server.model_stats()
 
 
+@pytest.mark.parametrize("server_class", ["triton", "dynamo"])
+def test_settled_statistics_wait_until_the_last_answered_request_is_counted(server_class, tmp_path, monkeypatch):
+    """Both servers count a request just after answering it: the settled snapshot is the first that a second
+    snapshot 50 ms later agrees with, in each server's own form of its counters."""
+    from workflow_scripts.serving.dynamo import DynamoServer
+
+    if server_class == "triton":
+        server = TritonServer(LocalLauncher(), tmp_path, "model", tmp_path / "s.log")
+        snapshot = lambda n: {"success": {"count": n}}
+    else:
+        server = DynamoServer({}, "model", tmp_path / "s.log")
+        snapshot = lambda n: {"requests": n}
+    counts = iter([3, 4, 5, 5, 6])  # the last answers are still being counted when the window ends
+    monkeypatch.setattr(server, "model_stats", lambda: snapshot(next(counts)))
+    assert server.settled_model_stats() == snapshot(5)
+
+
 def test_free_ports_are_distinct_even_when_the_system_hands_a_closed_port_out_again(monkeypatch):
     """The fault seen in a test run: one port chosen for both gRPC and metrics. Here the system gives every
     bind the lowest port not open at that moment, so a port closed before the next choice would come back."""

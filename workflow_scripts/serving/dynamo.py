@@ -21,7 +21,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 from workflow_scripts.serving.dynamo_worker import COUNTERS, counters
@@ -141,23 +140,9 @@ class DynamoServer(ManagedServer):
             return dict.fromkeys(COUNTERS, 0)  # not written yet: no request so far
         return counters(self.counter_path)
 
-    def settled_model_stats(self, timeout_s: float = 2.0) -> dict:
-        """Counters once the last response is counted (the worker counts just after answering)."""
-        stats = self.model_stats()
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            time.sleep(0.05)
-            again = self.model_stats()
-            if again["requests"] == stats["requests"]:
-                return again
-            stats = again
-        return stats
-
-    def metrics(self) -> str:
-        import urllib.request
-
-        with urllib.request.urlopen(f"http://{LOOPBACK}:{self.ports['metrics']}/metrics", timeout=10) as response:
-            return response.read().decode()
+    @staticmethod
+    def answered_requests(stats: dict) -> int:
+        return stats["requests"]
 
     def stop(self) -> None:
         if self.client is not None:

@@ -89,6 +89,28 @@ class ManagedServer:
         return (f"{self.program} did not become ready within {self.startup_timeout_s:.0f} s "
                 f"({self.timeout_setting}).")
 
+    def model_stats(self) -> dict:
+        """The server's cumulative counters of its model (their form is the subclass's)."""
+        raise NotImplementedError
+
+    @staticmethod
+    def answered_requests(stats: dict) -> int:
+        """How many requests a `model_stats()` snapshot has counted."""
+        raise NotImplementedError
+
+    def settled_model_stats(self, timeout_s: float = 2.0) -> dict:
+        """`model_stats()` once the last responses are counted: a server counts a request just after replying,
+        so snapshots are taken every 50 ms until two agree on the request count (at most timeout_s)."""
+        stats = self.model_stats()
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            time.sleep(0.05)
+            again = self.model_stats()
+            if self.answered_requests(again) == self.answered_requests(stats):
+                return again
+            stats = again
+        return stats
+
     # ------------------------------------------------------------------ lifecycle
     def __enter__(self):
         self.start()
@@ -261,21 +283,9 @@ class TritonServer(ManagedServer):
         return {**stats["inference_stats"], "inference_count": stats.get("inference_count", 0),
                 "execution_count": stats.get("execution_count", 0)}
 
-    def settled_model_stats(self, timeout_s: float = 2.0) -> dict:
-        """Statistics once the last responses are counted (the server updates them just after replying)."""
-        stats = self.model_stats()
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            time.sleep(0.05)
-            again = self.model_stats()
-            if again["success"]["count"] == stats["success"]["count"]:
-                return again
-            stats = again
-        return stats
-
-    def metrics(self) -> str:
-        with urllib.request.urlopen(f"http://{LOOPBACK}:{self.ports['metrics']}/metrics", timeout=10) as response:
-            return response.read().decode()
+    @staticmethod
+    def answered_requests(stats: dict) -> int:
+        return stats["success"]["count"]
 
     def version(self) -> str:
         return self.get_json("/v2").get("version", "unknown")
