@@ -6,14 +6,13 @@ from workflow_scripts.job_log import capture_errors
 capture_errors(globals())  # first: an error in the imports below reaches the job's log too
 
 import argparse
-import io
 import logging
 
 import pandas as pd
 
 from workflow_scripts import engines
 from workflow_scripts.experiment import load_config, piece_tables
-from workflow_scripts.results import atomic_write_text, read_json
+from workflow_scripts.results import read_json, write_csv
 from workflow_scripts.step_io import run_step, setup_logging
 
 log = logging.getLogger("aggregate")
@@ -230,13 +229,6 @@ def with_roles(table: pd.DataFrame, roles: dict[str, dict]) -> pd.DataFrame:
     return table
 
 
-def write_csv(table: pd.DataFrame, out_path: str) -> None:
-    """Write a table as CSV atomically."""
-    buffer = io.StringIO()
-    table.to_csv(buffer, index=False)
-    atomic_write_text(out_path, buffer.getvalue())
-
-
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("results", nargs="+", help="cell result JSON files (benchmark and accuracy)")
@@ -254,7 +246,7 @@ def main(argv=None) -> None:
     tables = with_pieces(aggregate(args.results, roles), args.merge_piece, roles)
     for table, path in zip(tables, (args.out, args.out_serving, args.out_profiles, args.out_profile_tops)):
         if path:
-            write_csv(table, path)
+            write_csv(path, table)
 
 
 def run_job(smk) -> None:
@@ -262,10 +254,10 @@ def run_job(smk) -> None:
     table, serving, profiles, tops = with_pieces(
         aggregate(list(smk.input.bench) + list(smk.input.accuracy) + list(smk.input.load)
                   + list(smk.input.profiles), smk.params.engines), smk.params.pieces, smk.params.engines)
-    write_csv(table, smk.output.table)
-    write_csv(serving, smk.output.serving)
-    write_csv(profiles, smk.output.profiles)
-    write_csv(tops, smk.output.profile_tops)
+    write_csv(smk.output.table, table)
+    write_csv(smk.output.serving, serving)
+    write_csv(smk.output.profiles, profiles)
+    write_csv(smk.output.profile_tops, tops)
     log.info("%d cells: %s", len(table), table["status"].value_counts().to_dict())
 
 

@@ -5,12 +5,11 @@ from workflow_scripts.job_log import capture_errors
 capture_errors(globals())  # first: an error in the imports below reaches the job's log too
 
 import argparse
-import io
 import logging
 
 import pandas as pd
 
-from workflow_scripts.results import atomic_write_text, read_json
+from workflow_scripts.results import read_json, write_csv
 from workflow_scripts.step_io import run_step, setup_logging
 
 log = logging.getLogger("pair_table")
@@ -46,9 +45,7 @@ def pair_table(paths: list[str]) -> pd.DataFrame:
 
 def write_table(paths: list[str], out_path: str) -> pd.DataFrame:
     table = pair_table(paths)
-    buffer = io.StringIO()
-    table.to_csv(buffer, index=False)
-    atomic_write_text(out_path, buffer.getvalue())
+    write_csv(out_path, table)
     return table
 
 

@@ -77,6 +77,11 @@ def write_json(path: str | os.PathLike, payload: dict) -> None:
     atomic_write_text(path, json.dumps(payload, indent=2, sort_keys=True, default=_json_default) + "\n")
 
 
+def write_csv(path: str | os.PathLike, table) -> None:
+    """Write a pandas DataFrame as CSV (header, no index) atomically."""
+    atomic_write_text(path, table.to_csv(index=False))
+
+
 def read_json(path: str | os.PathLike) -> dict:
     """The JSON file's content."""
     return json.loads(Path(path).read_text())
