@@ -78,3 +78,35 @@ def test_written_files_follow_the_umask(tmp_path, umask, mode):
     finally:
         os.umask(previous)
     assert {stat.S_IMODE(p.stat().st_mode) for p in tmp_path.iterdir()} == {mode}
+
+
+def test_a_cell_step_records_its_failure_as_the_result_and_writes_it(tmp_path, caplog):
+    """The shared cell-step skeleton: the step's exception becomes the status and reason (not raised), and the
+    result is written with its environment and logged once, as every cell step's result is."""
+    import logging
+
+    from workflow_scripts.cell_step import recorded_result
+    from workflow_scripts.engines.base import EngineUnavailable
+
+    (tmp_path / "inferbench_model.json").write_text(json.dumps({"model_id": "tiny", "weights": "random"}))
+    cell = minimal_result()["cell"]
+    log = logging.getLogger("a_step")
+    caplog.set_level(logging.INFO)
+    for error, status in ((RuntimeError("the engine broke\nsecond line"), "failed"),
+                          (EngineUnavailable("fp16 matmuls are not supported"), "skipped")):
+        out = tmp_path / f"{status}.json"
+        with recorded_result("accuracy", cell, tmp_path, out, {"cell": cell}, log, accuracy=None,
+                             correctness=None) as result:
+            result["accuracy"] = 0.5
+            raise error
+        written = json.loads(out.read_text())
+        assert written == json.loads(json.dumps(result))
+        assert (written["kind"], written["status"], written["accuracy"]) == ("accuracy", status, 0.5)
+        assert written["reason"] in ("RuntimeError: the engine broke", "fp16 matmuls are not supported")
+        assert written["model"]["model_id"] == "tiny" and written["environment"]["device"] == "cpu"
+        assert f"{out}: {status} {written['reason']}" in caplog.messages
+
+    with recorded_result("accuracy", cell, tmp_path, tmp_path / "ok.json", {"cell": cell}, log,
+                         describe=lambda result: f"accuracy={result['accuracy']}", accuracy=0.9) as result:
+        pass
+    assert result["status"] == "ok" and f"{tmp_path / 'ok.json'}: ok accuracy=0.9" in caplog.messages

@@ -13,12 +13,10 @@ import logging
 import torch
 
 from workflow_scripts import environment
+from workflow_scripts.cell_step import recorded_result
 from workflow_scripts.correctness import compare
 from workflow_scripts.engines import create
-from workflow_scripts.model import load_info
-from workflow_scripts.outcome import classify
 from workflow_scripts.reference import run_all_rows
-from workflow_scripts.results import SCHEMA_VERSION, write_cell_result
 from workflow_scripts.step_io import (add_cell_arguments, cell_from_args, cell_from_job, job_engine_settings, run_step,
                                      setup_logging)
 from workflow_scripts.tokens import load_tokens
@@ -28,17 +26,20 @@ log = logging.getLogger("accuracy")
 
 def evaluate(cell: dict, model_dir: str, tokens_path: str, reference_path: str, artifacts: dict,
              engine_settings: dict, tolerance: dict, out_path: str) -> dict:
-    device = environment.resolve_device(cell["device"])
-    cell = {**cell, "device": device}
-    result = {"schema_version": SCHEMA_VERSION, "kind": "accuracy", "cell": cell, "status": "ok", "reason": None,
-              "model": load_info(model_dir), "accuracy": None, "correctness": None}
-    try:
+    """Run the engine over every row of the split at cell["batch_size"] and write its result (kind accuracy:
+    accuracy against the labels, correctness against the fp32 eager logits in reference_path) to out_path;
+    returns it. Any failure becomes the result's status."""
+    cell = {**cell, "device": environment.resolve_device(cell["device"])}
+    config_slice = {"cell": cell, "engine_settings": engine_settings, "tolerance": tolerance}
+    with recorded_result("accuracy", cell, model_dir, out_path, config_slice, log,
+                         describe=lambda result: f"accuracy={result['accuracy']}", accuracy=None,
+                         correctness=None) as result:
         tokens = load_tokens(tokens_path)
-        engine = create(cell["engine"], model_dir=model_dir, device=device, precision=cell["precision"],
+        engine = create(cell["engine"], model_dir=model_dir, device=cell["device"], precision=cell["precision"],
                         settings=engine_settings, artifacts=artifacts, result_path=out_path)
         try:
             engine.load()
-            logits = run_all_rows(engine, tokens, cell["batch_size"], cell["padding"], device)
+            logits = run_all_rows(engine, tokens, cell["batch_size"], cell["padding"], cell["device"])
         finally:
             engine.close()
         result["accuracy"] = float((logits.argmax(dim=-1) == tokens["labels"]).float().mean())
@@ -48,12 +49,6 @@ def evaluate(cell: dict, model_dir: str, tokens_path: str, reference_path: str, 
             result["reason"] = (f"logits differ from fp32 eager over the split: max |diff| "
                                 f"{result['correctness']['max_abs_diff']:.3g}, agreement "
                                 f"{result['correctness']['agreement']:.1%}")
-    except Exception as error:  # recorded, the workflow goes on
-        result["status"], result["reason"] = classify(error)
-    result["environment"] = environment.capture(device, {"cell": cell, "engine_settings": engine_settings,
-                                                         "tolerance": tolerance})
-    write_cell_result(out_path, result)
-    log.info("%s: %s accuracy=%s", out_path, result["status"], result["accuracy"])
     return result
 
 

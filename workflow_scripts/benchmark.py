@@ -18,12 +18,10 @@ import time
 import torch
 
 from workflow_scripts import environment, host_state, stats
+from workflow_scripts.cell_step import recorded_result
 from workflow_scripts.correctness import compare
 from workflow_scripts.engines import create
 from workflow_scripts.measure import config_section, pinned_to_one_core, time_first_call, time_windows, warm_up
-from workflow_scripts.model import load_info
-from workflow_scripts.outcome import classify
-from workflow_scripts.results import SCHEMA_VERSION, write_cell_result
 from workflow_scripts.step_io import (add_cell_arguments, cell_from_args, cell_from_job, job_engine_settings, run_step,
                                      setup_logging)
 from workflow_scripts.tokens import batch_rows, load_tokens, make_batch
@@ -33,26 +31,21 @@ log = logging.getLogger("benchmark")
 
 def run_cell(cell: dict, model_dir: str, tokens_path: str, reference_path: str, artifacts: dict,
              engine_settings: dict, measurement: dict, tolerance: dict, out_path: str) -> dict:
+    """Measure one cell (engine, precision, batch_size, seq_len, padding, device) and write its result (kind
+    latency) to out_path; returns it. measurement: config's measurement section; tolerance: max_abs_diff and
+    min_agreement against the fp32 eager logits in reference_path. Any failure becomes the result's status."""
     # where the job's life went before this line: interpreter start, imports, placement
     started = environment.process_started_unix()
     process_s = time.time() - started if started else None
-    device = environment.resolve_device(cell["device"])
-    cell = {**cell, "device": device}
+    cell = {**cell, "device": environment.resolve_device(cell["device"])}
     config_slice = {"cell": cell, "engine_settings": engine_settings, "measurement": measurement,
                     "tolerance": tolerance}
-    result = {"schema_version": SCHEMA_VERSION, "kind": "latency", "cell": cell, "status": "ok", "reason": None,
-              "model": load_info(model_dir), "measurement": measurement, "startup": None, "latency": None,
-              "throughput_samples_per_s": None, "memory": None, "correctness": None, "engine": None,
-              "tokens_per_batch": None, "server": None, "phases_s": {"process": process_s},
-              "host": None}
-    try:
+    with recorded_result("latency", cell, model_dir, out_path, config_slice, log, measurement=measurement,
+                         startup=None, latency=None, throughput_samples_per_s=None, memory=None, correctness=None,
+                         engine=None, tokens_per_batch=None, server=None, phases_s={"process": process_s},
+                         host=None) as result:
         result.update(measure_cell(cell, model_dir, tokens_path, reference_path, artifacts, engine_settings,
                                    measurement, tolerance, out_path, result["phases_s"]))
-    except Exception as error:  # recorded in the result; the workflow goes on with the other cells
-        result["status"], result["reason"] = classify(error)
-    result["environment"] = environment.capture(device, config_slice)
-    write_cell_result(out_path, result)
-    log.info("%s: %s %s", out_path, result["status"], result["reason"] or "")
     return result
 
 

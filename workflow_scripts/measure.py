@@ -33,17 +33,18 @@ def config_section(section: str, overrides: list[str], config_path: Path = DEFAU
     return settings
 
 
-def _synchronize(device: str) -> None:
+def synchronize(device: str) -> None:
+    """Wait for the GPU to finish queued work (CUDA); nothing on CPU."""
     if device == "cuda":
         torch.cuda.synchronize()
 
 
 def time_first_call(run_batch, batch: dict, device: str) -> float:
     """Seconds of the first call: compilation and graph capture for compiled engines."""
-    _synchronize(device)
+    synchronize(device)
     start = time.perf_counter()
     run_batch(batch)
-    _synchronize(device)
+    synchronize(device)
     return time.perf_counter() - start
 
 
@@ -87,7 +88,7 @@ def warm_up(run_batch, batches: list[dict], device: str, measurement: dict) -> d
     start = time.perf_counter()
     for batch in batches:
         run_batch(batch)
-    _synchronize(device)
+    synchronize(device)
     cycle = itertools.cycle(batches)
     window_p50: list[float] = []
     steady = False

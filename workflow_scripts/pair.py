@@ -20,12 +20,10 @@ import numpy as np
 import torch
 
 from workflow_scripts import environment, host_state, stats
+from workflow_scripts.cell_step import recorded_result
 from workflow_scripts.engines import create
 from workflow_scripts.measure import (config_section, pinned_to_one_core, time_first_call, time_window,
                                       warm_up)
-from workflow_scripts.model import load_info
-from workflow_scripts.outcome import classify
-from workflow_scripts.results import SCHEMA_VERSION, write_cell_result
 from workflow_scripts.step_io import add_cell_arguments, cell_from_args, run_step, setup_logging
 from workflow_scripts.tokens import batch_rows, load_tokens, make_batch
 
@@ -43,20 +41,12 @@ def run_pair(cell: dict, baseline: dict, model_dir: str, tokens_path: str, artif
     failed, with the reason); `pair` holds speedup (x, > 1: the engine is faster), speedup_ci95, the per-round
     ratios and window medians (ms) and the reasons the comparison is unstable, if any.
     """
-    device = environment.resolve_device(cell["device"])
-    cell = {**cell, "device": device, "baseline": baseline}
-    result = {"schema_version": SCHEMA_VERSION, "kind": "pair", "cell": cell, "status": "ok", "reason": None,
-              "model": load_info(model_dir), "measurement": measurement, "pairing": pairing, "pair": None,
-              "host": None}
-    try:
+    cell = {**cell, "device": environment.resolve_device(cell["device"]), "baseline": baseline}
+    config_slice = {"cell": cell, "engine_settings": engine_settings, "measurement": measurement, "pairing": pairing}
+    with recorded_result("pair", cell, model_dir, out_path, config_slice, log, measurement=measurement,
+                         pairing=pairing, pair=None, host=None) as result:
         result["pair"], result["host"] = measure_pair(cell, baseline, model_dir, tokens_path, artifacts,
                                                       engine_settings, measurement, pairing, out_path)
-    except Exception as error:  # recorded in the result; the workflow goes on
-        result["status"], result["reason"] = classify(error)
-    result["environment"] = environment.capture(device, {"cell": cell, "engine_settings": engine_settings,
-                                                         "measurement": measurement, "pairing": pairing})
-    write_cell_result(out_path, result)
-    log.info("%s: %s %s", out_path, result["status"], result["reason"] or "")
     return result
 
 

@@ -7,8 +7,8 @@ import time
 
 import torch
 
-from workflow_scripts import environment
 from workflow_scripts.engines import create
+from workflow_scripts.measure import synchronize
 from workflow_scripts.tokens import batch_rows, load_tokens, make_batch
 
 # NVTX range around the measured iterations: Nsight Systems captures only inside it (--capture-range=nvtx)
@@ -31,11 +31,6 @@ def loaded_engine(cell: dict, model_dir: str, tokens_path: str, artifacts: dict,
         yield engine, batches
     finally:
         engine.close()
-
-
-def synchronize(device: str) -> None:
-    if device == "cuda":
-        torch.cuda.synchronize()
 
 
 def warm_up(engine, batches: list[dict], device: str, iterations: int) -> None:
@@ -73,6 +68,3 @@ def nvtx_range(name: str, device: str):
     finally:
         torch.cuda.nvtx.range_pop()
 
-
-def resolve_cell(cell: dict) -> dict:
-    return {**cell, "device": environment.resolve_device(cell["device"])}

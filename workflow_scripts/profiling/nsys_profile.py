@@ -21,14 +21,12 @@ import sys
 import uuid
 from pathlib import Path
 
-from workflow_scripts import environment
 from workflow_scripts.deployment import nsys_missing
 from workflow_scripts import engines
-from workflow_scripts.model import load_info
-from workflow_scripts.outcome import classify
+from workflow_scripts.cell_step import recorded_result
 from workflow_scripts.profiling import kernels, nsys_stats
 from workflow_scripts.profiling.cell import MEASURED_RANGE
-from workflow_scripts.results import SCHEMA_VERSION, read_json, write_cell_result, write_json
+from workflow_scripts.results import read_json, write_json
 from workflow_scripts.step_io import (add_cell_arguments, cell_from_args, cell_from_job, job_engine_settings, run_step,
                                      setup_logging)
 
@@ -58,22 +56,15 @@ def profile_cell(cell: dict, model_dir: str, tokens_path: str, artifacts: dict, 
 
     cell = {**cell, "device": planned_device(cell["device"])}
     Path(report_dir).mkdir(parents=True, exist_ok=True)
-    result = {"schema_version": SCHEMA_VERSION, "kind": "profile", "profiler": "nsys", "cell": cell, "status": "ok", "reason": None,
-              "model": load_info(model_dir), "profile": None}
-    reason = unavailable_reason(cell["device"], executable)
-    if reason:
-        result["status"], result["reason"] = "skipped", reason
-    else:
-        try:
-            outcome, summary = run_nsys(cell, model_dir, tokens_path, artifacts, engine_settings, settings,
-                                        shutil.which(executable), out_path, Path(report_dir), threads)
-        except Exception as error:  # a profile that cannot be made is a result too (see the docstring)
-            status, reason = classify(error)
-            outcome, summary = {"status": status, "reason": reason}, None
-        result["status"], result["reason"], result["profile"] = outcome["status"], outcome["reason"], summary
-    result["environment"] = environment.capture(cell["device"], {"cell": cell, "profiling": settings})
-    write_cell_result(out_path, result)
-    log.info("%s: %s %s", out_path, result["status"], result["reason"] or "")
+    with recorded_result("profile", cell, model_dir, out_path, {"cell": cell, "profiling": settings}, log,
+                         profiler="nsys", profile=None) as result:
+        reason = unavailable_reason(cell["device"], executable)
+        if reason:
+            result["status"], result["reason"] = "skipped", reason
+        else:
+            outcome, result["profile"] = run_nsys(cell, model_dir, tokens_path, artifacts, engine_settings, settings,
+                                                  shutil.which(executable), out_path, Path(report_dir), threads)
+            result["status"], result["reason"] = outcome["status"], outcome["reason"]
     return result
 
 

@@ -19,12 +19,11 @@ import torch
 from torch.profiler import ProfilerActivity, profile, record_function
 
 from workflow_scripts import environment
+from workflow_scripts.cell_step import recorded_result
 from workflow_scripts.engines import spec
-from workflow_scripts.model import load_info
-from workflow_scripts.outcome import classify
 from workflow_scripts.profiling import kernels
-from workflow_scripts.profiling.cell import loaded_engine, profiled_iterations, resolve_cell, warm_up
-from workflow_scripts.results import SCHEMA_VERSION, atomic_write_bytes, atomic_write_text, write_cell_result
+from workflow_scripts.profiling.cell import loaded_engine, profiled_iterations, warm_up
+from workflow_scripts.results import atomic_write_bytes, write_csv
 from workflow_scripts.step_io import (add_cell_arguments, cell_from_args, cell_from_job, job_engine_settings, run_step,
                                      setup_logging)
 
@@ -35,11 +34,13 @@ TOP_OPS = 15
 
 def profile_cell(cell: dict, model_dir: str, tokens_path: str, artifacts: dict, engine_settings: dict,
                  settings: dict, out_path: str, tables_dir: str) -> dict:
-    cell = resolve_cell(cell)
+    """Profile one in-process cell with the PyTorch profiler (settings: iterations, warmup_iters,
+    max_distinct_batches) and write its result (kind profile) to out_path, the tables into tables_dir; returns
+    it. A served engine's cell is skipped (its model runs in the server); any failure becomes the status."""
+    cell = {**cell, "device": environment.resolve_device(cell["device"])}
     Path(tables_dir).mkdir(parents=True, exist_ok=True)
-    result = {"schema_version": SCHEMA_VERSION, "kind": "profile", "profiler": "torch", "cell": cell, "status": "ok", "reason": None,
-              "model": load_info(model_dir), "profile": None}
-    try:
+    with recorded_result("profile", cell, model_dir, out_path, {"cell": cell, "profiling": settings}, log,
+                         profiler="torch", profile=None) as result:
         if spec(cell["engine"]).served:
             result["status"], result["reason"] = "skipped", (
                 "the model runs inside the server process, out of this profiler's reach: see its "
@@ -47,11 +48,6 @@ def profile_cell(cell: dict, model_dir: str, tokens_path: str, artifacts: dict, 
         else:
             result["profile"] = run_profiler(cell, model_dir, tokens_path, artifacts, engine_settings, settings,
                                              out_path, Path(tables_dir))
-    except Exception as error:  # recorded; the other cells are profiled regardless
-        result["status"], result["reason"] = classify(error)
-    result["environment"] = environment.capture(cell["device"], {"cell": cell, "profiling": settings})
-    write_cell_result(out_path, result)
-    log.info("%s: %s %s", out_path, result["status"], result["reason"] or "")
     return result
 
 
@@ -105,11 +101,6 @@ def gpu_kernel_table(prof) -> pd.DataFrame:
     frame = pd.DataFrame(rows, columns=["name", "ms"])
     table = frame.groupby("name").ms.agg(total_ms="sum", calls="count").reset_index()
     return table.sort_values("total_ms", ascending=False).reset_index(drop=True)
-
-
-def write_csv(path: Path, table: pd.DataFrame) -> None:
-    """Write a table as CSV atomically."""
-    atomic_write_text(path, table.to_csv(index=False))
 
 
 def write_trace(prof, path: Path) -> None:
