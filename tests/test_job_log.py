@@ -80,3 +80,28 @@ def test_run_step_from_the_command_line_exits_with_its_code(monkeypatch):
         step_io.run_step({}, lambda smk: pytest.fail("ran the job"), lambda: 3)
     assert exit_.value.code == 3
     step_io.run_step({}, lambda smk: pytest.fail("ran the job"), lambda: None)  # 0: returns, no exit
+
+
+def test_a_jobs_console_shows_progress_and_errors_while_native_output_stays_in_its_log(tmp_path):
+    """What reaches Snakemake's console from a job: its progress lines and its error; what a native library or
+    a child process writes to the job's stdout or stderr, and the job's ordinary log lines, go to its log only."""
+    log = tmp_path / "job.log"
+    code = (f"from workflow_scripts.step_io import setup_logging\nsetup_logging({str(log)!r})\n"
+            "import logging, os, subprocess\n"
+            "from workflow_scripts.progress import Progress\n"
+            "os.write(2, b'native library noise\\n')\n"
+            "subprocess.run(['echo', 'a child process talking'])\n"
+            "logging.getLogger('step').info('an ordinary log line')\n"
+            "progress = Progress('bench eager fp32 bs1 seq32 max_length', 2, 'windows')\n"
+            "progress.start('timing')\n"
+            "progress.finish('p50 1.234 ms')\n"
+            "raise SystemExit('the step failed, saying why')\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
+    assert proc.returncode == 1
+    console, written = proc.stderr + proc.stdout, log.read_text()
+    for line in ("bench eager fp32 bs1 seq32 max_length: timing",
+                 "bench eager fp32 bs1 seq32 max_length: p50 1.234 ms (0 windows in 0 s)",
+                 "the step failed, saying why"):
+        assert line in console and line in written, line
+    for line in ("native library noise", "a child process talking", "an ordinary log line"):
+        assert line in written and line not in console, line

@@ -48,11 +48,11 @@ def test_timed_windows_are_repeats_of_windows_of_calls(monkeypatch):
     engine = ScriptedEngine([1], monkeypatch)
     calls_after = []
     timed = measure.time_windows(engine, [{"shape": 1}], "cpu", {**WARMUP, "windows": 4, "repeats": 3},
-                                 lambda: calls_after.append(len(engine.seen)))
+                                 lambda window: calls_after.append((len(engine.seen), len(window["wall_ms"]))))
     assert [len(repeat) for repeat in timed] == [4, 4, 4]
     # each window: 10 ms of 1 ms calls
     assert all(w["wall_ms"] == pytest.approx([1.0] * 10) and w["gpu_ms"] is None for r in timed for w in r)
-    assert len(calls_after) == 12 and calls_after[-1] == len(engine.seen)
+    assert len(calls_after) == 12 and calls_after[-1] == (len(engine.seen), 10)  # each with its window
 
 
 def test_command_line_settings_come_from_config_yaml_with_overrides():
@@ -60,3 +60,26 @@ def test_command_line_settings_come_from_config_yaml_with_overrides():
     assert settings["windows"] == 7 and settings["pin_cpu"] is False and "window_seconds" in settings
     with pytest.raises(ValueError, match="unknown measurement key 'window'"):
         measure.config_section("measurement", ["window=7"])
+
+
+def test_progress_shows_the_start_a_line_per_interval_and_the_end(caplog):
+    """A long measurement prints a line when it starts, then at most one per interval while steps remain,
+    and one at the end; a short one only the first and the last."""
+    from workflow_scripts.progress import Progress
+
+    now = [0.0]
+    progress = Progress("pair eager fp32 bs8 seq128 max_length vs eager fp32", 6, "rounds", interval_s=30,
+                        clock=lambda: now[0])
+    caplog.set_level("INFO", logger="progress")
+    progress.start("both loaded")
+    asked = []
+    for seconds in (10, 20, 31, 45, 70, 95):  # the 3rd and 5th steps are 30 s after the last line; the 6th is the end
+        now[0] = seconds
+        progress.step(lambda: asked.append(now[0]) or f"speedup so far {now[0]:.0f}x")
+    progress.finish("speedup 1.000x [0.990-1.010]")
+    assert caplog.messages == ["pair eager fp32 bs8 seq128 max_length vs eager fp32: both loaded",
+                               "pair eager fp32 bs8 seq128 max_length vs eager fp32: 3/6 rounds, speedup so far 31x",
+                               "pair eager fp32 bs8 seq128 max_length vs eager fp32: 5/6 rounds, speedup so far 70x",
+                               "pair eager fp32 bs8 seq128 max_length vs eager fp32: speedup 1.000x [0.990-1.010] "
+                               "(6 rounds in 95 s)"]
+    assert asked == [31, 70]  # the summary so far is computed only for the lines shown

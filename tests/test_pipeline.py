@@ -118,6 +118,29 @@ def test_the_harness_benchmark_reads_each_jobs_kind_card_and_a_cells_phases(pipe
     assert all(job["card"] is None for job in jobs if job["kind"] in ("tokenize", "aggregate", "report"))
 
 
+def test_the_console_shows_each_cells_progress_and_no_library_noise(pipeline_run):
+    """A user watching `snakemake --cores all` sees each timed cell start and end with its p50; progress bars,
+    tracer warnings and the profiler's native lines stay off the console (the job logs keep what is not
+    silenced at its source)."""
+    workdir, proc = pipeline_run
+    console = proc.stderr + proc.stdout
+    measured = [json.loads(path.read_text()) for path in (workdir / "results" / "bench").rglob("*.json")]
+    timed = [r for r in measured if r["status"] == "ok"]
+    assert len(timed) >= 6, [(r["cell"], r["reason"]) for r in measured]
+    for result in timed:
+        cell = result["cell"]
+        name = (f"bench {cell['engine']} {cell['precision']} bs{cell['batch_size']} seq{cell['seq_len']} "
+                f"{cell['padding']}")
+        p50 = result["latency"]["wall_ms"]["p50"]
+        assert f"{name}: loaded in " in console and f"{name}: p50 {p50:.3f} ms" in console, name
+        log = (workdir / "results" / "logs" / "bench" /
+               f"{cell['engine']}_{cell['precision']}_bs{cell['batch_size']}_seq{cell['seq_len']}_{cell['padding']}.log")
+        assert f"{name}: p50 {p50:.3f} ms" in log.read_text()
+    assert "pair eager fp32 bs1 seq32 max_length vs eager fp32: speedup " in console
+    for noise in ("Loading weights", "Writing model shards", "TracerWarning", "FutureWarning", "USDT", "profiler_start"):
+        assert noise not in console, noise
+
+
 def test_report_states_what_was_used_and_shows_every_engine(pipeline_run):
     workdir, proc = pipeline_run
     # the console's closing line says where the report is

@@ -22,6 +22,7 @@ from workflow_scripts.cell_step import recorded_result
 from workflow_scripts.correctness import compare
 from workflow_scripts.engines import create
 from workflow_scripts.measure import config_section, pinned_to_one_core, time_first_call, time_windows, warm_up
+from workflow_scripts.progress import Progress, cell_label
 from workflow_scripts.step_io import (add_cell_arguments, cell_from_args, cell_from_job, job_engine_settings, run_step,
                                      setup_logging)
 from workflow_scripts.tokens import batch_rows, load_tokens, make_batch
@@ -92,15 +93,19 @@ def measure_engine(engine, cell, tokens, reference, rows, measurement, tolerance
     logits = torch.cat([run_batch(b).float().cpu() for b in batches])
     correctness = compare(logits, reference[torch.cat([b["rows"] for b in batches])], tolerance)
     phases["correctness"] = time.perf_counter() - start
+    progress = Progress(f"bench {cell_label(cell)}", measurement["repeats"] * measurement["windows"], "windows")
+    progress.start(f"loaded in {load_s:.1f} s, first call {first_call_s:.1f} s, outputs "
+                   f"{'match' if correctness['within_tolerance'] else 'DIFFER from'} fp32 eager; timing")
     start = time.perf_counter()
     by_client = engine.timed_by_client(batches, measurement)  # a served engine's own load client, or None
     if by_client is None:
-        latency, server, host = time_calls(engine, run_batch, batches, device, batch_size, measurement)
+        latency, server, host = time_calls(engine, run_batch, batches, device, batch_size, measurement, progress)
         split = None
     else:  # perf_analyzer's own windows; the host is not sampled between them
         latency, server, split = by_client["latency"], by_client["server"], by_client["latency_split_ms"]
         host = None
     phases["timed"] = time.perf_counter() - start
+    progress.finish(timed_summary(latency))
     # dynamic padding shrinks batches: report how many tokens an average measured batch carries
     tokens_per_batch = sum(b["input_ids"].numel() for b in batches) / len(batches)
     described = engine.describe()
@@ -126,20 +131,39 @@ def measure_engine(engine, cell, tokens, reference, rows, measurement, tolerance
     }
 
 
-def time_calls(engine, run_batch, batches, device, batch_size, measurement) -> tuple[dict, dict | None, dict]:
+def time_calls(engine, run_batch, batches, device, batch_size, measurement, progress: Progress | None = None
+               ) -> tuple[dict, dict | None, dict]:
     """The shared timing loop, every call timed here: (the result's latency, the engine's server window, the
-    host's state over the timed windows)."""
+    host's state over the timed windows). `progress` (if given) counts the timed windows."""
+    window_p50: list[float] = []
+
+    def after_window(window: dict) -> None:
+        host.sample()
+        if progress:
+            window_p50.append(stats.median(window["wall_ms"]))
+            progress.step(lambda: f"p50 so far {stats.median(window_p50):.3f} ms")
+
     with pinned_to_one_core(measurement.get("pin_cpu", False), device) as pinned_core:
         warmup = warm_up(run_batch, batches, device, measurement)
         engine.begin_window()  # after the warm-up: a server counts the timed requests only
         with host_state.monitor(device) as host:
-            timed = time_windows(run_batch, batches, device, measurement, host.sample)
+            timed = time_windows(run_batch, batches, device, measurement, after_window)
             host_summary = host.summary()
     server = engine.end_window()
     latency = stats.latency_summary(timed, batch_size, measurement["bootstrap_resamples"],
                                     measurement["regime_min_gap"])
     latency.update(warmup=warmup, pinned_core=pinned_core)
     return latency, server, host_summary
+
+
+def timed_summary(latency: dict) -> str:
+    """`p50 1.234 ms [1.200-1.270]` of a cell's latency, with its warm-up when it did not settle."""
+    wall = latency["wall_ms"]
+    low, high = wall.get("p50_ci95") or (None, None)
+    interval = f" [{low:.3f}-{high:.3f}]" if low is not None and high is not None else ""
+    warmup = latency.get("warmup") or {}
+    unsteady = f", warm-up not steady after {warmup['seconds']:.1f} s" if warmup and not warmup["steady"] else ""
+    return f"p50 {wall['p50']:.3f} ms{interval}{unsteady}"
 
 
 def main(argv=None) -> None:

@@ -8,9 +8,11 @@ from workflow_scripts.job_log import capture_errors
 capture_errors(globals())  # first: an error in the imports below reaches the job's log too
 
 import argparse
+import contextlib
 import hashlib
 import io
 import logging
+import warnings
 from pathlib import Path
 
 import torch
@@ -36,6 +38,35 @@ class LogitsOnly(torch.nn.Module):
     def forward(self, input_ids, attention_mask):
         """Logits only (TorchScript traces a tensor, not a ModelOutput)."""
         return self.model(input_ids=input_ids, attention_mask=attention_mask).logits
+
+
+class _DropMessages(logging.Filter):
+    def __init__(self, text: str):
+        super().__init__()
+        self.text = text
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return self.text not in record.getMessage()
+
+
+@contextlib.contextmanager
+def tracing_quietly():
+    """Silences what transformers says while torch.jit.trace runs and walks the model, each harmless here:
+    TracerWarnings from its own mask code (Python booleans of tensors become constants: the export is verified
+    on two batch sizes and both paddings before anything uses it), the FutureWarning of its deprecated
+    `is_gradient_checkpointing` property and the `loss_type=None` note of its `loss_function` property (the
+    tracer reads every attribute; inference computes no loss). Other warnings pass."""
+    loss_note = _DropMessages("was set in the config but it is unrecognized")
+    modeling_log = logging.getLogger("transformers.modeling_utils")
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning, module=r"transformers\.")
+        warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning,
+                                module=r"transformers\.")
+        modeling_log.addFilter(loss_note)
+        try:
+            yield
+        finally:
+            modeling_log.removeFilter(loss_note)
 
 
 def verification_batches(tokens: dict, device: str) -> list[dict]:
@@ -66,8 +97,9 @@ def export_torchscript(model_dir: str, tokens_path: str, device: str, precision:
         # trace a padded multi-row batch so the attention-mask path is part of the graph
         example = next(b for b in batches if b["input_ids"].shape[0] > 1 and b["input_ids"].shape[1] ==
                        tokens["seq_len"])
-        traced = torch.jit.trace(model, (example["input_ids"], example["attention_mask"]), check_trace=False)
-        module = torch.jit.optimize_for_inference(torch.jit.freeze(traced.eval()))
+        with tracing_quietly():
+            traced = torch.jit.trace(model, (example["input_ids"], example["attention_mask"]), check_trace=False)
+            module = torch.jit.optimize_for_inference(torch.jit.freeze(traced.eval()))
         checks = []
         for batch in batches:
             expected = model(batch["input_ids"], batch["attention_mask"])

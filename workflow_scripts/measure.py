@@ -105,11 +105,12 @@ def warm_up(run_batch, batches: list[dict], device: str, measurement: dict) -> d
 
 
 def time_windows(run_batch, batches: list[dict], device: str, measurement: dict,
-                 after_window: Callable[[], None] | None = None) -> list[list[dict]]:
+                 after_window: Callable[[dict], None] | None = None) -> list[list[dict]]:
     """The timed part of a cell: `repeats` x `windows` windows (see time_window), cycling through `batches`.
 
-    `after_window` is called after every window, outside it (the host-state monitor samples there).
-    Returns repeats x windows of time_window's dicts.
+    `after_window(window)` is called after every window with its time_window dict, outside it (the host-state
+    monitor samples there, the console's progress line counts it). Returns repeats x windows of time_window's
+    dicts.
     """
     cycle = itertools.cycle(batches)
     repeats = []
@@ -119,7 +120,7 @@ def time_windows(run_batch, batches: list[dict], device: str, measurement: dict,
             windows.append(time_window(run_batch, cycle, device, measurement["window_seconds"],
                                        measurement["min_window_iters"]))
             if after_window:
-                after_window()
+                after_window(windows[-1])
         repeats.append(windows)
     return repeats
 

@@ -24,6 +24,7 @@ from workflow_scripts.cell_step import recorded_result
 from workflow_scripts.engines import create
 from workflow_scripts.measure import (config_section, pinned_to_one_core, time_first_call, time_window,
                                       warm_up)
+from workflow_scripts.progress import Progress, cell_label
 from workflow_scripts.step_io import add_cell_arguments, cell_from_args, run_step, setup_logging
 from workflow_scripts.tokens import batch_rows, load_tokens, make_batch
 
@@ -79,8 +80,12 @@ def measure_loaded(engines: dict, cell: dict, tokens: dict, rows: list, measurem
     roles = list(engines)
     window_p50 = {role: np.zeros((pairing["repeats"], pairing["rounds"])) for role in roles}
     cycles = {role: _cycle(batches[role]) for role in roles}
+    progress = Progress(f"pair {cell_label(cell)} vs {cell['baseline']['engine']} {cell['baseline']['precision']}",
+                        pairing["repeats"] * pairing["rounds"], "rounds")
     with pinned_to_one_core(measurement.get("pin_cpu", False), device):
         warmups = {role: warm_up(runners[role], batches[role], device, measurement) for role in roles}
+        progress.start(f"both loaded and warm; {pairing['repeats']} repeats x {pairing['rounds']} rounds of one "
+                       "window each")
         with host_state.monitor(device) as host:
             for repeat in range(pairing["repeats"]):
                 for round_ in range(pairing["rounds"]):
@@ -90,10 +95,13 @@ def measure_loaded(engines: dict, cell: dict, tokens: dict, rows: list, measurem
                                              measurement["min_window_iters"])
                         window_p50[role][repeat, round_] = stats.median(window["wall_ms"])
                     host.sample()
+                    progress.step(lambda: "speedup so far {:.3f}x".format(stats.median(
+                        window_p50["baseline"].ravel()[:progress.done] / window_p50["engine"].ravel()[:progress.done])))
             host_summary = host.summary()
     ratios = window_p50["baseline"] / window_p50["engine"]
     speedup = stats.median(ratios)
     low, high = stats.hierarchical_ci(ratios, stats.median_of_windows, measurement["bootstrap_resamples"])
+    progress.finish(f"speedup {speedup:.3f}x [{low:.3f}-{high:.3f}]")
     ratio_regimes = stats.regimes(ratios, measurement["regime_min_gap"])
     pair = {
         "speedup": speedup,

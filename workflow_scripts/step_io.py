@@ -5,8 +5,9 @@ import sys
 from typing import Callable
 
 from workflow_scripts.engines import spec
-from workflow_scripts.job_log import capture_errors, tee_stderr
+from workflow_scripts.job_log import capture_errors, console, tee_stderr
 from workflow_scripts.placement import place_snakemake_job
+from workflow_scripts.progress import log as progress_log
 
 
 def run_step(script_globals: dict, job: Callable[[object], int | None],
@@ -34,12 +35,17 @@ def run_step(script_globals: dict, job: Callable[[object], int | None],
 def setup_logging(log_path: str | None = None) -> None:
     """Log to the rule's log file (Snakemake) or to stderr (command line). With a log file, whatever the
     step writes to stderr from here on (an uncaught exception's traceback, a SystemExit message, library
-    warnings) goes to the log as well as to the console, so that a failed job's log holds its own error."""
+    warnings) goes to the log as well as to the console, so that a failed job's log holds its own error, and
+    the `progress` logger's lines (workflow_scripts/progress.py) are shown on the console too."""
     if log_path:
         log_file = tee_stderr(log_path)  # the file job_log.capture_errors opened, if it ran
         handler = logging.StreamHandler(log_file)
+        shown = logging.StreamHandler(console())
+        shown.setFormatter(logging.Formatter("[%(asctime)s] %(message)s", "%H:%M:%S"))
+        progress_log.handlers = [shown]  # and on to the root's handler: the log
     else:
         handler = logging.StreamHandler(sys.stderr)
+        progress_log.handlers = []
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         handlers=[handler], force=True)
 

@@ -1,0 +1,53 @@
+"""Progress of a measurement that can take minutes (a cell's timed windows, a pair's rounds), as a few lines
+on the console of the run: one when it starts, one every PROGRESS_INTERVAL_S while it runs, one when it ends.
+
+The lines go to the `progress` logger: in a Snakemake job, step_io.setup_logging shows that logger on the
+console as well as in the job's log (everything else a job logs stays in its log); on the command line it is
+logged like any other line. Several jobs share one console, so every line names its cell in full.
+"""
+
+import logging
+import time
+from collections.abc import Callable
+
+log = logging.getLogger("progress")
+# Seconds between two lines while a measurement runs: a 30-window GPU cell (about 10 s) shows its start and end
+# only; a CPU pair of bert-base at batch 8 (minutes) a line every half minute
+PROGRESS_INTERVAL_S = 30.0
+
+
+def cell_label(cell: dict) -> str:
+    """`eager fp32 bs1 seq128 max_length`: every dimension of a cell (engine, precision, batch_size, seq_len,
+    padding), as the report names cells."""
+    return f"{cell['engine']} {cell['precision']} bs{cell['batch_size']} seq{cell['seq_len']} {cell['padding']}"
+
+
+class Progress:
+    """The lines of one measurement of `total` steps (windows, rounds) named `unit`.
+
+    name: what is measured, e.g. "bench eager fp32 bs1 seq128 max_length"; interval_s: at least this long
+    between two lines while it runs; clock: seconds (time.monotonic; tests pass their own)."""
+
+    def __init__(self, name: str, total: int, unit: str, interval_s: float = PROGRESS_INTERVAL_S,
+                 clock: Callable[[], float] = time.monotonic):
+        self.name, self.total, self.unit, self.interval_s, self.clock = name, total, unit, interval_s, clock
+        self.done = 0
+        self.started = self.last_line = clock()
+
+    def start(self, text: str) -> None:
+        """The first line: what is about to be measured (and what loading or compiling took)."""
+        log.info("%s: %s", self.name, text)
+        self.started = self.last_line = self.clock()
+
+    def step(self, so_far: Callable[[], str]) -> None:
+        """One step done; a line `<done>/<total> <unit>, <so_far()>` when interval_s has passed since the last
+        line (so_far is called only then) and steps remain."""
+        self.done += 1
+        now = self.clock()
+        if self.done < self.total and now - self.last_line >= self.interval_s:
+            self.last_line = now
+            log.info("%s: %d/%d %s, %s", self.name, self.done, self.total, self.unit, so_far())
+
+    def finish(self, text: str) -> None:
+        """The last line: the outcome, with the steps done and the seconds since start()."""
+        log.info("%s: %s (%d %s in %.0f s)", self.name, text, self.done, self.unit, self.clock() - self.started)
