@@ -133,11 +133,12 @@ def test_the_console_shows_each_cells_progress_and_no_library_noise(pipeline_run
                 f"{cell['padding']}")
         p50 = result["latency"]["wall_ms"]["p50"]
         assert f"{name}: loaded in " in console and f"{name}: p50 {p50:.3f} ms" in console, name
-        log = (workdir / "results" / "logs" / "bench" /
-               f"{cell['engine']}_{cell['precision']}_bs{cell['batch_size']}_seq{cell['seq_len']}_{cell['padding']}.log")
+        log = workdir / "results" / "logs" / "bench" / (
+            f"{cell['engine']}_{cell['precision']}_bs{cell['batch_size']}_seq{cell['seq_len']}_{cell['padding']}.log")
         assert f"{name}: p50 {p50:.3f} ms" in log.read_text()
     assert "pair eager fp32 bs1 seq32 max_length vs eager fp32: speedup " in console
-    for noise in ("Loading weights", "Writing model shards", "TracerWarning", "FutureWarning", "USDT", "profiler_start"):
+    for noise in ("Loading weights", "Writing model shards", "TracerWarning", "FutureWarning", "USDT",
+                  "profiler_start"):
         assert noise not in console, noise
 
 

@@ -330,3 +330,48 @@ def test_numbers_read_one_way_in_every_table():
     assert shown[["wall ms/iter", "ATen ops/iter"]].values.tolist() == [["3555.395", "704"]]
     table = pd.DataFrame([{"engine": "eager", "max_abs_diff": 3.725290e-07, "agreement": 1.0, "accuracy": 0.5}])
     assert correctness.correctness_table(table).values.tolist() == [["eager", "3.73e-07", "100.0%", "50.0%"]]
+
+
+def test_measurement_context_states_this_runs_rule_and_host_state_from_the_results():
+    """The report's "How these numbers were measured" comes from the cells' recorded settings and host state:
+    the power cap at batch 256 is context, a thermal slowdown is named as flagged; CPU steal, load, clocks,
+    pinning and versions are the recorded ranges."""
+    from workflow_scripts.report import measurement
+
+    rule = {"measurement_warmup_seconds": 1.0, "measurement_stable_windows": 3, "measurement_stable_tolerance": 0.05,
+            "measurement_warmup_max_seconds": 20.0, "measurement_window_seconds": 0.2,
+            "measurement_min_window_iters": 5, "measurement_windows": 10, "measurement_repeats": 3}
+    host = {"gpu_driver": "580.159.04", "cpu_count": 16, "cpu_affinity": "0-15", "torch_threads": 16,
+            "transformers": "5.17", "torch": "2.11", "iterations": 300, "warmup_s": 1.5, "warmup_steady": True,
+            "pinned_core": 15, "time_utc": "2026-11-29T10:00:00+00:00", "cpu_steal_share": 0.001,
+            "load_average_start": 0.5, "load_average_end": 1.25, "sm_clock_min_mhz": 1980, "sm_clock_max_mhz": 1980,
+            "clock_event_reasons": "", **rule}
+    table = cells([
+        {"engine": "eager", "precision": "fp32", "batch_size": 1, "p50_ms": 4.0, **host},
+        {"engine": "fused", "batch_size": 1, "p50_ms": 0.5, **host, "time_utc": "2026-11-29T10:20:00+00:00"},
+        {"engine": "eager", "precision": "fp32", "batch_size": 256, "p50_ms": 400.0, **host, "sm_clock_min_mhz": 1380,
+         "clock_event_reasons": "sw_power_cap", "cpu_steal_share": 0.031},
+        {"engine": "fused", "batch_size": 256, "p50_ms": 40.0, **host, "clock_event_reasons": "sw_power_cap; "
+         "hw_thermal_slowdown", "iterations": 60, "warmup_steady": False, "warmup_s": 20.0},
+    ])
+    facts = measurement.facts(table).set_index("what")["this run"]
+    assert facts["timing rule"].startswith("warm-up: every input batch once, then windows until at least 1 s")
+    assert "3 repeats × 10 windows, each at least 0.2 s and 5 calls" in facts["timing rule"]
+    assert facts["timed calls per cell"] == "60–300 (with fewer than 100, p99 is close to the slowest call)"
+    assert facts["warm-up"] == ("settled in 3 of 4 cells, 1.5–20.0 s; cap reached in "
+                                "fused bf16 bs256 seq128 max_length")
+    assert facts["when (UTC)"] == "2026-11-29 10:00 – 2026-11-29 10:20"
+    assert facts["GPU and driver"] == "NVIDIA H200, driver 580.159.04"
+    assert facts["SM clock over the timed windows"] == "1380–1980 MHz"
+    assert facts["clock-event reasons"] == (
+        "sw_power_cap in 2 cell(s) (power cap at full load, the card working as designed); hw_thermal_slowdown in "
+        "1 cell(s) (a thermal or hardware slowdown: the cell is flagged THROTTLED)")
+    assert facts["cores and threads"] == ("cores allowed 0-15, torch threads 16; timing thread pinned to core 15 "
+                                          "in 4 cell(s)")
+    assert facts["CPU steal time (share of CPU time, per cell)"] == "0.1%–3.1%"
+    assert facts["load average (1 min, before and after each cell)"] == "0.50–1.25"
+    assert facts["software"] == "torch 2.11, transformers 5.17"
+    # results made before these were recorded: said so, not guessed
+    old = measurement.facts(cells([{"engine": "eager", "precision": "fp32", "batch_size": 1, "p50_ms": 4.0}]))
+    old = old.set_index("what")["this run"]
+    assert old["timing rule"] == old["SM clock over the timed windows"] == measurement.NOT_RECORDED

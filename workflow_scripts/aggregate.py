@@ -17,6 +17,10 @@ from workflow_scripts.step_io import run_step, setup_logging
 
 log = logging.getLogger("aggregate")
 CELL_KEYS = ["engine", "precision", "batch_size", "seq_len", "padding"]
+# The timing rule's settings (config measurement), each as a column measurement_<key>: the report says how
+# the run's cells were timed from these
+TIMING_RULE = ["warmup_seconds", "stable_windows", "stable_tolerance", "warmup_max_seconds", "window_seconds",
+               "min_window_iters", "windows", "repeats"]
 
 
 def energy_columns(host: dict | None, calls: int | None, batch_size: int) -> dict:
@@ -28,6 +32,19 @@ def energy_columns(host: dict | None, calls: int | None, batch_size: int) -> dic
         return {"energy_j_per_1k_inferences": None, "average_power_w": None, "energy_reason": reason}
     return {"energy_j_per_1k_inferences": energy["joules"] / (calls * batch_size) * 1000,
             "average_power_w": energy["average_power_w"], "energy_reason": None}
+
+
+def host_columns(host: dict | None) -> dict:
+    """The host's state over a cell's timed windows (host_state.HostMonitor.summary) as columns: SM clock
+    range (MHz), every clock-event reason seen ('; '-joined, '' for none; None without a GPU reading), the
+    1-minute load average before and after."""
+    host = host or {}
+    gpu = host.get("gpu") or {}
+    clock = gpu.get("sm_clock_mhz") or {}
+    load = host.get("load_average_1m") or [None, None]
+    return {"sm_clock_min_mhz": clock.get("min"), "sm_clock_max_mhz": clock.get("max"),
+            "clock_event_reasons": "; ".join(gpu["clock_event_reasons"]) if "clock_event_reasons" in gpu else None,
+            "load_average_start": load[0], "load_average_end": load[1]}
 
 
 def latency_row(result: dict, path: str, roles: dict[str, dict]) -> dict:
@@ -60,6 +77,8 @@ def latency_row(result: dict, path: str, roles: dict[str, dict]) -> dict:
         "throttled": host.get("throttled"),
         "cpu_steal_share": host.get("cpu_steal_share"),
         "steal_heavy": host.get("steal_heavy"),
+        **host_columns(host),
+        **{f"measurement_{key}": (result.get("measurement") or {}).get(key) for key in TIMING_RULE},
         **energy_columns(result.get("host"), latency.get("iterations"), cell["batch_size"]),
         "iterations": latency.get("iterations"),
         "pinned_core": latency.get("pinned_core"),
@@ -74,9 +93,14 @@ def latency_row(result: dict, path: str, roles: dict[str, dict]) -> dict:
         "weights": model["weights"],
         "gpu_name": env["gpu_name"],
         "gpu_uuid": env.get("gpu_uuid"),  # absent from results made before it was recorded
+        "gpu_driver": env.get("gpu_driver"),
         "cpu": env["cpu"],
+        "cpu_count": env.get("cpu_count"),
+        "cpu_affinity": env.get("cpu_affinity"),
+        "torch_threads": env.get("torch_threads"),
         "hostname": env["hostname"],
         "torch": env["torch"],
+        "transformers": env.get("transformers"),
         "git_commit": env["git_commit"],
         "time_utc": env["time_utc"],
         "slurm_job_id": env["slurm_job_id"],

@@ -1,7 +1,7 @@
 """Step 7, the report: results/report/report.md, a self-contained report.html and the figures.
 
-One module per section (overview, summary, budgets, comparison, headline, figures, serving, energy, why,
-roofline, cells, correctness, environment), each turning the one `context.ReportContext` of the run into blocks that `render` writes
+One module per section (overview, measurement, summary, budgets, comparison, headline, figures, serving,
+energy, why, roofline, cells, correctness, environment), each turning the one `context.ReportContext` of the run into blocks that `render` writes
 as Markdown and HTML; `build` is the step. Importing this package stays cheap (the rules read FIGURES).
 """
 

@@ -1,6 +1,7 @@
 """Step 7: the report, results/report/report.md and a self-contained report.html (figures embedded).
 
-Warnings come first (sample dataset, random weights, CPU run, mismatching or failed cells), then the Summary
+Warnings come first (sample dataset, random weights, CPU run, mismatching or failed cells), then how this run's
+numbers were measured (timing rule, host state), the Summary
 against the targets, what to deploy per latency budget, what changed since an earlier run (compare_with), the
 headline table in the original study's form, figures, serving, energy per inference, profiles, roofline, the
 full tables and the environment: one module of this package per section, in SECTIONS order.
@@ -16,14 +17,15 @@ from pathlib import Path
 
 from workflow_scripts.experiment import load_config
 from workflow_scripts.report import (FIGURES, budgets, cells, comparison, context, correctness, energy,
-                                     environment, figures, headline, overview, roofline, serving, summary, why)
+                                     environment, figures, headline, measurement, overview, roofline, serving,
+                                     summary, why)
 from workflow_scripts.report.render import render
 from workflow_scripts.step_io import run_step, setup_logging
 
 log = logging.getLogger("report")
 # The report's sections, in order; each turns the context into blocks (and draws its figures)
-SECTIONS = [overview, summary, budgets, comparison, headline, figures, serving, energy, why, roofline, cells,
-            correctness, environment]
+SECTIONS = [overview, measurement, summary, budgets, comparison, headline, figures, serving, energy, why, roofline,
+            cells, correctness, environment]
 
 
 def build(ctx: context.ReportContext, out_md: str, out_html: str) -> list[str]:
