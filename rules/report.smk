@@ -21,6 +21,15 @@ if COMPARE_WITH_TABLE:
             "../workflow_scripts/compare.py"
 
 
+# The figures this run's plan can fill: the concurrency figure only with a load sweep, the profile breakdown
+# only with profiles (without them a declared figure could only be drawn empty)
+REPORT_FIGURES = [
+    name
+    for name in FIGURES
+    if (name != "throughput_vs_concurrency" or LOAD_RESULTS) and (name != "kernel_breakdown" or PROFILE_RESULTS)
+]
+
+
 rule report:
     input:
         table=rules.aggregate.output.table,
@@ -38,6 +47,7 @@ rule report:
         **{
             name: report(f"results/report/figures/{name}.png", caption=f"captions/{name}.rst", category=category)
             for name, category in FIGURES.items()
+            if name in REPORT_FIGURES
         },
     params:
         baseline=config["report"]["baseline"],

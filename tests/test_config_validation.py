@@ -138,6 +138,8 @@ def test_profiling_can_be_turned_off_with_an_empty_list(tmp_path):
     proc = snakemake(tmp_path, overlay(tmp_path, "off", {"profiling": {"engines": []}}), args=["-n"])
     assert "profile_torch" not in proc.stdout and "profile_nsys" not in proc.stdout
     assert "benchmark_cell" in proc.stdout
+    # the report declares no profile figure it could only draw empty (the load sweep's stays: served engines)
+    assert "kernel_breakdown.png" not in proc.stdout and "throughput_vs_concurrency.png" in proc.stdout
 
 
 def test_a_sweep_key_the_user_sets_wins_over_cpu_overrides(tmp_path):
@@ -149,6 +151,8 @@ def test_a_sweep_key_the_user_sets_wins_over_cpu_overrides(tmp_path):
         args=["-n"])
     planned = {line.split("results/bench/")[1] for line in proc.stdout.splitlines() if "output: results/bench/" in line}
     assert planned == {"eager/fp32/bs1_seq32_max_length.json", "eager/fp32/bs4_seq32_max_length.json"}
+    # no served engine: no load sweep, no empty concurrency figure
+    assert "latency_vs_batch.png" in proc.stdout and "throughput_vs_concurrency.png" not in proc.stdout
     assert "cpu_overrides leaves sweep.batch_sizes as your config sets them" in proc.stderr + proc.stdout
 
 

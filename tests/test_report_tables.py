@@ -257,7 +257,7 @@ def test_the_fastest_speedup_comes_from_its_pair_and_an_unstable_one_says_so():
         "met (1.30× the target); unstable comparison: the ratio switched between two levels, 12x and 14x")
     table = table.assign(p50_ci_low_ms=table.p50_ms, p50_ci_high_ms=table.p50_ms)
     shown = headline.headline(pair_speedups.with_pair_speedups(table, pd.DataFrame([unstable]), BASELINE))
-    assert shown["speedup side by side (95% CI)"].tolist() == ["13.00× [12.00–14.00], unstable", ""]
+    assert shown["speedup side by side (95% CI)"].tolist() == ["13.00× [12.00–14.00], unstable", "— (no pair)"]
     # a pair whose interval holds 1 resolves nothing, whatever the cells' CIs say
     noise = {**pair, "speedup": 1.05, "speedup_ci_low": 0.9, "speedup_ci_high": 1.2}
     rows = summary(pair_speedups.with_pair_speedups(cells([{"engine": "eager", "precision": "fp32", "batch_size": 1,
@@ -375,3 +375,43 @@ def test_measurement_context_states_this_runs_rule_and_host_state_from_the_resul
     old = measurement.facts(cells([{"engine": "eager", "precision": "fp32", "batch_size": 1, "p50_ms": 4.0}]))
     old = old.set_index("what")["this run"]
     assert old["timing rule"] == old["SM clock over the timed windows"] == measurement.NOT_RECORDED
+
+
+def test_missing_values_read_alike_with_their_reason_and_no_empty_figure_is_shown(tmp_path):
+    """The serving section of a run whose load levels all failed: no figure (a labelled stand-in file only for
+    the declared output), a sentence saying why, and every missing value shown as the one mark (never
+    "None" or "nan"), with its reason where the section knows it."""
+    import re
+
+    from workflow_scripts.report import serving as serving_section
+    from workflow_scripts.report.render import MISSING, render
+
+    table = cells([{"engine": "eager", "precision": "fp32", "batch_size": 1, "p50_ms": 9.0},
+                   {"engine": "compile-reduce-overhead", "batch_size": 1, "p50_ms": 0.75},
+                   {"engine": "triton-python-grpc", "batch_size": 1, "p50_ms": 2.75, "client": None}])
+    failed = pd.DataFrame([{"engine": "triton-python-grpc", **ROLES["triton-python-grpc"], "precision": "bf16",
+                            "seq_len": 128, "concurrency": 4, "status": "failed", "reason": "server exited",
+                            "client": None, "p50_ms": float("nan"), "p99_ms": float("nan"),
+                            "throughput_samples_per_s": float("nan"), "mean_ms": float("nan")}])
+    figures = tmp_path / "figures"
+    figures.mkdir()
+    ctx = ReportContext(table=table, serving=failed, baseline=BASELINE, targets=TARGETS,
+                        figure_paths={"throughput_vs_concurrency": str(figures / "throughput_vs_concurrency.png")})
+    blocks = serving_section.blocks(ctx)
+    assert "figure" not in [kind for kind, *_ in blocks]
+    assert ("p", "No throughput figure: no load level produced numbers (their status and reason are in the "
+                 "table).") in blocks
+    assert (figures / "throughput_vs_concurrency.png").stat().st_size > 0  # Snakemake's declared output
+    levels = next(content for kind, content in blocks if kind == "table" and "concurrency" in content)
+    assert levels["in-process samples/s at that batch"].tolist() == [
+        f"{MISSING} (compile-reduce-overhead not timed at bs4)"]
+    render(blocks, figures, str(tmp_path / "report.md"), str(tmp_path / "report.html"))
+    for text in ((tmp_path / "report.md").read_text(), (tmp_path / "report.html").read_text()):
+        cells_shown = re.findall(r"<td>(.*?)</td>", text) or [c.strip() for line in text.splitlines()
+                                                              if line.startswith("| ") for c in line.split("|")[1:-1]]
+        assert cells_shown and not {"None", "nan", "NaN", ""} & set(cells_shown), cells_shown
+        assert MISSING in cells_shown
+    # a served engine without a load sweep: said so, no figure
+    no_sweep = serving_section.blocks(ReportContext(table=table, serving=pd.DataFrame(columns=["engine", "status"]),
+                                                    baseline=BASELINE, targets=TARGETS, figure_paths={}))
+    assert "figure" not in [kind for kind, *_ in no_sweep] and any("No load sweep" in b[1] for b in no_sweep)

@@ -10,7 +10,7 @@ cell that would have won is named beside the winner instead, never chosen silent
 import pandas as pd
 
 from workflow_scripts.report.context import ReportContext, machine_key
-from workflow_scripts.report.figures import plt, save
+from workflow_scripts.report.figures import placeholder, plt, save
 from workflow_scripts.report.render import fmt
 from workflow_scripts.results import TIMED_STATUSES
 
@@ -125,7 +125,10 @@ def blocks(ctx: ReportContext) -> list[tuple]:
         serving = serving[machine_key(serving) == ctx.machine]
     points = candidates(ctx.table[machine_key(ctx.table) == ctx.machine], serving, percentile,
                         ctx.targets["max_repeat_cv"])
-    plot_frontiers(points, budgets, percentile, ctx.figure_paths["pareto"])
+    if len(points):
+        plot_frontiers(points, budgets, percentile, ctx.figure_paths["pareto"])
+    else:
+        placeholder(ctx.figure_paths.get("pareto"), f"no cell or load level with a {percentile} latency")
     table = recommend(points, budgets)
     for column, kind in (("latency ms", "ms"), ("samples/s", "rate"), ("J per 1k inferences", "rate")):
         table[column] = table[column].map(lambda v, kind=kind: fmt(kind)(v))
@@ -137,4 +140,5 @@ def blocks(ctx: ReportContext) -> list[tuple]:
             ("table", table),
             ("figure", "pareto", f"Latency ({percentile}) against throughput per precision: lines are the "
                                  "Pareto frontiers of trusted cells, hollow markers untrusted cells, dotted lines "
-                                 "the budgets")]
+                                 "the budgets") if len(points) else
+            ("p", f"No frontier figure: no cell or load level with a {percentile} latency.")]

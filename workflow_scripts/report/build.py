@@ -69,7 +69,8 @@ def run_job(smk) -> None:
     i = smk.input
     build(context.load(i.table, i.serving, i.profiles, i.profile_tops, i.peaks, i.dataset_info, i.model_dir,
                        smk.params.baseline, smk.params.targets, smk.params.budgets,
-                       {name: smk.output[name] for name in FIGURES}, i.get("comparison"), i.pairs),
+                       {name: smk.output[name] for name in FIGURES if name in smk.output.keys()},
+                       i.get("comparison"), i.pairs),
           smk.output.md, smk.output.html)
 
 

@@ -23,6 +23,17 @@ def save(fig, path: str) -> None:
     atomic_write_bytes(path, buffer.getvalue())
 
 
+def placeholder(path: str | None, why: str) -> None:
+    """For a declared figure with nothing to draw in this run (every cell it would show failed): a PNG that
+    says why, so that Snakemake finds its output; the report itself shows the sentence, not this image. Does
+    nothing when the figure was not declared (path None)."""
+    if path:
+        fig, ax = plt.subplots(figsize=(6, 1.2))
+        ax.axis("off")
+        ax.text(0.5, 0.5, f"not drawn: {why}", ha="center", va="center", wrap=True, transform=ax.transAxes)
+        save(fig, path)
+
+
 def _series(table: pd.DataFrame):
     """(label, timed cells sorted by batch size) per engine, precision, sequence length and padding."""
     measured = table[table.status.isin(TIMED_STATUSES)]
@@ -86,18 +97,28 @@ def plot_speedup(table: pd.DataFrame, baseline: dict, path: str) -> None:
 
 
 def blocks(ctx: ReportContext) -> list[tuple]:
-    """Draws latency_vs_batch, throughput_vs_batch and speedup; their section's blocks."""
+    """Draws latency_vs_batch, throughput_vs_batch and speedup where they have cells to show; their section's
+    blocks (a sentence saying why instead of a figure that would be empty)."""
     table, baseline, paths = ctx.table, ctx.baseline, ctx.figure_paths
+    out = [("h2", "Latency and throughput versus batch size")]
+    if not table.status.isin(TIMED_STATUSES).any():
+        why = "no cell produced timings (see the warnings at the top)"
+        for name in ("latency_vs_batch", "throughput_vs_batch", "speedup"):
+            placeholder(paths.get(name), why)
+        return out + [("p", f"No figures: {why}.")]
     plot_versus_batch(table, "p50_ms", "p50 latency per batch (ms)", paths["latency_vs_batch"],
                       interval=("p50_ci_low_ms", "p50_ci_high_ms"))
     # throughput from the same statistic as latency (p50): from the mean, one slow outlier made the fastest
     # engine in the headline the slowest in this figure
     plot_versus_batch(table.assign(p50_samples_per_s=table.batch_size / table.p50_ms * 1000), "p50_samples_per_s",
                       "throughput at the p50 (samples/s)", paths["throughput_vs_batch"])
-    plot_speedup(table, baseline, paths["speedup"])
-    return [("h2", "Latency and throughput versus batch size"),
-            ("figure", "latency_vs_batch", "p50 latency per batch versus batch size (log-log; bars: the p50's "
+    out += [("figure", "latency_vs_batch", "p50 latency per batch versus batch size (log-log; bars: the p50's "
                                            "95% CI)"),
             ("figure", "throughput_vs_batch", "throughput at the p50 latency (batch size / p50, samples/s) versus "
-                                              "batch size (log-log)"),
-            ("figure", "speedup", f"speedup over {baseline['engine']} {baseline['precision']}")]
+                                              "batch size (log-log)")]
+    if speedup_bars(table).empty:
+        why = f"the baseline {baseline['engine']} {baseline['precision']} has no timed cell to compare with"
+        placeholder(paths.get("speedup"), why)
+        return out + [("p", f"No speedup figure: {why}.")]
+    plot_speedup(table, baseline, paths["speedup"])
+    return out + [("figure", "speedup", f"speedup over {baseline['engine']} {baseline['precision']}")]

@@ -5,7 +5,8 @@ import pandas as pd
 
 from workflow_scripts import pair_speedups
 from workflow_scripts.report.context import ReportContext, shows_tokens_per_batch
-from workflow_scripts.report.render import fmt
+from workflow_scripts.report.render import MISSING, fmt, missing
+from workflow_scripts.results import TIMED_STATUSES
 
 
 def headline(table: pd.DataFrame) -> pd.DataFrame:
@@ -22,8 +23,9 @@ def headline(table: pd.DataFrame) -> pd.DataFrame:
                           zip(rows.p50_ci_low_ms, rows.p50_ci_high_ms)],
         "speedup (p50 ratio)": rows.speedup.map(fmt("x")),
         # side by side in one process (workflow_scripts/pair.py), where the run made that pair
-        "speedup side by side (95% CI)": [pair_speedups.pair_speedup_text(r) for r in rows.itertuples()]
-        if "pair_speedup" in rows else "",
+        "speedup side by side (95% CI)": [pair_speedups.pair_speedup_text(r) or (
+            missing("no pair") if r.status in TIMED_STATUSES else MISSING) for r in rows.itertuples()]
+        if "pair_speedup" in rows else MISSING,
         "accuracy": rows.accuracy.map(fmt("pct")) if "accuracy" in rows else "",
         "status": rows.status,
     })

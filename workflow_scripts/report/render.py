@@ -13,6 +13,9 @@ import pandas as pd
 
 from workflow_scripts.results import atomic_write_text
 
+# How every table shows a value that is not there (None, NaN, an empty string): one mark for the whole report;
+# missing(reason) adds why where a section knows it
+MISSING = "—"
 NUMBER_FORMATS = {"ms": "{:.3f}", "x": "{:.2f}×", "pct": "{:.1%}", "rate": "{:,.1f}", "s": "{:.1f}",
                   "sci": "{:.2e}", "ratio": "{:.3f}"}
 STYLE = ("body{font-family:sans-serif;max-width:1200px;margin:2em auto;padding:0 1em}"
@@ -26,14 +29,29 @@ STYLE = ("body{font-family:sans-serif;max-width:1200px;margin:2em auto;padding:0
 
 
 def fmt(kind: str):
-    """A formatter for one kind of number (keys of NUMBER_FORMATS); NaN and None become ""."""
-    return lambda value: "" if pd.isna(value) else NUMBER_FORMATS[kind].format(value)
+    """A formatter for one kind of number (keys of NUMBER_FORMATS); NaN and None become MISSING."""
+    return lambda value: MISSING if pd.isna(value) else NUMBER_FORMATS[kind].format(value)
+
+
+def missing(reason: str | None = None) -> str:
+    """A table cell without a value, with why where known: `— (not paired)`."""
+    return f"{MISSING} ({reason})" if reason else MISSING
+
+
+def is_missing(value) -> bool:
+    """None, NaN, pandas' NA or an empty string."""
+    return value is None or (isinstance(value, str) and not value.strip()) or (
+        not isinstance(value, str) and bool(pd.api.types.is_scalar(value)) and bool(pd.isna(value)))
+
+
+def shown(frame: pd.DataFrame) -> pd.DataFrame:
+    """The table as the report shows it: every missing value (is_missing) as MISSING, other values as they are."""
+    return frame.map(lambda value: MISSING if is_missing(value) else value)
 
 
 def markdown_table(frame: pd.DataFrame) -> str:
-    """A pipe table; empty cells for None and NaN, `|` escaped."""
-    cells = frame.map(lambda value: "" if value is None or (isinstance(value, float) and value != value)
-                      else str(value))
+    """A pipe table; missing values as MISSING, `|` escaped."""
+    cells = shown(frame).map(str)
     lines = ["| " + " | ".join(map(str, frame.columns)) + " |", "|" + "---|" * len(frame.columns)]
     lines += ["| " + " | ".join(v.replace("|", "\\|") for v in row) + " |" for row in cells.values.tolist()]
     return "\n".join(lines)
@@ -64,7 +82,7 @@ def _warnings(kind, warnings, figure_dir):
 
 def _table(kind, frame, figure_dir):
     return markdown_table(frame), re.sub(r"`([^`<]*)`", r"<code>\1</code>",
-                                         frame.to_html(index=False, na_rep="", border=0))
+                                         shown(frame).to_html(index=False, na_rep=MISSING, border=0))
 
 
 def _figure(kind, name, caption, figure_dir):

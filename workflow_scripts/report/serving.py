@@ -5,10 +5,12 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import NullLocator  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from workflow_scripts.report.context import ReportContext  # noqa: E402
-from workflow_scripts.report.figures import save  # noqa: E402
+from workflow_scripts.report.figures import placeholder, save  # noqa: E402
+from workflow_scripts.report.render import MISSING, missing  # noqa: E402
 from workflow_scripts.results import TIMED_STATUSES  # noqa: E402
 
 
@@ -53,11 +55,14 @@ def serving_overhead(table: pd.DataFrame) -> pd.DataFrame:
     for row in served.itertuples():
         match = in_process_twin(table, row.twin, row.precision, row.batch_size, row.seq_len, row.padding)
         in_process = match.p50_ms.iloc[0] if len(match) else float("nan")
+        absent = missing(f"{row.twin} not timed at this cell")
         rows.append({
             "served engine": row.engine, "precision": row.precision, "batch_size": row.batch_size,
-            "seq_len": row.seq_len, "padding": row.padding, "client": getattr(row, "client", None), "served p50 ms": row.p50_ms,
-            "in-process engine": row.twin, "in-process p50 ms": in_process, "overhead ms": row.p50_ms - in_process,
-            "served mean ms": row.mean_ms,
+            "seq_len": row.seq_len, "padding": row.padding, "client": getattr(row, "client", None),
+            "served p50 ms": round(row.p50_ms, 3), "in-process engine": row.twin,
+            "in-process p50 ms": round(in_process, 3) if len(match) else absent,
+            "overhead ms": round(row.p50_ms - in_process, 3) if len(match) else absent,
+            "served mean ms": round(row.mean_ms, 3),
         })
     out = pd.DataFrame(rows)
     if len(out):
@@ -72,12 +77,14 @@ def concurrency_table(serving: pd.DataFrame, table: pd.DataFrame) -> pd.DataFram
     for level in serving.itertuples():
         twin = in_process_twin(table, level.twin, level.precision, level.concurrency, level.seq_len)
         in_process = twin.throughput_samples_per_s.iloc[0] if len(twin) else float("nan")
+        absent = missing(f"{level.twin} not timed at bs{level.concurrency}")
         rows.append({"engine": level.engine, "precision": level.precision, "seq_len": level.seq_len,
                      "concurrency": level.concurrency, "client": getattr(level, "client", None),
                      "status": level.status, "p50 ms": level.p50_ms, "p99 ms": level.p99_ms,
                      "requests/s": level.throughput_samples_per_s,
-                     "in-process samples/s at that batch": in_process,
-                     "share of in-process": level.throughput_samples_per_s / in_process,
+                     "in-process samples/s at that batch": round(in_process, 3) if len(twin) else absent,
+                     "share of in-process": (round(level.throughput_samples_per_s / in_process, 3) if len(twin)
+                                             else MISSING),
                      "mean server batch": getattr(level, "server_mean_batch_per_execution", float("nan"))})
     out = pd.DataFrame(rows)
     if len(out):
@@ -85,29 +92,52 @@ def concurrency_table(serving: pd.DataFrame, table: pd.DataFrame) -> pd.DataFram
     return out.round(3)
 
 
+def measured_levels(serving: pd.DataFrame) -> pd.DataFrame:
+    """The load levels that produced numbers (status ok)."""
+    return serving[serving.status == "ok"] if len(serving) else serving
+
+
 def plot_concurrency(serving: pd.DataFrame, path: str) -> None:
-    """Requests/s against concurrent clients, one line per served engine, precision and sequence length
-    (a placeholder text when no load level was measured: the figure is a declared output)."""
+    """Requests/s against concurrent clients, one line per served engine, precision and sequence length, of
+    the levels that produced numbers (measured_levels; at least one)."""
     fig, ax = plt.subplots(figsize=(8, 5))
-    measured = serving[serving.status == "ok"] if len(serving) else serving
-    for (engine, precision, seq_len), group in (measured.groupby(["engine", "precision", "seq_len"])
-                                                if len(measured) else []):
+    for (engine, precision, seq_len), group in measured_levels(serving).groupby(["engine", "precision", "seq_len"]):
         group = group.sort_values("concurrency")
         ax.plot(group.concurrency, group.throughput_samples_per_s, marker="o", label=f"{engine} {precision} seq{seq_len}")
-    if len(measured):
-        ax.set_xscale("log", base=2)
-        ax.legend(fontsize=7)
-    else:
-        ax.text(0.5, 0.5, "no served engine in this sweep", ha="center", va="center", transform=ax.transAxes)
+    ax.set_xscale("log", base=2)
+    levels = sorted(measured_levels(serving).concurrency.unique())
+    ax.set_xticks(levels, [str(c) for c in levels])  # ticks only where a level was measured
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.legend(fontsize=7)
     ax.set_xlabel("concurrent clients (batch-1 requests, closed loop)")
     ax.set_ylabel("throughput (requests/s)")
     ax.grid(True, which="both", alpha=0.3)
     save(fig, path)
 
 
+def load_blocks(ctx: ReportContext) -> list[tuple]:
+    """The load sweep's figure (drawn here) and table, or why there is neither."""
+    path = ctx.figure_paths.get("throughput_vs_concurrency")  # declared only where the run sweeps load levels
+    if not len(ctx.serving):
+        return [("p", "No load sweep: no served engine of this sweep has a load client that can drive it "
+                      "(config `triton.load`).")]
+    intro = ("p", "Under load (batch-1 requests from N closed-loop clients): requests/s against the same model "
+                  "in-process at batch N, the batch the server formed on average, and the same split.")
+    table = ("table", concurrency_table(ctx.serving, ctx.table))
+    if not len(measured_levels(ctx.serving)):
+        why = "no load level produced numbers (their status and reason are in the table)"
+        placeholder(path, why)
+        return [("p", f"No throughput figure: {why}."), intro, table]
+    if not path:  # levels merged from another run's pieces only: this run draws no figure of them
+        return [intro, table]
+    plot_concurrency(ctx.serving, path)
+    return [("figure", "throughput_vs_concurrency", "served throughput versus concurrent clients (dynamic "
+                                                    "batching)"), intro, table]
+
+
 def blocks(ctx: ReportContext) -> list[tuple]:
-    """Draws throughput_vs_concurrency (always); the section's blocks only when a served engine was swept."""
-    plot_concurrency(ctx.serving, ctx.figure_paths["throughput_vs_concurrency"])
+    """The section's blocks, only when a served engine was swept (then the load figure where levels were
+    measured)."""
     served = ctx.table[ctx.table.served.astype(bool)]
     if served.empty:
         return []
@@ -121,8 +151,4 @@ def blocks(ctx: ReportContext) -> list[tuple]:
                   "its own, over the same requests as its latencies; with the Python client the server's "
                   "statistics give the phases and the rest of the client's mean is client+network together."),
             ("table", overhead) if len(overhead) else ("p", "No served cell produced numbers."),
-            ("figure", "throughput_vs_concurrency", "served throughput versus concurrent clients (dynamic "
-                                                    "batching)"),
-            ("p", "Under load (batch-1 requests from N closed-loop clients): requests/s against the same model "
-                  "in-process at batch N, the batch the server formed on average, and the same split."),
-            ("table", concurrency_table(ctx.serving, ctx.table))]
+            *load_blocks(ctx)]

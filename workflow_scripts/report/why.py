@@ -9,7 +9,7 @@ import pandas as pd  # noqa: E402
 
 from workflow_scripts.profiling.kernels import CATEGORIES  # noqa: E402
 from workflow_scripts.report.context import ReportContext  # noqa: E402
-from workflow_scripts.report.figures import save  # noqa: E402
+from workflow_scripts.report.figures import placeholder, save  # noqa: E402
 from workflow_scripts.report.render import fmt  # noqa: E402
 from workflow_scripts.results import CELL_KEYS as CELL  # noqa: E402
 
@@ -89,11 +89,8 @@ def plot_breakdown(chosen: pd.DataFrame, tops: pd.DataFrame):
     for name, values in parts.items():
         ax.bar(labels, values, bottom=bottom, label=legend_name(name))
         bottom = [b + v for b, v in zip(bottom, values)]
-    if not len(chosen):
-        ax.text(0.5, 0.5, "no profile produced numbers", ha="center", va="center", transform=ax.transAxes)
-    else:
-        # beside the plot, not over a bar
-        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
+    # beside the plot, not over a bar
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
     ax.set_ylabel(ylabel)
     ax.tick_params(axis="x", labelsize=7)
     return fig
@@ -193,9 +190,14 @@ def skipped_notes(profiles: pd.DataFrame) -> list[str]:
 
 
 def blocks(ctx: ReportContext) -> list[tuple]:
-    """Draws kernel_breakdown (always: a declared output); the "Why: profiles" section's blocks."""
+    """Draws kernel_breakdown where a profile produced numbers (declared only where the run profiles); the
+    "Why: profiles" section's blocks."""
     profiles, tops, baseline, chosen = ctx.profiles, ctx.profile_tops, ctx.baseline, ctx.chosen_profiles
-    save(plot_breakdown(chosen, tops), ctx.figure_paths["kernel_breakdown"])
+    path = ctx.figure_paths.get("kernel_breakdown")
+    if chosen.empty:
+        placeholder(path, "no profile produced numbers")
+    elif path:
+        save(plot_breakdown(chosen, tops), path)
     blocks = [("h2", "Why: profiles"),
               ("p", "Profiles come from jobs of their own, never from timing jobs. Each cell's numbers come from "
                     "Nsight Systems when it ran (kernels inside CUDA graphs traced one by one), else from the "
@@ -217,9 +219,10 @@ def blocks(ctx: ReportContext) -> list[tuple]:
     gaps = profile_gaps(chosen, ctx.table)
     if gaps:
         blocks.append(("warnings", gaps))
-    blocks += [("figure", "kernel_breakdown", "GPU time per request by kernel category" if gpu
-                else "self CPU time per request of the leading operators (under the profiler)"),
-               ("h3", "Top kernels" if gpu else "Top operators"),
+    if path:
+        blocks.append(("figure", "kernel_breakdown", "GPU time per request by kernel category" if gpu
+                       else "self CPU time per request of the leading operators (under the profiler)"))
+    blocks += [("h3", "Top kernels" if gpu else "Top operators"),
                ("table", top_table(chosen, tops, "kernel" if gpu else "op"))]
     lines = why_paragraphs(chosen, baseline)
     if lines:
