@@ -358,8 +358,8 @@ def test_measurement_context_states_this_runs_rule_and_host_state_from_the_resul
     assert facts["timing rule"].startswith("warm-up: every input batch once, then windows until at least 1 s")
     assert "3 repeats × 10 windows, each at least 0.2 s and 5 calls" in facts["timing rule"]
     assert facts["timed calls per cell"] == "60–300 (with fewer than 100, p99 is close to the slowest call)"
-    assert facts["warm-up"] == ("settled in 3 of 4 cells, 1.5–20.0 s; cap reached in "
-                                "fused bf16 bs256 seq128 max_length")
+    assert facts["warm-up"] == ("settled in 3 of 4 cells, 1.5–20.0 s; the others reached the cap (named under "
+                                "NOT STEADY above)")
     assert facts["when (UTC)"] == "2026-11-29 10:00 – 2026-11-29 10:20"
     assert facts["GPU and driver"] == "NVIDIA H200, driver 580.159.04"
     assert facts["SM clock over the timed windows"] == "1380–1980 MHz"

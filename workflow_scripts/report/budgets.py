@@ -11,7 +11,7 @@ import pandas as pd
 
 from workflow_scripts.report.context import ReportContext, machine_key
 from workflow_scripts.report.figures import placeholder, plt, save
-from workflow_scripts.report.render import fmt
+from workflow_scripts.report.render import fmt, missing
 from workflow_scripts.results import TIMED_STATUSES
 
 # Columns of a candidate: one in-process cell or one served load level
@@ -130,8 +130,11 @@ def blocks(ctx: ReportContext) -> list[tuple]:
     else:
         placeholder(ctx.figure_paths.get("pareto"), f"no cell or load level with a {percentile} latency")
     table = recommend(points, budgets)
+    # a winner without an energy reading (CPU, no NVML counter, a served level): the section on energy says why
+    table["J per 1k inferences"] = [missing("not measured") if pd.isna(joules) and pd.notna(latency) else joules
+                                    for joules, latency in zip(table["J per 1k inferences"], table["latency ms"])]
     for column, kind in (("latency ms", "ms"), ("samples/s", "rate"), ("J per 1k inferences", "rate")):
-        table[column] = table[column].map(lambda v, kind=kind: fmt(kind)(v))
+        table[column] = table[column].map(lambda v, kind=kind: v if isinstance(v, str) else fmt(kind)(v))
     return [("h2", "What to deploy for a latency budget"),
             ("p", f"Per budget (`report.latency_budgets_ms`), the engine, precision and batch size (in-process) or "
                   f"concurrency (served) with the most samples/s whose {percentile} latency fits, on "

@@ -5,7 +5,7 @@ the cells' results (aggregate columns), never the README's description of what s
 
 import pandas as pd
 
-from workflow_scripts.report.context import ReportContext, cell_name, machine_key
+from workflow_scripts.report.context import ReportContext, machine_key
 
 # Clock-event reasons that are the card working as designed (host_state.OTHER_REASONS): shown as context
 DESIGNED_REASONS = {"sw_power_cap": "power cap at full load, the card working as designed",
@@ -71,7 +71,7 @@ def facts(table: pd.DataFrame) -> pd.DataFrame:
     few = (" (with fewer than 100, p99 is close to the slowest call)" if calls.notna().any() and calls.min() < 100
            else "")
     steady = column("warmup_steady").dropna()
-    unsteady = table.loc[steady.index[~steady.astype(bool)]]
+    unsteady = steady[~steady.astype(bool)]
     stamps = pd.to_datetime(column("time_utc"), utc=True, errors="coerce").dropna()
     gpu = table.device.eq("cuda").any()
     pinned = pd.to_numeric(column("pinned_core"), errors="coerce").dropna()
@@ -80,8 +80,8 @@ def facts(table: pd.DataFrame) -> pd.DataFrame:
         ("timed calls per cell", span(calls, "{:.0f}") + few if calls.notna().any() else NOT_RECORDED),
         ("warm-up", (f"settled in {len(steady) - len(unsteady)} of {len(steady)} cells, "
                      f"{span(column('warmup_s'), '{:.1f}', 's')}"
-                     + (f"; cap reached in {', '.join(cell_name(r) for r in unsteady.itertuples())}"
-                        if len(unsteady) else "")) if len(steady) else NOT_RECORDED),
+                     + ("; the others reached the cap (named under NOT STEADY above)" if len(unsteady) else ""))
+         if len(steady) else NOT_RECORDED),
         ("when (UTC)", f"{stamps.min():%Y-%m-%d %H:%M} – {stamps.max():%Y-%m-%d %H:%M}" if len(stamps)
          else NOT_RECORDED),
         ("GPU and driver", (f"{distinct(column('gpu_name'))}, driver {distinct(column('gpu_driver'))}" if gpu
