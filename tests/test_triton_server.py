@@ -16,6 +16,7 @@ import torch
 from conftest import REPO, path_with_stand_ins, processes_with
 from workflow_scripts.engines import create
 from workflow_scripts.serving import model_repository, server as server_module
+from workflow_scripts.serving.dynamo import DynamoServer
 from workflow_scripts.serving.launchers import ApptainerLauncher, LocalLauncher, remove_stale_workdirs
 from workflow_scripts.serving.server import ServerError, TritonServer, stats_window
 
@@ -446,3 +447,35 @@ def test_python_backend_model_pads_batches_to_buckets_in_static_inputs(tiny_mode
         assert [len(r.output_tensors[0].tensor) for r in responses] == sizes
         assert torch.allclose(logits, reference[start:start + sum(sizes)], atol=1e-4)
         start += sum(sizes)
+
+
+def _triton_counts(requests: int) -> dict:
+    return {"success": {"count": requests, "ns": requests * 10**6}, "execution_count": requests,
+            "inference_count": requests, **{p: {"ns": requests * 10**5} for p in
+                                            ("queue", "compute_input", "compute_infer", "compute_output")}}
+
+
+def _dynamo_counts(requests: int) -> dict:
+    return {"requests": requests, "rows": requests, "input_ns": requests * 10**5, "infer_ns": requests * 10**6,
+            "output_ns": requests * 10**5}
+
+
+@pytest.mark.parametrize("engine_name, server_class, counts", [("triton-python-grpc", TritonServer, _triton_counts),
+                                                               ("dynamo-grpc", DynamoServer, _dynamo_counts)])
+def test_the_statistics_window_opens_on_settled_counters(engine_name, server_class, counts):
+    """A server counts a request just after replying: the first snapshot after the warm-up can miss the last
+    warm-up reply. Every served engine waits for the counters to settle before opening the window, so a window
+    with no timed request counts none (an unsettled snapshot counted that warm-up reply as timed)."""
+    from workflow_scripts.engines import engine_class
+
+    class LateCounting(server_class):
+        def __init__(self):
+            self.reads = iter([5, 6])  # the 6th (last warm-up) reply is counted after the first read
+
+        def model_stats(self):
+            return counts(next(self.reads, 6))
+
+    engine = object.__new__(engine_class(engine_name))
+    engine.server = LateCounting()
+    engine.begin_window()
+    assert engine.end_window()["requests"] == 0

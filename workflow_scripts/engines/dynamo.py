@@ -7,17 +7,14 @@ with settings["worker_settings"] (serving/dynamo.py, serving/dynamo_worker.py) a
 ready; close() stops both. Requests are KServe v2 gRPC, sent with the same `tritonclient.grpc` client as the
 Triton engines; inputs are host arrays, so sending them is part of what serving costs.
 """
-import torch
-
 from workflow_scripts.engines import create
-from workflow_scripts.engines.base import Engine, EngineUnavailable
-from workflow_scripts.serving.load_clients import client_module, infer
+from workflow_scripts.engines.base import EngineUnavailable
+from workflow_scripts.engines.served import ServedEngine
 
 OUTPUT = "logits"  # serving/dynamo_worker.py
 
 
-class DynamoEngine(Engine):
-    input_device = "cpu"
+class DynamoEngine(ServedEngine):
     load_client = {"name": "python"}  # its cells are timed by the shared loop through tritonclient.grpc
     perf_analyzer_cannot_drive = ("perf_analyzer reads Triton's statistics API, which Dynamo's KServe frontend "
                                   "does not implement (UNIMPLEMENTED)")
@@ -40,7 +37,7 @@ class DynamoEngine(Engine):
 
         from workflow_scripts.serving.dynamo import DynamoServer, dynamo_version
 
-        self.model_name = f"inferbench_{self.precision}"
+        self.model_name, self.output = f"inferbench_{self.precision}", OUTPUT
         worker = {"engine": self.settings["worker_engine"], "settings": self.settings.get("worker_settings") or {},
                   "model_dir": str(self.model_dir), "device": self.device, "precision": self.precision,
                   "num_labels": AutoConfig.from_pretrained(self.model_dir).num_labels,
@@ -49,38 +46,6 @@ class DynamoEngine(Engine):
         self.server = DynamoServer(worker, self.model_name, log_path, self.settings["startup_timeout_s"],
                                    self.settings["stop_grace_s"])
         self.server.start()
-        self.client = self.new_client()
+        self.connect()
         self.notes.append(f"NVIDIA Dynamo {dynamo_version()} KServe gRPC frontend serving "
                           f"{worker['engine']}, ready in {self.server.ready_after_s:.1f} s; server log: {log_path}")
-
-    def request_target(self) -> dict:
-        return {"protocol": self.spec.protocol, "url": self.server.grpc_url, "model_name": self.model_name,
-                "output": OUTPUT}
-
-    def new_client(self):
-        return client_module(self.spec.protocol).InferenceServerClient(url=self.server.grpc_url)
-
-    def run(self, input_ids, attention_mask):
-        try:
-            logits = infer(self.client, client_module(self.spec.protocol), self.model_name, OUTPUT,
-                           input_ids.numpy(), attention_mask.numpy())
-        except Exception as error:
-            self.server.raise_if_exited(error)
-            raise
-        return torch.from_numpy(logits.copy())  # the client's buffer is read-only
-
-    def begin_window(self) -> None:
-        self.stats_before = self.server.model_stats()
-
-    def end_window(self) -> dict:
-        from workflow_scripts.serving.dynamo import stats_window
-
-        return stats_window(self.stats_before, self.server.settled_model_stats())
-
-    def close(self) -> None:
-        client = getattr(self, "client", None)
-        if client is not None:
-            client.close()
-        server = getattr(self, "server", None)
-        if server is not None:
-            server.stop()

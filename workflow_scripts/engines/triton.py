@@ -9,29 +9,28 @@ shared timing loop (the Python tritonclient); the correctness check always goes 
 """
 from pathlib import Path
 
-import numpy as np
 import torch
 
-from workflow_scripts.engines.base import Engine, EngineUnavailable
+from workflow_scripts.engines.base import EngineUnavailable
+from workflow_scripts.engines.served import ServedEngine
 from workflow_scripts.serving import perf_analyzer
 from workflow_scripts.serving.launchers import make_launcher, missing_runtime
-from workflow_scripts.serving.load_clients import client_module, infer
 from workflow_scripts.serving.model_repository import output_name
-from workflow_scripts.serving.server import TritonServer, stats_window
+from workflow_scripts.serving.server import TritonServer
 from workflow_scripts.results import read_json
 
 
-class TritonEngine(Engine):
-    input_device = "cpu"
+class TritonEngine(ServedEngine):
+    launcher = None
 
     def unavailable_reason(self) -> str | None:
         """None: the server decides what it can run (fp16 on CPU fails at load with its own message)."""
-        return None  # the server decides what it can run; fp16 on CPU fails at load with its own message
+        return None
 
     def load(self) -> None:
         """Start the server on the model repository (artifact) and connect a client; EngineUnavailable when the
         repository was skipped or the launcher lacks the backend (launchers.missing_runtime)."""
-        self.backend, self.protocol = self.spec.backend, self.spec.protocol
+        self.backend = self.spec.backend
         (repository,) = (self.artifacts[kind] for kind in self.spec.artifacts)
         info = read_json(f"{repository}/repository.json")
         if info["status"] != "ok":
@@ -49,49 +48,21 @@ class TritonEngine(Engine):
                                                        self.perf_analyzer_settings()["executable"])
         self.load_client = {"name": client, **({"perf_analyzer_unusable": fallback} if fallback else {})}
         self.server.start()
-        self.client = self.new_client()
+        self.connect()
         self.notes.append(f"tritonserver {self.server.version()} via {self.launcher.name} launcher, ready in "
                           f"{self.server.ready_after_s:.1f} s; server log: {log_path}")
 
     def tool_command(self, argv: list[str]) -> list[str]:
         return self.launcher.tool_command(argv)  # inside the server's container, if any
 
-    def request_target(self) -> dict:
-        """Where and what a client sends requests to: {protocol, url, model_name, output}."""
-        url = self.server.grpc_url if self.protocol == "grpc" else self.server.http_url
-        return {"protocol": self.protocol, "url": url, "model_name": self.model_name, "output": self.output}
-
-    def new_client(self):
-        """A tritonclient client of this engine's protocol, connected to the server."""
-        return client_module(self.protocol).InferenceServerClient(url=self.request_target()["url"])
-
-    def request(self, client, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
-        """Logits [batch, num_labels] (float32 numpy) of one request with int64 host arrays [batch, seq_len]."""
-        return infer(client, client_module(self.protocol), self.model_name, self.output, input_ids, attention_mask)
-
-    def run(self, input_ids, attention_mask):
-        """Logits of one request; EngineUnavailable for dynamic padding or a batch above max_batch_size."""
+    def check_batch(self, input_ids: torch.Tensor) -> None:
+        """EngineUnavailable for dynamic padding or a batch above the repository's max_batch_size."""
         if input_ids.shape[1] != self.seq_len:
             raise EngineUnavailable(f"the Triton model's inputs have fixed dims [{self.seq_len}]: dynamic padding "
                                     "is not served")
         if input_ids.shape[0] > self.max_batch_size:
             raise EngineUnavailable(f"batch {input_ids.shape[0]} exceeds the Triton model's max_batch_size "
                                     f"{self.max_batch_size} (triton.repository.max_batch_size)")
-        try:
-            logits = self.request(self.client, input_ids.numpy(), attention_mask.numpy())
-        except Exception as error:
-            self.server.raise_if_exited(error)
-            raise
-        return torch.from_numpy(logits.copy())  # the client's buffer is read-only
-
-    def begin_window(self) -> None:
-        """Snapshot the server's model statistics before the timed iterations."""
-        # settled: the server counts a request just after replying, and the last warm-up reply is that fresh
-        self.stats_before = self.server.settled_model_stats()
-
-    def end_window(self) -> dict:
-        """The server's statistics over the window (queue, compute ms per request, mean batch)."""
-        return stats_window(self.stats_before, self.server.settled_model_stats())
 
     def perf_analyzer_settings(self) -> dict:
         """triton.load.perf_analyzer with its defaults filled in."""
@@ -130,14 +101,7 @@ class TritonEngine(Engine):
         return {"latency": perf_analyzer.latency_result(measured), "server": server,
                 "latency_split_ms": measured["split_ms"]}
 
-    def close(self) -> None:
-        """Close the client, stop the server, remove the launcher's temporary files."""
-        client = getattr(self, "client", None)
-        if client is not None:
-            client.close()  # an open HTTP keep-alive connection would hold the server's shutdown for its timeout
-        server = getattr(self, "server", None)
-        if server is not None:
-            server.stop()
-        launcher = getattr(self, "launcher", None)
-        if launcher is not None:
-            launcher.cleanup()
+    def release(self) -> None:
+        """Remove the launcher's temporary files (after the server stopped)."""
+        if self.launcher is not None:
+            self.launcher.cleanup()

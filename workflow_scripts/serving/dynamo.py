@@ -144,6 +144,10 @@ class DynamoServer(ManagedServer):
     def answered_requests(stats: dict) -> int:
         return stats["requests"]
 
+    @staticmethod
+    def window_stats(before: dict, after: dict) -> dict:
+        return stats_window(before, after)
+
     def stop(self) -> None:
         if self.client is not None:
             self.client.close()

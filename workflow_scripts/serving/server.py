@@ -98,6 +98,12 @@ class ManagedServer:
         """How many requests a `model_stats()` snapshot has counted."""
         raise NotImplementedError
 
+    @staticmethod
+    def window_stats(before: dict, after: dict) -> dict:
+        """The server's per-request breakdown between two `model_stats()` snapshots, in the result schema's
+        `server` form: requests, executions, mean_batch_per_execution, server_total_ms and ms per phase."""
+        raise NotImplementedError
+
     def settled_model_stats(self, timeout_s: float = 2.0) -> dict:
         """`model_stats()` once the last responses are counted: a server counts a request just after replying,
         so snapshots are taken every 50 ms until two agree on the request count (at most timeout_s)."""
@@ -286,6 +292,10 @@ class TritonServer(ManagedServer):
     @staticmethod
     def answered_requests(stats: dict) -> int:
         return stats["success"]["count"]
+
+    @staticmethod
+    def window_stats(before: dict, after: dict) -> dict:
+        return stats_window(before, after)
 
     def version(self) -> str:
         return self.get_json("/v2").get("version", "unknown")
