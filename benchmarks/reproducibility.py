@@ -65,14 +65,12 @@ def build_inputs(folder: Path, tiny: bool, seq_len: int, rows: int) -> tuple[Pat
 
 def one_run(args) -> None:
     """In a child process: every pair of the config, written as one JSON list to args.child_out."""
-    import yaml
-
     from workflow_scripts import engines, pair
-    from workflow_scripts.measure import config_section
+    from workflow_scripts.experiment import pairing as pair_settings, step_config
 
-    config = yaml.safe_load((REPO / "config.yaml").read_text())
-    measurement = config_section("measurement", args.measurement)
-    pairing = config_section("pairs", args.pairing)
+    # config.yaml as a pipeline run on this device resolves it (cpu_overrides on CPU), these keys over it
+    config = step_config(section_values={"measurement": args.measurement, "pairs": args.pairing}, device=args.device)
+    measurement, pairing = config["measurement"], pair_settings(config)
     pairs, batches = (CPU_PAIRS, CPU_BATCHES) if args.tiny else (GPU_PAIRS, GPU_BATCHES)
     seq_len = 32 if args.tiny else SEQ_LEN
     if args.device == "cuda":
@@ -135,9 +133,9 @@ def main() -> None:
     parser.add_argument("--tiny", action="store_true", help="a 2-layer model and CPU-sized batches (smoke check)")
     parser.add_argument("--runs", type=int, default=2)
     parser.add_argument("--measurement", metavar="KEY=VALUE", nargs="*", default=[],
-                        help="override config.yaml's measurement keys, e.g. window_seconds=0.05")
+                        help="over the measurement keys of config.yaml, e.g. window_seconds=0.05")
     parser.add_argument("--pairing", metavar="KEY=VALUE", nargs="*", default=[],
-                        help="override config.yaml's pairs keys, e.g. rounds=10")
+                        help="over the pairs keys of config.yaml, e.g. rounds=10")
     parser.add_argument("--out", help="write every run's pair results here (JSON)")
     parser.add_argument("--compare", nargs="+", metavar="RUNS_JSON",
                         help="compare the runs saved with --out (e.g. on several machines) instead of running")

@@ -35,7 +35,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from workflow_scripts import dataset, load_sweep, model, tokens  # noqa: E402
 from workflow_scripts.engines import create  # noqa: E402
-from workflow_scripts.measure import config_section, time_windows, warm_up  # noqa: E402
+from workflow_scripts.experiment import step_config  # noqa: E402
+from workflow_scripts.measure import time_windows, warm_up  # noqa: E402
 from workflow_scripts.stats import latency_summary  # noqa: E402
 from workflow_scripts.serving import model_repository  # noqa: E402
 
@@ -69,7 +70,7 @@ def in_process(model_dir: Path, token_path: Path, batch_size: int) -> dict:
     engine.load()
     batch = {key: data[key][:batch_size].to(DEVICE) for key in ("input_ids", "attention_mask")}
     run = lambda b: engine.run(b["input_ids"], b["attention_mask"])  # noqa: E731
-    measurement = config_section("measurement", ["repeats=1"])
+    measurement = step_config(section_values={"measurement": ["repeats=1"]}, device=DEVICE)["measurement"]
     warm_up(run, [batch], DEVICE, measurement)
     timed = time_windows(run, [batch], DEVICE, measurement)
     engine.close()

@@ -23,7 +23,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from fused_probe import build_model_dir, make_inputs  # noqa: E402
 from workflow_scripts.engines import create  # noqa: E402
-from workflow_scripts.measure import config_section, time_windows, warm_up  # noqa: E402
+from workflow_scripts.experiment import step_config  # noqa: E402
+from workflow_scripts.measure import time_windows, warm_up  # noqa: E402
 from workflow_scripts.stats import coefficient_of_variation, latency_summary  # noqa: E402
 
 
@@ -43,7 +44,8 @@ def main() -> None:
         raise SystemExit("stability_probe needs a CUDA GPU")
     torch.backends.cuda.matmul.allow_tf32 = False
     cores = os.sched_getaffinity(0)
-    settings = config_section("measurement", [f"repeats={args.repeats}", f"windows={args.windows}"])
+    settings = step_config(section_values={"measurement": [f"repeats={args.repeats}", f"windows={args.windows}"]},
+                           device="cuda")["measurement"]
     print(f"GPU {torch.cuda.get_device_name()}, torch {torch.__version__}, {len(cores)} cores", flush=True)
     with tempfile.TemporaryDirectory(prefix="stability-probe-") as tmp:
         model_dir = build_model_dir(Path(tmp))

@@ -12,7 +12,7 @@ rule benchmark_cell:
     params:
         device=DEVICE,
         measurement=MEASUREMENT,
-        tolerance=tolerance,
+        tolerance=precision_tolerance,
         engine_settings=engine_settings,
     threads: MODEL_JOB_THREADS
     resources:

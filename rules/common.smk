@@ -10,26 +10,23 @@ import json
 
 import yaml
 from snakemake.logging import logger
-from snakemake.utils import validate
 
 from workflow_scripts import deployment, placement
 from workflow_scripts import engines
 from workflow_scripts.engines import ARTIFACTS, ENGINES
-from workflow_scripts.experiment import (ConfigError, cells, command_line_values, cpu_overrides, effective,
-                                        fallback_notes, in_key_order, missing_compared_columns, paired_cells,
-                                        piece_tables, profiled_cells, schema_errors)
+from workflow_scripts.experiment import (ConfigError, cells, checked_config, cpu_overrides, effective, fallback_notes,
+                                        missing_compared_columns, paired_cells, pairing, piece_tables,
+                                        profiled_cells, profiling_settings, report_settings, tolerance)
 
-CONFIG_SCHEMA = f"{workflow.basedir}/schemas/config.schema.yaml"
-command_line_values(config, CONFIG_SCHEMA)
-# Short messages naming each bad key first; then snakemake's own validation (it also fills defaults).
-_problems = schema_errors(config, CONFIG_SCHEMA)
-if _problems:
-    raise WorkflowError("Invalid config:\n  " + "\n  ".join(_problems))
-validate(config, CONFIG_SCHEMA)
-# Params compare by value: every mapping in key order (Snakemake records a param's repr).
-_ordered = in_key_order(config)
+# Typed, checked against the schema (short messages naming each bad key), defaults filled, every mapping in key
+# order (params compare by value: Snakemake records a param's repr). Step command lines resolve theirs the same
+# way (experiment.step_config).
+try:
+    _checked = checked_config(config, f"{workflow.basedir}/schemas/config.schema.yaml")
+except ConfigError as error:
+    raise WorkflowError(f"Invalid config:\n  {error}")
 config.clear()
-config.update(_ordered)
+config.update(_checked)
 # The project's defaults: a key a user set to another value wins over cpu_overrides.
 with open(f"{workflow.basedir}/config.yaml") as _handle:
     DEFAULT_CONFIG = yaml.safe_load(_handle)
@@ -173,8 +170,8 @@ NSYS_RESOURCES = {
 }
 
 
-def tolerance(wildcards):
-    return config["correctness"]["tolerance"][wildcards.precision]
+def precision_tolerance(wildcards):
+    return tolerance(EXPERIMENT, wildcards.precision)
 
 
 BENCH_RESULTS = [
@@ -200,13 +197,8 @@ LOAD_RESULTS = [
 PROFILING = EXPERIMENT["profiling"]
 
 
-def profiling_settings(wildcards):
-    """What a profile job measures. The number of distinct batches changes what it measures only where the
-    batches' shapes differ (dynamic padding): with max_length padding every batch runs the same kernels."""
-    settings = {"iterations": PROFILING["iterations"], "warmup_iters": PROFILING["warmup_iters"]}
-    if wildcards.padding == "dynamic":
-        settings["max_distinct_batches"] = MEASUREMENT["max_distinct_batches"]
-    return settings
+def profile_settings(wildcards):
+    return profiling_settings(EXPERIMENT, wildcards.padding)
 
 
 PROFILE_TOOLS = [tool for tool, on in (("torch", PROFILING["torch_profiler"]), ("nsys", PROFILING["nsys"]["enabled"])) if on]
@@ -230,7 +222,7 @@ if COMPARE_WITH_TABLE and missing_compared_columns(COMPARE_WITH_TABLE):
                         "cells.csv from an older inferbench or made by hand?)")
 # Side-by-side pairs against the baseline (rules/pairs.smk); the settings every pair job shares
 BASELINE = config["report"]["baseline"]
-PAIRING = {key: EXPERIMENT["pairs"][key] for key in ("rounds", "repeats", "max_ci_width", "seed")}
+PAIRING = pairing(EXPERIMENT)
 PAIR_RESULTS = [
     "results/pairs/{engine}/{precision}/bs{batch_size}_seq{seq_len}_{padding}.json".format(**cell)
     for cell in paired_cells(EXPERIMENT)
@@ -262,6 +254,8 @@ def pair_engine_settings(wildcards):
     return {role: engines.settings_from_config(engine, config) for role, engine, _ in pair_roles(wildcards)}
 
 
+# What the report step reads of the config: baseline, targets, budgets
+REPORT = report_settings(EXPERIMENT)
 # With strict=true, the run fails after the report when any cell is mismatch or failed.
 STRICT_TARGETS = ["results/report/strict_check.passed"] if config["strict"] else []
 

@@ -35,7 +35,7 @@ rule accuracy:
     params:
         device=DEVICE,
         batch_size=config["correctness"]["batch_size"],
-        tolerance=tolerance,
+        tolerance=precision_tolerance,
         engine_settings=engine_settings,
     threads: MODEL_JOB_THREADS
     resources:

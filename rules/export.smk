@@ -11,7 +11,7 @@ rule export_torchscript:
         info="results/export/torchscript/{precision}/seq{seq_len}.json",
     params:
         device=DEVICE,
-        tolerance=tolerance,
+        tolerance=precision_tolerance,
     threads: MODEL_JOB_THREADS
     resources:
         **GPU_TYPE,

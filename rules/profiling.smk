@@ -12,7 +12,7 @@ rule profile_torch:
         tables=directory("results/profile/torch/{engine}/{precision}/bs{batch_size}_seq{seq_len}_{padding}"),
     params:
         device=DEVICE,
-        settings=profiling_settings,
+        settings=profile_settings,
         engine_settings=engine_settings,
     threads: MODEL_JOB_THREADS
     resources:
@@ -39,7 +39,7 @@ rule profile_nsys:
         reports=directory("results/profile/nsys/{engine}/{precision}/bs{batch_size}_seq{seq_len}_{padding}"),
     params:
         device=DEVICE,
-        settings=profiling_settings,
+        settings=profile_settings,
         engine_settings=engine_settings,
     threads: MODEL_JOB_THREADS
     resources:

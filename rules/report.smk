@@ -50,12 +50,9 @@ rule report:
             if name in REPORT_FIGURES
         },
     params:
-        baseline=config["report"]["baseline"],
-        targets=config["report"]["targets"],
-        budgets={
-            "latency_ms": config["report"]["latency_budgets_ms"],
-            "percentile": config["report"]["budget_percentile"],
-        },
+        baseline=REPORT["baseline"],
+        targets=REPORT["targets"],
+        budgets=REPORT["budgets"],
     benchmark:
         "results/benchmarks/report.tsv"
     log:

@@ -55,13 +55,6 @@ def test_timed_windows_are_repeats_of_windows_of_calls(monkeypatch):
     assert len(calls_after) == 12 and calls_after[-1] == (len(engine.seen), 10)  # each with its window
 
 
-def test_command_line_settings_come_from_config_yaml_with_overrides():
-    settings = measure.config_section("measurement", ["windows=7", "pin_cpu=false"])
-    assert settings["windows"] == 7 and settings["pin_cpu"] is False and "window_seconds" in settings
-    with pytest.raises(ValueError, match="unknown measurement key 'window'"):
-        measure.config_section("measurement", ["window=7"])
-
-
 def test_progress_shows_the_start_a_line_per_interval_and_the_end(caplog):
     """A long measurement prints a line when it starts, then at most one per interval while steps remain,
     and one at the end; a short one only the first and the last."""

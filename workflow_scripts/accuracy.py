@@ -17,8 +17,9 @@ from workflow_scripts.cell_step import recorded_result
 from workflow_scripts.correctness import compare
 from workflow_scripts.engines import create
 from workflow_scripts.reference import run_all_rows
-from workflow_scripts.step_io import (add_cell_arguments, cell_from_args, cell_from_job, job_engine_settings, run_step,
-                                     setup_logging)
+from workflow_scripts.step_io import (add_cell_arguments, add_tolerance_arguments, cell_from_args, cell_from_job,
+                                     engine_settings, experiment_from_args, job_engine_settings, run_step,
+                                     setup_logging, tolerance_from_args)
 from workflow_scripts.tokens import load_tokens
 
 log = logging.getLogger("accuracy")
@@ -53,17 +54,21 @@ def evaluate(cell: dict, model_dir: str, tokens_path: str, reference_path: str, 
 
 
 def main(argv=None) -> None:
+    """The command line: one engine x precision over the whole split, with its rule's settings."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_cell_arguments(parser, batch_size=32)
+    add_cell_arguments(parser)
+    parser.set_defaults(batch_size=None)
     parser.add_argument("--reference", required=True)
-    parser.add_argument("--max-abs-diff", type=float, default=1e-3)
-    parser.add_argument("--min-agreement", type=float, default=0.99)
+    add_tolerance_arguments(parser)
     parser.add_argument("--out", required=True)
     args = parser.parse_args(argv)
+    experiment = experiment_from_args(parser, args)
     setup_logging()
-    cell, artifacts = cell_from_args(args)
-    evaluate(cell, args.model_dir, args.tokens, args.reference, artifacts, {},
-             {"max_abs_diff": args.max_abs_diff, "min_agreement": args.min_agreement}, args.out)
+    cell, artifacts = cell_from_args(args, experiment)
+    if cell["batch_size"] is None:  # the rule's: correctness.batch_size
+        cell["batch_size"] = experiment["correctness"]["batch_size"]
+    evaluate(cell, args.model_dir, args.tokens, args.reference, artifacts, engine_settings(args.engine, experiment),
+             tolerance_from_args(args, experiment), args.out)
 
 
 def run_job(smk) -> None:

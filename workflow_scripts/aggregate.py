@@ -11,9 +11,9 @@ import logging
 import pandas as pd
 
 from workflow_scripts import engines
-from workflow_scripts.experiment import load_config, piece_tables
+from workflow_scripts.experiment import piece_tables
 from workflow_scripts.results import read_json, write_csv
-from workflow_scripts.step_io import run_step, setup_logging
+from workflow_scripts.step_io import add_config_arguments, experiment_from_args, run_step, setup_logging
 
 log = logging.getLogger("aggregate")
 CELL_KEYS = ["engine", "precision", "batch_size", "seq_len", "padding"]
@@ -260,14 +260,16 @@ def main(argv=None) -> None:
     parser.add_argument("--out-serving", help="CSV of the served load levels")
     parser.add_argument("--out-profiles", help="CSV of the profiles (cell x tool)")
     parser.add_argument("--out-profile-tops", help="CSV of the profiles' top kernels and operators")
-    parser.add_argument("--merge-piece", action="append", default=[], metavar="RESULTS_DIR",
-                        help="results folder of an earlier piece of the sweep whose tables join this one")
-    parser.add_argument("--configfile", action="append", default=[],
-                        help="config files over config.yaml (the twin of a served engine depends on them)")
+    parser.add_argument("--merge-piece", action="append", metavar="RESULTS_DIR",
+                        help="results folder of an earlier piece of the sweep whose tables join this one (over "
+                             "merge_pieces)")
+    add_config_arguments(parser, device=False)  # the twin of a served engine and merge_pieces come from it
     args = parser.parse_args(argv)
+    experiment = experiment_from_args(parser, args)
     setup_logging()
-    roles = engines.roles(load_config(*args.configfile))
-    tables = with_pieces(aggregate(args.results, roles), args.merge_piece, roles)
+    roles = engines.roles(experiment)
+    pieces = experiment["merge_pieces"] if args.merge_piece is None else args.merge_piece
+    tables = with_pieces(aggregate(args.results, roles), pieces, roles)
     for table, path in zip(tables, (args.out, args.out_serving, args.out_profiles, args.out_profile_tops)):
         if path:
             write_csv(path, table)

@@ -21,10 +21,11 @@ from workflow_scripts import environment, host_state, stats
 from workflow_scripts.cell_step import recorded_result
 from workflow_scripts.correctness import compare
 from workflow_scripts.engines import create
-from workflow_scripts.measure import config_section, pinned_to_one_core, time_first_call, time_windows, warm_up
+from workflow_scripts.measure import pinned_to_one_core, time_first_call, time_windows, warm_up
 from workflow_scripts.progress import Progress, cell_label
-from workflow_scripts.step_io import (add_cell_arguments, cell_from_args, cell_from_job, job_engine_settings, run_step,
-                                     setup_logging)
+from workflow_scripts.step_io import (add_cell_arguments, add_tolerance_arguments, cell_from_args, cell_from_job, engine_settings,
+                                     experiment_from_args, job_engine_settings, run_step, setup_logging,
+                                     tolerance_from_args)
 from workflow_scripts.tokens import batch_rows, load_tokens, make_batch
 
 log = logging.getLogger("benchmark")
@@ -167,20 +168,20 @@ def timed_summary(latency: dict) -> str:
 
 
 def main(argv=None) -> None:
+    """The command line: one cell with the settings its rule would give it (step_io.experiment_from_args)."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_cell_arguments(parser)
     parser.add_argument("--reference", required=True)
-    parser.add_argument("--measurement", metavar="KEY=VALUE", nargs="*", default=[],
-                        help="override keys of config.yaml's measurement section, e.g. windows=20 pin_cpu=true")
-    parser.add_argument("--max-abs-diff", type=float, default=1e-3)
-    parser.add_argument("--min-agreement", type=float, default=0.99)
+    parser.add_argument("--measurement", metavar="KEY=VALUE", nargs="+", default=[],
+                        help="over keys of the measurement section, e.g. windows=20 pin_cpu=true")
+    add_tolerance_arguments(parser)
     parser.add_argument("--out", required=True)
     args = parser.parse_args(argv)
+    experiment = experiment_from_args(parser, args, {"measurement": args.measurement})
     setup_logging()
-    cell, artifacts = cell_from_args(args)
-    measurement = config_section("measurement", args.measurement)
-    run_cell(cell, args.model_dir, args.tokens, args.reference, artifacts, {}, measurement,
-             {"max_abs_diff": args.max_abs_diff, "min_agreement": args.min_agreement}, args.out)
+    cell, artifacts = cell_from_args(args, experiment)
+    run_cell(cell, args.model_dir, args.tokens, args.reference, artifacts, engine_settings(args.engine, experiment),
+             experiment["measurement"], tolerance_from_args(args, experiment), args.out)
 
 
 def run_job(smk) -> None:

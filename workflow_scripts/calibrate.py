@@ -18,7 +18,7 @@ import torch
 
 from workflow_scripts.environment import gpu_info
 from workflow_scripts.results import write_json
-from workflow_scripts.step_io import run_step, setup_logging
+from workflow_scripts.step_io import add_config_arguments, experiment_from_args, run_step, setup_logging
 
 log = logging.getLogger("calibrate")
 GEMM_SIZE = 8192
@@ -111,11 +111,12 @@ def calibrate(device: str, out_path: str) -> dict:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--device", default="auto", choices=["auto", "cuda", "cpu"])
+    add_config_arguments(parser)
     parser.add_argument("--out", required=True)
     args = parser.parse_args(argv)
+    experiment = experiment_from_args(parser, args)
     setup_logging()
-    calibrate(args.device, args.out)
+    calibrate(experiment["device"], args.out)
 
 
 def run_job(smk) -> None:

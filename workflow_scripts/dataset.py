@@ -12,7 +12,7 @@ from pathlib import Path
 
 from workflow_scripts.hub import go_offline_if_unreachable
 from workflow_scripts.results import atomic_write_text, write_json
-from workflow_scripts.step_io import run_step, setup_logging
+from workflow_scripts.step_io import add_config_arguments, experiment_from_args, run_step, setup_logging
 
 log = logging.getLogger("dataset")
 SAMPLE_PATH = Path(__file__).resolve().parent / "data" / "sst2_sample.tsv"
@@ -83,17 +83,21 @@ def read_rows(path: str) -> list[dict]:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--name", default="glue")
-    parser.add_argument("--config", default="sst2")
-    parser.add_argument("--split", default="validation")
-    parser.add_argument("--max-samples", type=int)
-    parser.add_argument("--source", choices=["auto", "hub", "sample"], default="auto")
+    parser.add_argument("--name", help="over dataset.name")
+    parser.add_argument("--dataset-config", help="over dataset.config (the dataset's own configuration)")
+    parser.add_argument("--split", help="over dataset.split")
+    parser.add_argument("--max-samples", type=int, help="over dataset.max_samples")
+    parser.add_argument("--source", choices=["auto", "hub", "sample"], help="over dataset.source")
+    add_config_arguments(parser, device=False)
     parser.add_argument("--out-rows", required=True)
     parser.add_argument("--out-info", required=True)
     args = parser.parse_args(argv)
+    given = {"name": args.name, "config": args.dataset_config, "split": args.split,
+             "max_samples": args.max_samples, "source": args.source}
+    experiment = experiment_from_args(parser, args, {"dataset": [f"{key}={value}" for key, value in given.items()
+                                                                 if value is not None]})
     setup_logging()
-    prepare({"name": args.name, "config": args.config, "split": args.split, "max_samples": args.max_samples,
-             "source": args.source}, args.out_rows, args.out_info)
+    prepare(experiment["dataset"], args.out_rows, args.out_info)
 
 
 def run_job(smk) -> None:

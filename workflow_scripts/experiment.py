@@ -8,8 +8,11 @@ from pathlib import Path
 
 # The aggregated tables of a run, in the order the aggregate step returns them
 AGGREGATE_TABLES = ("cells.csv", "serving.csv", "profiles.csv", "profile_tops.csv")
-# The default experiment: what a step run from the command line uses where Snakemake would pass params
+# The default experiment: what a step run from the command line starts from, as the Snakefile does
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "config.yaml"
+CONFIG_SCHEMA = Path(__file__).resolve().parent.parent / "schemas" / "config.schema.yaml"
+# The pairs settings every pair job shares (the rest of `pairs` chooses which pairs are made)
+PAIRING_KEYS = ("rounds", "repeats", "max_ci_width", "seed")
 
 
 class ConfigError(ValueError):
@@ -60,7 +63,7 @@ def fallback_notes(experiment: dict, requested_device: str, hub_ok: bool) -> lis
 
 def load_config(*overlays: str | Path) -> dict:
     """config.yaml with each overlay file merged on top (nested sections key by key, lists replaced), as
-    `--configfile` layers files; not checked (the Snakefile checks what Snakemake runs)."""
+    `--configfile` layers files; not checked (checked_config does)."""
     import yaml
 
     config = yaml.safe_load(DEFAULT_CONFIG.read_text())
@@ -151,6 +154,83 @@ def effective(config: dict, defaults: dict | None = None, scheduler_gives_gpus: 
     resolved.pop("cpu_overrides", None)
     check(resolved)
     return in_key_order(resolved)
+
+
+def checked_config(config: dict, schema_path: str | Path = CONFIG_SCHEMA) -> dict:
+    """A run's config as every job sees it: `--config` strings typed (command_line_values), checked against
+    the schema, its defaults filled in, every mapping in key order. Raises ConfigError whose message is one
+    line per violation naming the key (schema_errors). Changes `config` in place."""
+    from snakemake.utils import validate
+
+    command_line_values(config, str(schema_path))
+    problems = schema_errors(config, str(schema_path))
+    if problems:
+        raise ConfigError("\n  ".join(problems))
+    validate(config, str(schema_path))
+    return in_key_order(config)
+
+
+def step_config(configfiles=(), config_values=(), section_values: dict[str, list[str]] | None = None,
+                device: str | None = None) -> dict:
+    """The effective experiment of a step run from the command line, resolved as the Snakefile resolves a
+    run's (then each step takes the slice its rule's `params:` gives, e.g. `tolerance(experiment, precision)`).
+
+    configfiles: overlays over config.yaml, as `--configfile`; config_values: Snakemake's `--config KEY=VALUE`
+    entries; section_values: KEY=VALUE entries per section, e.g. {"measurement": ["windows=20"]} or
+    {"triton.load": ["concurrency=[1, 4]"]} (values read as YAML); device: `--device` over config's `device` (None: config's). Checked (checked_config, then
+    effective: cpu_overrides applied where the device is CPU, except keys the user set). Raises ConfigError
+    naming each problem, before any work."""
+    import yaml
+
+    config = load_config(*configfiles)
+    if config_values:
+        from snakemake.cli import parse_config  # seconds to import: only when there is something to parse
+
+        from workflow_scripts.command_line import problems
+
+        bad = problems(["--config", *config_values])  # what Snakemake's parser refuses with a traceback
+        if bad:
+            raise ConfigError("\n  ".join(bad))
+        config = merged(config, parse_config(list(config_values)))
+    for section, entries in (section_values or {}).items():
+        for entry in entries:
+            key, equals, value = entry.partition("=")
+            if not equals:
+                raise ConfigError(f"{section}: {entry!r} is not KEY=VALUE")
+            overlay = {key: yaml.safe_load(value)}
+            for part in reversed(section.split(".")):
+                overlay = {part: overlay}
+            config = merged(config, overlay)
+    if device:
+        config["device"] = device
+    return effective(checked_config(config), yaml.safe_load(DEFAULT_CONFIG.read_text()))
+
+
+def tolerance(experiment: dict, precision: str) -> dict:
+    """The correctness tolerance of one precision: {max_abs_diff, min_agreement} (rules' `tolerance` param)."""
+    return experiment["correctness"]["tolerance"][precision]
+
+
+def pairing(experiment: dict) -> dict:
+    """What every pair job shares: rounds, repeats, max_ci_width, seed (rule pair's `pairing` param)."""
+    return {key: experiment["pairs"][key] for key in PAIRING_KEYS}
+
+
+def profiling_settings(experiment: dict, padding: str) -> dict:
+    """What a profile job measures: iterations and warmup_iters, and with dynamic padding the number of
+    distinct batches (with max_length padding every batch runs the same kernels, so it changes nothing)."""
+    profiling = experiment["profiling"]
+    settings = {"iterations": profiling["iterations"], "warmup_iters": profiling["warmup_iters"]}
+    if padding == "dynamic":
+        settings["max_distinct_batches"] = experiment["measurement"]["max_distinct_batches"]
+    return settings
+
+
+def report_settings(experiment: dict) -> dict:
+    """What the report step reads of the config: baseline, targets and budgets {latency_ms, percentile}."""
+    report = experiment["report"]
+    return {"baseline": report["baseline"], "targets": report["targets"],
+            "budgets": {"latency_ms": report["latency_budgets_ms"], "percentile": report["budget_percentile"]}}
 
 
 def check(config: dict) -> None:

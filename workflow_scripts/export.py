@@ -22,7 +22,8 @@ from workflow_scripts.correctness import compare
 from workflow_scripts.engines.base import PRECISION_DTYPES, EngineUnavailable, load_hf_model
 from workflow_scripts.environment import resolve_device
 from workflow_scripts.results import atomic_write_bytes, read_json, write_json
-from workflow_scripts.step_io import run_step, setup_logging
+from workflow_scripts.step_io import (add_config_arguments, add_tolerance_arguments, experiment_from_args, run_step,
+                                     setup_logging, tolerance_from_args)
 from workflow_scripts.tokens import batch_rows, load_tokens, make_batch
 
 log = logging.getLogger("export")
@@ -142,14 +143,15 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model-dir", required=True)
     parser.add_argument("--tokens", required=True)
-    parser.add_argument("--device", default="auto")
     parser.add_argument("--precision", choices=list(PRECISION_DTYPES), default="fp32")
-    parser.add_argument("--max-abs-diff", type=float, default=1e-3)
+    add_tolerance_arguments(parser)
+    add_config_arguments(parser)
     parser.add_argument("--out", required=True)
     args = parser.parse_args(argv)
+    experiment = experiment_from_args(parser, args)
     setup_logging()
-    export_torchscript(args.model_dir, args.tokens, args.device, args.precision,
-                       {"max_abs_diff": args.max_abs_diff, "min_agreement": 1.0}, args.out)
+    export_torchscript(args.model_dir, args.tokens, experiment["device"], args.precision,
+                       tolerance_from_args(args, experiment), args.out)
 
 
 def run_job(smk) -> None:

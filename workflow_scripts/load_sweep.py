@@ -18,13 +18,14 @@ import logging
 from pathlib import Path
 
 from workflow_scripts import environment, stats
-from workflow_scripts.engines import create, spec
+from workflow_scripts.engines import ENGINES, create, spec
 from workflow_scripts.model import load_info
 from workflow_scripts.outcome import classify
 from workflow_scripts.results import SCHEMA_VERSION, write_cell_result
 from workflow_scripts.serving import perf_analyzer
 from workflow_scripts.serving.load_clients import LoadClientDied, closed_loop, planned_processes
-from workflow_scripts.step_io import job_engine_settings, run_step, setup_logging
+from workflow_scripts.step_io import (add_config_arguments, engine_settings, experiment_from_args, job_engine_settings,
+                                     run_step, setup_logging)
 from workflow_scripts.tokens import load_tokens
 
 log = logging.getLogger("load_sweep")
@@ -142,30 +143,34 @@ def _perf_analyzer_level(engine, input_ids, attention_mask, concurrency: int, lo
 
 
 def main(argv=None) -> None:
+    """The command line: one served engine x precision through every concurrency level of triton.load."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--engine", default="triton-python-grpc")
-    parser.add_argument("--precision", default="fp32")
+    parser.add_argument("--engine", required=True, choices=[name for name in ENGINES if ENGINES[name].load_sweep])
+    parser.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "bf16"])
     parser.add_argument("--seq-len", type=int, default=128)
-    parser.add_argument("--device", default="auto")
     parser.add_argument("--model-dir", required=True)
     parser.add_argument("--tokens", required=True)
-    parser.add_argument("--repository", required=True, help="the served model's repository folder")
-    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 16])
-    parser.add_argument("--seconds", type=float, default=5.0)
-    parser.add_argument("--client-processes", default="auto", help="processes the Python clients are spread over")
-    parser.add_argument("--client", default="auto", choices=perf_analyzer.CLIENTS,
-                        help="the load client (auto: perf_analyzer where it runs, else python)")
+    parser.add_argument("--repository", help="the served model's repository folder (Triton engines)")
+    parser.add_argument("--concurrency", type=int, nargs="+", help="over triton.load.concurrency")
+    parser.add_argument("--seconds", type=float, help="over triton.load.seconds")
+    parser.add_argument("--client-processes", help="over triton.load.client_processes (auto or a number)")
+    parser.add_argument("--client", choices=perf_analyzer.CLIENTS, help="over triton.load.client")
+    add_config_arguments(parser)
     parser.add_argument("--out-prefix", required=True, help="writes <prefix>_c<N>.json")
     args = parser.parse_args(argv)
+    given = {"concurrency": args.concurrency, "seconds": args.seconds, "client_processes": args.client_processes,
+             "client": args.client}
+    experiment = experiment_from_args(parser, args, {"triton.load": [f"{key}={value}" for key, value in given.items()
+                                                                     if value is not None]})
+    kinds = spec(args.engine).artifacts
+    if kinds and not args.repository:
+        parser.error(f"{args.engine} needs --repository (its {', '.join(kinds)} model repository)")
     setup_logging()
+    load = experiment["triton"]["load"]
     cell = {"engine": args.engine, "precision": args.precision, "seq_len": args.seq_len, "padding": "max_length",
-            "device": args.device}
-    settings = {"launcher": "local", "startup_timeout_s": 300, "stop_grace_s": 15}
-    artifacts = {kind: args.repository for kind in spec(args.engine).artifacts}
-    sweep(cell, args.model_dir, args.tokens, artifacts, settings,
-          {"concurrency": args.concurrency, "seconds": args.seconds, "warmup_seconds": 1.0,
-           "client_processes": args.client_processes, "client": args.client},
-          [f"{args.out_prefix}_c{n}.json" for n in args.concurrency])
+            "device": experiment["device"]}
+    sweep(cell, args.model_dir, args.tokens, {kind: args.repository for kind in kinds},
+          engine_settings(args.engine, experiment), load, [f"{args.out_prefix}_c{n}.json" for n in load["concurrency"]])
 
 
 def run_job(smk) -> None:

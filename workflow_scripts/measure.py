@@ -11,27 +11,10 @@ import itertools
 import os
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import torch
-import yaml
 
 from workflow_scripts.stats import median
-
-DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "config.yaml"
-
-
-def config_section(section: str, overrides: list[str], config_path: Path = DEFAULT_CONFIG) -> dict:
-    """A section of config.yaml (`measurement`, `pairs`) with KEY=VALUE overrides (values parsed as YAML), for
-    the command lines that run steps outside Snakemake. Raises ValueError naming an unknown key."""
-    settings = yaml.safe_load(config_path.read_text())[section]
-    for item in overrides:
-        key, _, value = item.partition("=")
-        if key not in settings:
-            raise ValueError(f"unknown {section} key {key!r}; known: {', '.join(settings)}")
-        settings[key] = yaml.safe_load(value)
-    return settings
-
 
 def synchronize(device: str) -> None:
     """Wait for the GPU to finish queued work (CUDA); nothing on CPU."""

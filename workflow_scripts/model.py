@@ -18,7 +18,7 @@ from workflow_scripts.dataset import read_rows
 from workflow_scripts.hub import go_offline_if_unreachable
 from workflow_scripts.model_config import shipped_config, shipped_ids
 from workflow_scripts.results import write_json
-from workflow_scripts.step_io import run_step, setup_logging
+from workflow_scripts.step_io import add_config_arguments, experiment_from_args, run_step, setup_logging
 
 log = logging.getLogger("model")
 INFO_FILE = "inferbench_model.json"
@@ -173,18 +173,20 @@ def load_info(model_dir: str | Path) -> dict:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--id", default="bert-base-uncased")
-    parser.add_argument("--weights", choices=["auto", "pretrained", "random"], default="auto")
-    parser.add_argument("--num-labels", type=int, default=2)
+    parser.add_argument("--id", help="over model.id")
+    parser.add_argument("--weights", choices=["auto", "pretrained", "random"], help="over model.weights")
+    parser.add_argument("--num-labels", type=int, help="over model.num_labels")
     parser.add_argument("--override", action="append", default=[], metavar="KEY=INT",
-                        help="architecture override, e.g. num_hidden_layers=2")
+                        help="architecture override over model.config_overrides, e.g. num_hidden_layers=2")
+    add_config_arguments(parser, device=False)
     parser.add_argument("--dataset-rows", required=True)
     parser.add_argument("--out-dir", required=True)
     args = parser.parse_args(argv)
+    given = {"id": args.id, "weights": args.weights, "num_labels": args.num_labels}
+    values = [f"{key}={value}" for key, value in given.items() if value is not None]
+    experiment = experiment_from_args(parser, args, {"model": values, "model.config_overrides": args.override})
     setup_logging()
-    overrides = {k: int(v) for k, v in (item.split("=", 1) for item in args.override)}
-    prepare({"id": args.id, "weights": args.weights, "num_labels": args.num_labels,
-             "config_overrides": overrides}, args.dataset_rows, args.out_dir)
+    prepare(experiment["model"], args.dataset_rows, args.out_dir)
 
 
 def run_job(smk) -> None:

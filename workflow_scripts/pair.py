@@ -22,10 +22,12 @@ import torch
 from workflow_scripts import environment, host_state, stats
 from workflow_scripts.cell_step import recorded_result
 from workflow_scripts.engines import create
-from workflow_scripts.measure import (config_section, pinned_to_one_core, time_first_call, time_window,
+from workflow_scripts.experiment import pairing
+from workflow_scripts.measure import (pinned_to_one_core, time_first_call, time_window,
                                       warm_up)
 from workflow_scripts.progress import Progress, cell_label
-from workflow_scripts.step_io import add_cell_arguments, cell_from_args, run_step, setup_logging
+from workflow_scripts.step_io import (add_cell_arguments, cell_from_args, engine_settings, experiment_from_args, run_step,
+                                     setup_logging)
 from workflow_scripts.tokens import batch_rows, load_tokens, make_batch
 
 log = logging.getLogger("pair")
@@ -142,21 +144,26 @@ def unstable_reasons(pair: dict, host: dict, max_ci_width: float) -> list[str]:
 
 
 def main(argv=None) -> None:
+    """The command line: one pair against report.baseline (or --baseline-*) with its rule's settings."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_cell_arguments(parser)
-    parser.add_argument("--baseline-engine", default="eager")
-    parser.add_argument("--baseline-precision", default="fp32")
-    parser.add_argument("--pairing", metavar="KEY=VALUE", nargs="*", default=[],
-                        help="override keys of config.yaml's pairs section, e.g. rounds=10")
-    parser.add_argument("--measurement", metavar="KEY=VALUE", nargs="*", default=[],
-                        help="override keys of config.yaml's measurement section, e.g. window_seconds=0.1")
+    parser.add_argument("--baseline-engine", help="over report.baseline.engine")
+    parser.add_argument("--baseline-precision", help="over report.baseline.precision")
+    parser.add_argument("--pairing", metavar="KEY=VALUE", nargs="+", default=[],
+                        help="over keys of the pairs section, e.g. rounds=10")
+    parser.add_argument("--measurement", metavar="KEY=VALUE", nargs="+", default=[],
+                        help="over keys of the measurement section, e.g. window_seconds=0.1")
     parser.add_argument("--out", required=True)
     args = parser.parse_args(argv)
+    experiment = experiment_from_args(parser, args, {"pairs": args.pairing, "measurement": args.measurement})
     setup_logging()
-    cell, artifacts = cell_from_args(args)
-    pairing = config_section("pairs", args.pairing)
-    run_pair(cell, {"engine": args.baseline_engine, "precision": args.baseline_precision}, args.model_dir,
-             args.tokens, {"engine": artifacts}, {}, config_section("measurement", args.measurement), pairing, args.out)
+    cell, artifacts = cell_from_args(args, experiment)
+    baseline = {"engine": args.baseline_engine or experiment["report"]["baseline"]["engine"],
+                "precision": args.baseline_precision or experiment["report"]["baseline"]["precision"]}
+    settings = {"engine": engine_settings(args.engine, experiment),
+                "baseline": engine_settings(baseline["engine"], experiment)}
+    run_pair(cell, baseline, args.model_dir, args.tokens, {"engine": artifacts}, settings,
+             experiment["measurement"], pairing(experiment), args.out)
 
 
 def run_job(smk) -> None:

@@ -13,7 +13,7 @@ import torch
 from workflow_scripts.engines import create
 from workflow_scripts.environment import resolve_device
 from workflow_scripts.results import atomic_write_bytes
-from workflow_scripts.step_io import run_step, setup_logging
+from workflow_scripts.step_io import add_config_arguments, experiment_from_args, run_step, setup_logging
 from workflow_scripts.tokens import batch_rows, load_tokens, make_batch
 
 log = logging.getLogger("reference")
@@ -48,12 +48,14 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--model-dir", required=True)
     parser.add_argument("--tokens", required=True)
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--batch-size", type=int, help="over correctness.batch_size")
+    add_config_arguments(parser)
     parser.add_argument("--out", required=True)
     args = parser.parse_args(argv)
+    experiment = experiment_from_args(parser, args)
     setup_logging()
-    compute_reference(args.model_dir, args.tokens, args.device, args.batch_size, args.out)
+    compute_reference(args.model_dir, args.tokens, experiment["device"],
+                      args.batch_size or experiment["correctness"]["batch_size"], args.out)
 
 
 def run_job(smk) -> None:

@@ -4,7 +4,9 @@ import logging
 import sys
 from typing import Callable
 
+from workflow_scripts import engines
 from workflow_scripts.engines import spec
+from workflow_scripts.experiment import ConfigError, step_config, tolerance
 from workflow_scripts.job_log import capture_errors, console, tee_stderr
 from workflow_scripts.placement import place_snakemake_job
 from workflow_scripts.progress import log as progress_log
@@ -55,24 +57,84 @@ def snakemake_log(smk) -> str | None:
     return smk.log[0] if len(smk.log) else None
 
 
-def add_cell_arguments(parser, batch_size: int = 1) -> None:
-    """The options that name one cell and the files its engine loads (command-line use of a step)."""
-    parser.add_argument("--engine", required=True)
-    parser.add_argument("--precision", default="fp32")
-    parser.add_argument("--batch-size", type=int, default=batch_size)
+def add_config_arguments(parser, device: bool = True) -> None:
+    """The options that choose the experiment a step's command line runs with, as Snakemake's do: config
+    files over config.yaml, `--config KEY=VALUE` entries, and (device=True) `--device` over config's."""
+    parser.add_argument("--configfile", nargs="+", action="extend", default=[], metavar="FILE",
+                        help="config files over config.yaml, later ones winning (as snakemake --configfile)")
+    parser.add_argument("--config", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
+                        help="config values over the files (as snakemake --config), e.g. "
+                             "\"measurement={windows: 20}\"")
+    if device:
+        parser.add_argument("--device", choices=["auto", "cuda", "cpu"],
+                            help="over config's device (auto: cuda where NVML sees a GPU, else cpu, which "
+                                 "applies cpu_overrides as a run does)")
+
+
+def experiment_from_args(parser, args, section_values: dict[str, list[str]] | None = None) -> dict:
+    """The effective experiment of add_config_arguments' options (experiment.step_config); a config the
+    schema or the checks refuse ends the program through `parser.error`, naming each problem."""
+    try:
+        return step_config(args.configfile, args.config, section_values, getattr(args, "device", None))
+    except ConfigError as error:
+        parser.error(f"invalid config:\n  {error}")
+
+
+def add_cell_arguments(parser) -> None:
+    """The options that name one cell and the files its engine loads (command-line use of a step), and
+    add_config_arguments' options."""
+    parser.add_argument("--engine", required=True, choices=list(engines.ENGINES))
+    parser.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "bf16"])
+    parser.add_argument("--batch-size", type=int, default=1)
     parser.add_argument("--seq-len", type=int, default=128)
-    parser.add_argument("--padding", default="max_length")
-    parser.add_argument("--device", default="auto")
+    parser.add_argument("--padding", default="max_length", choices=["max_length", "dynamic"])
     parser.add_argument("--model-dir", required=True)
     parser.add_argument("--tokens", required=True)
     parser.add_argument("--torchscript", help="exported module, for the torchscript engine")
+    add_config_arguments(parser)
 
 
-def cell_from_args(args) -> tuple[dict, dict]:
-    """(cell, artifacts) from the options of add_cell_arguments."""
+def cell_from_args(args, experiment: dict) -> tuple[dict, dict]:
+    """(cell, artifacts) from the options of add_cell_arguments, on the experiment's resolved device."""
     cell = {"engine": args.engine, "precision": args.precision, "batch_size": args.batch_size,
-            "seq_len": args.seq_len, "padding": args.padding, "device": args.device}
+            "seq_len": args.seq_len, "padding": args.padding, "device": experiment["device"]}
     return cell, ({"torchscript": args.torchscript} if args.torchscript else {})
+
+
+def add_profiling_arguments(parser) -> None:
+    """--iterations and --warmup-iters of a profile, over the profiling section's."""
+    parser.add_argument("--iterations", type=int, help="over profiling.iterations")
+    parser.add_argument("--warmup-iters", type=int, help="over profiling.warmup_iters")
+
+
+def profiling_values(args) -> dict[str, list[str]]:
+    """add_profiling_arguments' options that were given, as experiment_from_args' section values."""
+    given = {"iterations": args.iterations, "warmup_iters": args.warmup_iters}
+    return {"profiling": [f"{key}={value}" for key, value in given.items() if value is not None]}
+
+
+def add_tolerance_arguments(parser) -> None:
+    """--max-abs-diff and --min-agreement, over the tolerance the config gives the cell's precision."""
+    parser.add_argument("--max-abs-diff", type=float,
+                        help="over correctness.tolerance.<precision>.max_abs_diff (largest |logit - reference|)")
+    parser.add_argument("--min-agreement", type=float,
+                        help="over correctness.tolerance.<precision>.min_agreement (share of equal predictions)")
+
+
+def tolerance_from_args(args, experiment: dict) -> dict:
+    """The tolerance of args.precision (the rules' `tolerance` param), with add_tolerance_arguments' options
+    over it where given: {max_abs_diff, min_agreement}."""
+    given = {"max_abs_diff": args.max_abs_diff, "min_agreement": args.min_agreement}
+    return {**tolerance(experiment, args.precision), **{k: v for k, v in given.items() if v is not None}}
+
+
+def engine_settings(engine: str, experiment: dict) -> dict:
+    """The settings a job of `engine` gets from this experiment: its params and, for a served engine, the
+    server's timeouts, which a job gets as resources (job_engine_settings)."""
+    settings = engines.settings_from_config(engine, experiment)
+    if spec(engine).served:
+        settings.update(engines.settings_from_config(engine, experiment, resources=True))
+    return settings
 
 
 def job_engine_settings(smk) -> dict:

@@ -12,7 +12,7 @@ import pandas as pd
 
 from workflow_scripts.compare import describe, regressions
 from workflow_scripts.results import atomic_write_text
-from workflow_scripts.step_io import run_step
+from workflow_scripts.step_io import add_config_arguments, experiment_from_args, run_step
 
 UNTRUSTED = ("mismatch", "failed")
 
@@ -44,9 +44,12 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("table")
     parser.add_argument("--comparison", help="comparison.csv of the compare step")
-    parser.add_argument("--max-slowdown", type=float, default=0.05)
+    parser.add_argument("--max-slowdown", type=float, help="over report.max_slowdown")
+    add_config_arguments(parser, device=False)
     args = parser.parse_args(argv)
-    return check(args.table, comparison_path=args.comparison, max_slowdown=args.max_slowdown)
+    experiment = experiment_from_args(parser, args)
+    max_slowdown = experiment["report"]["max_slowdown"] if args.max_slowdown is None else args.max_slowdown
+    return check(args.table, comparison_path=args.comparison, max_slowdown=max_slowdown)
 
 
 def run_job(smk) -> int:

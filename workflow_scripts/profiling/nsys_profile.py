@@ -27,8 +27,10 @@ from workflow_scripts.cell_step import recorded_result
 from workflow_scripts.profiling import kernels, nsys_stats
 from workflow_scripts.profiling.cell import MEASURED_RANGE
 from workflow_scripts.results import read_json, write_json
-from workflow_scripts.step_io import (add_cell_arguments, cell_from_args, cell_from_job, job_engine_settings, run_step,
-                                     setup_logging)
+from workflow_scripts.experiment import profiling_settings
+from workflow_scripts.step_io import (add_cell_arguments, add_profiling_arguments, cell_from_args, cell_from_job,
+                                     engine_settings, experiment_from_args, job_engine_settings, profiling_values,
+                                     run_step, setup_logging)
 
 log = logging.getLogger("nsys_profile")
 TRACE_FLAGS = ["--trace=cuda,nvtx", "--cuda-graph-trace=node"]
@@ -178,20 +180,21 @@ def log_tail(log_path: Path, lines: int = 20) -> str:
 
 
 def main(argv=None) -> None:
+    """The command line: one cell under Nsight Systems with its rule's settings (nsys from profiling.nsys)."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_cell_arguments(parser)
-    parser.add_argument("--nsys", default="nsys", help="the nsys executable")
-    parser.add_argument("--iterations", type=int, default=10)
-    parser.add_argument("--warmup-iters", type=int, default=5)
+    parser.add_argument("--nsys", help="the nsys executable, over profiling.nsys.executable")
+    add_profiling_arguments(parser)
     parser.add_argument("--out", required=True, help="summary JSON")
     parser.add_argument("--report-dir", required=True, help="folder for the .nsys-rep and the CSV reports")
     args = parser.parse_args(argv)
+    experiment = experiment_from_args(parser, args, profiling_values(args))
     setup_logging()
-    cell, artifacts = cell_from_args(args)
-    settings = {"iterations": args.iterations, "warmup_iters": args.warmup_iters, "max_distinct_batches": 4,
-                "timeout_s": 1800}
-    profile_cell(cell, args.model_dir, args.tokens, artifacts,
-                 {}, settings, args.nsys, args.out, args.report_dir)
+    cell, artifacts = cell_from_args(args, experiment)
+    nsys = experiment["profiling"]["nsys"]
+    profile_cell(cell, args.model_dir, args.tokens, artifacts, engine_settings(args.engine, experiment),
+                 {**profiling_settings(experiment, args.padding), "timeout_s": nsys["timeout_s"]},
+                 args.nsys or nsys["executable"], args.out, args.report_dir)
 
 
 def run_job(smk) -> None:

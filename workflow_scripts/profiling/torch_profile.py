@@ -24,7 +24,9 @@ from workflow_scripts.engines import spec
 from workflow_scripts.profiling import kernels
 from workflow_scripts.profiling.cell import loaded_engine, profiled_iterations, warm_up
 from workflow_scripts.results import atomic_write_bytes, write_csv
-from workflow_scripts.step_io import (add_cell_arguments, cell_from_args, cell_from_job, job_engine_settings, run_step,
+from workflow_scripts.experiment import profiling_settings
+from workflow_scripts.step_io import (add_cell_arguments, add_profiling_arguments, cell_from_args, cell_from_job, engine_settings,
+                                     experiment_from_args, job_engine_settings, profiling_values, run_step,
                                      setup_logging)
 
 log = logging.getLogger("torch_profile")
@@ -116,16 +118,15 @@ def write_trace(prof, path: Path) -> None:
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_cell_arguments(parser)
-    parser.add_argument("--iterations", type=int, default=10)
-    parser.add_argument("--warmup-iters", type=int, default=5)
+    add_profiling_arguments(parser)
     parser.add_argument("--out", required=True, help="summary JSON")
     parser.add_argument("--tables-dir", required=True, help="folder for ops.csv, kernels.csv, trace.json.gz")
     args = parser.parse_args(argv)
+    experiment = experiment_from_args(parser, args, profiling_values(args))
     setup_logging()
-    cell, artifacts = cell_from_args(args)
-    settings = {"iterations": args.iterations, "warmup_iters": args.warmup_iters, "max_distinct_batches": 4}
-    profile_cell(cell, args.model_dir, args.tokens, artifacts,
-                 {}, settings, args.out, args.tables_dir)
+    cell, artifacts = cell_from_args(args, experiment)
+    profile_cell(cell, args.model_dir, args.tokens, artifacts, engine_settings(args.engine, experiment),
+                 profiling_settings(experiment, args.padding), args.out, args.tables_dir)
 
 
 def run_job(smk) -> None:

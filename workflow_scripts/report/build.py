@@ -15,12 +15,12 @@ import argparse
 import logging
 from pathlib import Path
 
-from workflow_scripts.experiment import load_config
+from workflow_scripts.experiment import report_settings
 from workflow_scripts.report import (FIGURES, budgets, cells, comparison, context, correctness, energy,
                                      environment, figures, headline, measurement, overview, roofline, serving,
                                      summary, why)
 from workflow_scripts.report.render import render
-from workflow_scripts.step_io import run_step, setup_logging
+from workflow_scripts.step_io import add_config_arguments, experiment_from_args, run_step, setup_logging
 
 log = logging.getLogger("report")
 # The report's sections, in order; each turns the context into blocks (and draws its figures)
@@ -35,11 +35,6 @@ def build(ctx: context.ReportContext, out_md: str, out_html: str) -> list[str]:
     return next((content for kind, content in blocks if kind == "warnings"), [])
 
 
-def budget_settings(report: dict) -> dict:
-    """ReportContext.budgets from the config's `report` section."""
-    return {"latency_ms": report["latency_budgets_ms"], "percentile": report["budget_percentile"]}
-
-
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--table", required=True, help="cells.csv from the aggregate step")
@@ -50,15 +45,15 @@ def main(argv=None) -> None:
     parser.add_argument("--dataset-info", required=True, help="dataset_info.json from the dataset step")
     parser.add_argument("--model-dir", required=True, help="the model step's folder")
     parser.add_argument("--pairs", help="pairs.csv from the pair_table step (side-by-side speedups)")
-    parser.add_argument("--configfile", action="append", default=[],
-                        help="config files over config.yaml (report.baseline and report.targets come from them)")
     parser.add_argument("--comparison", help="comparison.csv from the compare step (an earlier run)")
     parser.add_argument("--out-dir", required=True)
+    add_config_arguments(parser, device=False)  # report.baseline, targets and budgets come from the config
     args = parser.parse_args(argv)
+    report = report_settings(experiment_from_args(parser, args))
     setup_logging()
-    report, out = load_config(*args.configfile)["report"], Path(args.out_dir)
+    out = Path(args.out_dir)
     ctx = context.load(args.table, args.serving, args.profiles, args.profile_tops, args.peaks, args.dataset_info,
-                       args.model_dir, report["baseline"], report["targets"], budget_settings(report),
+                       args.model_dir, report["baseline"], report["targets"], report["budgets"],
                        {name: str(out / "figures" / f"{name}.png") for name in FIGURES}, args.comparison,
                        args.pairs)
     build(ctx, str(out / "report.md"), str(out / "report.html"))

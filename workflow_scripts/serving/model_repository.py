@@ -16,7 +16,7 @@ import shutil
 from pathlib import Path
 
 from workflow_scripts.results import atomic_write_text, write_json
-from workflow_scripts.step_io import run_step, setup_logging
+from workflow_scripts.step_io import add_config_arguments, experiment_from_args, run_step, setup_logging
 
 log = logging.getLogger("model_repository")
 PYTHON_MODEL = Path(__file__).resolve().parent / "python_backend_model.py"
@@ -125,16 +125,18 @@ def main(argv=None) -> None:
     parser.add_argument("--seq-len", type=int, default=128)
     parser.add_argument("--model-dir", required=True)
     parser.add_argument("--torchscript", help="exported module (backend pytorch)")
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--max-batch-size", type=int, default=64)
-    parser.add_argument("--compile-mode", default="none", choices=["none", "default", "reduce-overhead"])
+    parser.add_argument("--max-batch-size", type=int, help="over triton.repository.max_batch_size")
+    parser.add_argument("--compile-mode", choices=["none", "default", "reduce-overhead"],
+                        help="over triton.repository.python_compile_mode")
+    add_config_arguments(parser)
     parser.add_argument("--out", required=True)
     args = parser.parse_args(argv)
+    given = {"max_batch_size": args.max_batch_size, "python_compile_mode": args.compile_mode}
+    experiment = experiment_from_args(parser, args, {"triton.repository": [
+        f"{key}={value}" for key, value in given.items() if value is not None]})
     setup_logging()
-    settings = {"max_batch_size": args.max_batch_size, "instance_count": 1, "python_compile_mode": args.compile_mode,
-                "dynamic_batching": {"preferred_batch_sizes": [4, 8, 16], "max_queue_delay_us": 100}}
-    build(args.backend, args.precision, args.seq_len, args.model_dir, args.torchscript, args.device, settings,
-          args.out)
+    build(args.backend, args.precision, args.seq_len, args.model_dir, args.torchscript, experiment["device"],
+          experiment["triton"]["repository"], args.out)
 
 
 def run_job(smk) -> None:
