@@ -30,7 +30,7 @@ from workflow_scripts.aggregate import CELL_KEYS
 from workflow_scripts.experiment import missing_compared_columns
 from workflow_scripts.report.context import machine_key
 from workflow_scripts.results import TIMED_STATUSES, atomic_write_text
-from workflow_scripts.step_io import run_step, setup_logging
+from workflow_scripts.step_io import add_config_arguments, experiment_from_args, run_step, setup_logging
 
 log = logging.getLogger("compare")
 COLUMNS = [*CELL_KEYS, "old p50 ms", "new p50 ms", "ratio", "ratio low", "ratio high", "verdict", "reason"]
@@ -153,9 +153,12 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("new", help="results folder of the new run")
     parser.add_argument("old", help="results folder of the earlier run")
-    parser.add_argument("--max-slowdown", type=float, default=0.05, help="relative slowdown that fails (0.05)")
+    parser.add_argument("--max-slowdown", type=float, help="relative slowdown that fails, over report.max_slowdown")
     parser.add_argument("--out", help="write the comparison here as CSV")
+    add_config_arguments(parser, device=False)
     args = parser.parse_args(argv)
+    experiment = experiment_from_args(parser, args)
+    max_slowdown = experiment["report"]["max_slowdown"] if args.max_slowdown is None else args.max_slowdown
     setup_logging()
     comparison = compare(cells_table(args.new), cells_table(args.old))
     if args.out:
@@ -163,7 +166,7 @@ def main(argv=None) -> int:
     print(comparison.to_string(index=False))
     for line in unmatched_lines(comparison):
         print(line)
-    slow = regressions(comparison, args.max_slowdown)
+    slow = regressions(comparison, max_slowdown)
     for line in describe(slow):
         print(f"regression: {line}", file=sys.stderr)
     return 1 if len(slow) else 0
