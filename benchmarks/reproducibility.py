@@ -8,7 +8,7 @@ config.yaml's measurement and pairs settings. Each run is a fresh Python process
 compilation). The target: every run's ratio lies inside the other runs' intervals, and the headline ratio
 (the fastest engine at batch 1) differs by at most 3% between runs.
 
-Needs torch and transformers only (no snakemake). A smoke check on CPU: `--device cpu --tiny` (a 2-layer
+Needs torch, transformers, pyyaml and jsonschema (the config check), no snakemake. A smoke check on CPU: `--device cpu --tiny` (a 2-layer
 model at seq 32, batch 1 and 4, fp32: fused without compilation, and eager against itself, whose ratio
 should be ~1.0).
 
