@@ -161,3 +161,36 @@ def test_a_triton_pytorch_cell_without_tritons_image_is_skipped_with_the_words_o
     assert str(raised.value) == engines.missing_runtime("triton-pytorch-grpc", {**CONFIG, "triton": {
         **CONFIG["triton"], "launcher": "local"}})
     assert "set triton.launcher: apptainer" in str(raised.value)
+
+
+def test_compiled_engines_without_a_compiler_say_so_when_planned_and_their_cells_are_skipped(monkeypatch,
+                                                                                             tiny_model):
+    """torch.compile builds C++ on the CPU (g++ or CXX) and Triton launchers on CUDA (cc or CC); without one
+    every compiled cell failed in its first call, and nothing was said when the run was planned."""
+    import shutil
+
+    from workflow_scripts.engines.base import EngineUnavailable
+
+    compilers = {"g++", "c++", "clang++", "cc", "gcc", "clang"}
+    real_which = shutil.which
+    monkeypatch.setattr(shutil, "which", lambda name, *a: None if name in compilers else real_which(name, *a))
+    monkeypatch.delenv("CC", raising=False)
+    monkeypatch.delenv("CXX", raising=False)
+    on_cpu = {**CONFIG, "device": "cpu"}
+    for name in ("compile-default", "compile-reduce-overhead", "compile-max-autotune", "fused"):
+        assert "no compiler for TorchInductor's C++ kernels (g++ or c++ or clang++ not on PATH)" in \
+            engines.missing_runtime(name, on_cpu), name
+    assert "apt-get install gcc) or name it in CC" in engines.missing_runtime("compile-default",
+                                                                              {**CONFIG, "device": "cuda"})
+    uncompiled = {**on_cpu, "engine_settings": {**CONFIG["engine_settings"],
+                                                "fused": {**CONFIG["engine_settings"]["fused"], "compile_mode": "none"}}}
+    assert engines.missing_runtime("fused", uncompiled) is None
+    assert engines.missing_runtime("eager", on_cpu) is None
+    root, _ = tiny_model
+    engine = create("compile-default", model_dir=root / "model", device="cpu", precision="fp32",
+                    settings={"fullgraph": True, "dynamic": None})
+    with pytest.raises(EngineUnavailable, match="no compiler for TorchInductor"):
+        engine.load()
+    # a compiler named in CXX is the one looked for
+    monkeypatch.setenv("CXX", "my-cxx")
+    assert "(my-cxx not on PATH)" in engines.missing_runtime("compile-default", on_cpu)

@@ -112,14 +112,31 @@ def _dynamo_runtime(config: dict) -> str | None:
     return missing_reason()
 
 
+def _compiler_runtime(config: dict) -> str | None:
+    """The compiler torch.compile needs on the run's device, when missing here."""
+    from workflow_scripts.engines.compilers import missing_compiler
+
+    return missing_compiler(config["device"])
+
+
+def _fused_runtime(config: dict) -> str | None:
+    """The fused encoder needs a compiler only when it is compiled (engine_settings.fused.compile_mode)."""
+    compile_mode = config.get("engine_settings", {}).get("fused", {}).get("compile_mode", "default")
+    return None if compile_mode == "none" else _compiler_runtime(config)
+
+
 ENGINES: dict[str, EngineSpec] = {
     "eager": EngineSpec("workflow_scripts.engines.eager", "EagerEngine"),
-    "compile-default": EngineSpec("workflow_scripts.engines.compiled", "CompiledEngine", CompileSettings),
-    "compile-reduce-overhead": EngineSpec("workflow_scripts.engines.compiled", "CompiledEngine", CompileSettings),
-    "compile-max-autotune": EngineSpec("workflow_scripts.engines.compiled", "CompiledEngine", CompileSettings),
+    "compile-default": EngineSpec("workflow_scripts.engines.compiled", "CompiledEngine", CompileSettings,
+                                  missing_runtime=_compiler_runtime),
+    "compile-reduce-overhead": EngineSpec("workflow_scripts.engines.compiled", "CompiledEngine", CompileSettings,
+                                  missing_runtime=_compiler_runtime),
+    "compile-max-autotune": EngineSpec("workflow_scripts.engines.compiled", "CompiledEngine", CompileSettings,
+                                  missing_runtime=_compiler_runtime),
     "torchscript": EngineSpec("workflow_scripts.engines.torchscript", "TorchScriptEngine",
                               artifacts=("torchscript",)),
-    "fused": EngineSpec("workflow_scripts.engines.fused", "FusedEngine", FusedSettings),
+    "fused": EngineSpec("workflow_scripts.engines.fused", "FusedEngine", FusedSettings,
+                        missing_runtime=_fused_runtime),
     "triton-python-grpc": _triton("python", "grpc", _python_backend_twin),
     "triton-python-http": _triton("python", "http", _python_backend_twin),
     "triton-pytorch-grpc": _triton("pytorch", "grpc", "torchscript"),

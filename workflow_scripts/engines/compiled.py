@@ -4,12 +4,17 @@ each new input shape (dynamic padding) may compile again, and every shape the en
 
 import torch
 
-from workflow_scripts.engines.base import Engine, allow_compiled_shapes, load_hf_model
+from workflow_scripts.engines.base import Engine, EngineUnavailable, allow_compiled_shapes, load_hf_model
+from workflow_scripts.engines.compilers import missing_compiler
 
 
 class CompiledEngine(Engine):
     def load(self) -> None:
-        """The saved model wrapped in torch.compile with this engine's mode (compiled on first call)."""
+        """The saved model wrapped in torch.compile with this engine's mode (compiled on first call).
+        Raises EngineUnavailable (the cell is skipped) when the compiler torch.compile needs is missing."""
+        missing = missing_compiler(self.device)
+        if missing:
+            raise EngineUnavailable(missing)
         self.mode = self.name.removeprefix("compile-")
         model = load_hf_model(self.model_dir, self.device, self.dtype, attn_implementation="sdpa")
         if self.mode == "reduce-overhead" and self.device != "cuda":

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from workflow_scripts.engines.base import Engine, EngineUnavailable, allow_compiled_shapes, load_hf_model
+from workflow_scripts.engines.compilers import missing_compiler
 
 # Settings and their defaults: engines.settings.FusedSettings. Compile mode "default" over max-autotune: on an
 # NVIDIA H200 (torch 2.11, bert-base geometry, bf16, seq 128) both ran batch 1 in 0.49-0.50 ms and batch 256
@@ -175,6 +176,9 @@ class FusedEngine(Engine):
         self.forward = self.model
         self.shapes: set[tuple[int, int]] = set()
         if options["compile_mode"] != "none":
+            missing = missing_compiler(self.device)
+            if missing:
+                raise EngineUnavailable(f"{missing} (or set engine_settings.fused.compile_mode: none)")
             # static shapes compile once per (batch, seq): run() allows every shape it sees, so that dynamic
             # padding and the whole-split pass never fall back to uncompiled code
             self.forward = torch.compile(self.model, mode=options["compile_mode"], fullgraph=True, dynamic=False)
