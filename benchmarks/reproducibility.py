@@ -8,9 +8,9 @@ config.yaml's measurement and pairs settings. Each run is a fresh Python process
 compilation). The target: every run's ratio lies inside the other runs' intervals, and the headline ratio
 (the fastest engine at batch 1) differs by at most 3% between runs.
 
-Needs torch, transformers, pyyaml and jsonschema (the config check), no snakemake. A smoke check on CPU: `--device cpu --tiny` (a 2-layer
-model at seq 32, batch 1 and 4, fp32: fused without compilation, and eager against itself, whose ratio
-should be ~1.0).
+Needs torch, transformers, pyyaml and jsonschema (the config check), no snakemake. A smoke check on CPU:
+`--device cpu --tiny` (a 2-layer model at seq 32, batch 1 and 4, fp32: fused without compilation, and eager
+against itself, whose ratio should be ~1.0).
 
 usage: python benchmarks/reproducibility.py [--runs 2] [--out runs.json]
        python benchmarks/reproducibility.py --compare machine1.json machine2.json   (runs saved with --out)

@@ -47,7 +47,8 @@ def test_a_bf16_command_line_cell_gets_the_bf16_tolerance(monkeypatch):
 
 
 @pytest.mark.parametrize("overlay, flags, message", [
-    ({"measurement": {"window": 7}}, [], "measurement: Additional properties are not allowed ('window' was unexpected)"),
+    ({"measurement": {"window": 7}}, [],
+     "measurement: Additional properties are not allowed ('window' was unexpected)"),
     ({"measurement": {"windows": 0}}, [], "measurement.windows: 0 is less than the minimum of 1"),
     ({}, ["--measurement", "windows=none"], "measurement.windows: 'none' is not of type 'integer'"),
 ])

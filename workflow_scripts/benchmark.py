@@ -23,9 +23,9 @@ from workflow_scripts.correctness import compare
 from workflow_scripts.engines import create
 from workflow_scripts.measure import pinned_to_one_core, time_first_call, time_windows, warm_up
 from workflow_scripts.progress import Progress, cell_label
-from workflow_scripts.step_io import (add_cell_arguments, add_tolerance_arguments, cell_from_args, cell_from_job, engine_settings,
-                                     experiment_from_args, job_engine_settings, run_step, setup_logging,
-                                     tolerance_from_args)
+from workflow_scripts.step_io import (add_cell_arguments, add_tolerance_arguments, cell_from_args, cell_from_job,
+                                     engine_settings, experiment_from_args, job_engine_settings, run_step,
+                                     setup_logging, tolerance_from_args)
 from workflow_scripts.tokens import batch_rows, load_tokens, make_batch
 
 log = logging.getLogger("benchmark")

@@ -175,9 +175,9 @@ def step_config(configfiles=(), config_values=(), section_values: dict[str, list
 
     configfiles: overlays over config.yaml, as `--configfile`; config_values: Snakemake's `--config KEY=VALUE`
     entries; section_values: KEY=VALUE entries per section, e.g. {"measurement": ["windows=20"]} or
-    {"triton.load": ["concurrency=[1, 4]"]} (values read as YAML); device: `--device` over config's `device` (None: config's). Checked (checked_config, then
-    effective: cpu_overrides applied where the device is CPU, except keys the user set). Raises ConfigError
-    naming each problem, before any work."""
+    {"triton.load": ["concurrency=[1, 4]"]} (values read as YAML); device: `--device` over config's `device`
+    (None: config's). Checked (checked_config, then effective: cpu_overrides applied where the device is CPU,
+    except keys the user set). Raises ConfigError naming each problem, before any work."""
     import yaml
 
     config = load_config(*configfiles)

@@ -26,8 +26,8 @@ from workflow_scripts.experiment import pairing
 from workflow_scripts.measure import (pinned_to_one_core, time_first_call, time_window,
                                       warm_up)
 from workflow_scripts.progress import Progress, cell_label
-from workflow_scripts.step_io import (add_cell_arguments, cell_from_args, engine_settings, experiment_from_args, run_step,
-                                     setup_logging)
+from workflow_scripts.step_io import (add_cell_arguments, cell_from_args, engine_settings, experiment_from_args,
+                                     run_step, setup_logging)
 from workflow_scripts.tokens import batch_rows, load_tokens, make_batch
 
 log = logging.getLogger("pair")

@@ -25,9 +25,9 @@ from workflow_scripts.profiling import kernels
 from workflow_scripts.profiling.cell import loaded_engine, profiled_iterations, warm_up
 from workflow_scripts.results import atomic_write_bytes, write_csv
 from workflow_scripts.experiment import profiling_settings
-from workflow_scripts.step_io import (add_cell_arguments, add_profiling_arguments, cell_from_args, cell_from_job, engine_settings,
-                                     experiment_from_args, job_engine_settings, profiling_values, run_step,
-                                     setup_logging)
+from workflow_scripts.step_io import (add_cell_arguments, add_profiling_arguments, cell_from_args, cell_from_job,
+                                     engine_settings, experiment_from_args, job_engine_settings, profiling_values,
+                                     run_step, setup_logging)
 
 log = logging.getLogger("torch_profile")
 ITERATION_LABEL = "inferbench_iteration"
