@@ -254,6 +254,8 @@ def with_roles(table: pd.DataFrame, roles: dict[str, dict]) -> pd.DataFrame:
 
 
 def main(argv=None) -> None:
+    """The command line: aggregate result JSON files into cells.csv and, where asked, serving.csv, profiles.csv
+    and profile_tops.csv; served/twin roles and merge_pieces come from the effective config."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("results", nargs="+", help="cell result JSON files (benchmark and accuracy)")
     parser.add_argument("--out", required=True)

@@ -110,6 +110,8 @@ def calibrate(device: str, out_path: str) -> dict:
 
 
 def main(argv=None) -> None:
+    """The command line: measure this device's matmul and copy peaks into peaks.json (see --help);
+    settings not given come from the effective config."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_config_arguments(parser)
     parser.add_argument("--out", required=True)

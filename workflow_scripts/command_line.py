@@ -58,6 +58,8 @@ def problems(argv: list[str]) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Print each problem of a snakemake command line (argv, without the program) to stderr, prefixed
+    `inferbench:`; returns the exit status: 2 when there are problems, else 0."""
     found = problems(sys.argv[1:] if argv is None else argv)
     for line in found:
         print(f"inferbench: {line}", file=sys.stderr)

@@ -150,6 +150,8 @@ def unmatched_lines(comparison: pd.DataFrame) -> list[str]:
 
 
 def main(argv=None) -> int:
+    """The command line: compare two runs' cells.csv, print the table, unmatched cells and regressions;
+    returns 1 when a cell slowed down by more than the allowed relative slowdown, else 0."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("new", help="results folder of the new run")
     parser.add_argument("old", help="results folder of the earlier run")

@@ -19,6 +19,8 @@ SAMPLE_PATH = Path(__file__).resolve().parent / "data" / "sst2_sample.tsv"
 
 
 class HubUnavailable(RuntimeError):
+    """The Hugging Face hub (or the `datasets` package) cannot give the dataset here; `source: auto` falls back
+    to the bundled sample."""
     pass
 
 
@@ -82,6 +84,8 @@ def read_rows(path: str) -> list[dict]:
 
 
 def main(argv=None) -> None:
+    """The command line: write the dataset's rows (JSON lines) and dataset_info.json (see --help);
+    settings not given come from the effective config."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--name", help="over dataset.name")
     parser.add_argument("--dataset-config", help="over dataset.config (the dataset's own configuration)")

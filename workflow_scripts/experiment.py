@@ -16,6 +16,7 @@ PAIRING_KEYS = ("rounds", "repeats", "max_ci_width", "seed")
 
 
 class ConfigError(ValueError):
+    """The configuration is invalid; the message names each problem and how to fix it."""
     pass
 
 
@@ -323,11 +324,15 @@ def selected_axes(config: dict, section: str, advice: str) -> dict:
 
 
 def profiled_cells(config: dict) -> list[dict]:
+    """The cells the profiling steps profile: the sweep narrowed to the `profiling` section's engines,
+    precisions and batch sizes (experiment.profiled_axes)."""
     axes = profiled_axes(config)
     return cells({**config["sweep"], **axes})
 
 
 def paired_cells(config: dict) -> list[dict]:
+    """The cells the pair step times against the baseline: the sweep narrowed to the `pairing` section's axes
+    (experiment.paired_axes)."""
     axes = paired_axes(config)
     return cells({**config["sweep"], **axes})
 

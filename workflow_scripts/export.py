@@ -140,6 +140,8 @@ def load_verified_torchscript(path: str | Path, device: str):
 
 
 def main(argv=None) -> None:
+    """The command line: export and verify the TorchScript module of one precision (see --help);
+    settings not given come from the effective config."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model-dir", required=True)
     parser.add_argument("--tokens", required=True)

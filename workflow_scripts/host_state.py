@@ -192,6 +192,7 @@ class HostMonitor:
         }
 
     def close(self) -> None:
+        """Shut NVML down (idempotent); the monitor reads no GPU afterwards."""
         if self.nvml is not None:
             with contextlib.suppress(Exception):
                 self.nvml.nvmlShutdown()
@@ -209,6 +210,7 @@ def monitor(device: str):
 
 
 def parent_pid(pid: int) -> int | None:
+    """The parent process id of `pid`, read from /proc (Linux); None when it cannot be read."""
     try:
         return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
     except (OSError, ValueError, IndexError):
@@ -216,6 +218,7 @@ def parent_pid(pid: int) -> int | None:
 
 
 def process_name(pid: int) -> str | None:
+    """The command name of `pid` (/proc/<pid>/comm, at most 15 characters); None when it cannot be read."""
     try:
         return Path(f"/proc/{pid}/comm").read_text().strip()
     except OSError:

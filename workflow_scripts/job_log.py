@@ -23,11 +23,13 @@ class Tee:
         self.streams = streams
 
     def write(self, text: str) -> int:
+        """Write text to every stream; returns its length in characters."""
         for stream in self.streams:
             stream.write(text)
         return len(text)
 
     def flush(self) -> None:
+        """Flush every stream."""
         for stream in self.streams:
             stream.flush()
 

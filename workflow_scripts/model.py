@@ -172,6 +172,8 @@ def load_info(model_dir: str | Path) -> dict:
 
 
 def main(argv=None) -> None:
+    """The command line: save the model (weights or random init) and its tokenizer into a folder (see --help);
+    settings not given come from the effective config."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--id", help="over model.id")
     parser.add_argument("--weights", choices=["auto", "pretrained", "random"], help="over model.weights")

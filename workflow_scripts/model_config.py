@@ -16,10 +16,12 @@ CANONICAL_ORGS = ("google-bert/", "distilbert/")
 
 
 class ModelConfigUnavailable(LookupError):
+    """Neither the hub nor inferbench's shipped configs give this model id's config.json."""
     pass
 
 
 def shipped_ids() -> list[str]:
+    """The model ids whose config.json inferbench ships (workflow_scripts/data/model_configs), sorted."""
     return sorted(path.stem for path in SHIPPED_DIR.glob("*.json"))
 
 

@@ -54,6 +54,9 @@ def run_pair(cell: dict, baseline: dict, model_dir: str, tokens_path: str, artif
 
 
 def measure_pair(cell, baseline, model_dir, tokens_path, artifacts, engine_settings, measurement, pairing, out_path):
+    """Create the baseline and the cell's engine, time them side by side (measure_loaded) and close both;
+    returns the pair measurements (speedup, its 95% CI, per-role window medians in ms). Errors propagate to
+    the caller's result (recorded_result classifies them)."""
     tokens = load_tokens(tokens_path)
     rows = batch_rows(tokens["input_ids"].shape[0], cell["batch_size"], measurement["max_distinct_batches"])
     specs = {"baseline": (baseline["engine"], baseline["precision"]), "engine": (cell["engine"], cell["precision"])}
@@ -71,6 +74,9 @@ def measure_pair(cell, baseline, model_dir, tokens_path, artifacts, engine_setti
 
 
 def measure_loaded(engines: dict, cell: dict, tokens: dict, rows: list, measurement: dict, pairing: dict):
+    """Load both engines, warm each up, then time `repeats` x `rounds` windows, the two roles in a seeded
+    random order per round; speedup = median over windows of baseline / engine window medians (wall ms),
+    with a hierarchical bootstrap 95% CI (stats.hierarchical_ci). engines: {"baseline", "engine"} -> Engine."""
     device = cell["device"]
     runners, batches = {}, {}
     for role, engine in engines.items():

@@ -38,18 +38,21 @@ def pair_row(result: dict, path: str) -> dict:
 
 
 def pair_table(paths: list[str]) -> pd.DataFrame:
+    """One row per pair result file (COLUMNS), sorted by cell; empty with COLUMNS when there is none."""
     rows = [pair_row(read_json(path), path) for path in paths]
     table = pd.DataFrame(rows, columns=COLUMNS)
     return table.sort_values(PAIR_KEYS).reset_index(drop=True) if rows else table
 
 
 def write_table(paths: list[str], out_path: str) -> pd.DataFrame:
+    """pair_table(paths) written atomically to out_path as CSV; returns it."""
     table = pair_table(paths)
     write_csv(out_path, table)
     return table
 
 
 def main(argv=None) -> None:
+    """The command line: pair result JSON files -> pairs.csv (--out)."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("results", nargs="*", help="pair result JSON files")
     parser.add_argument("--out", required=True)

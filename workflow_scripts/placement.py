@@ -32,6 +32,7 @@ _placed_at: list[float] = []  # when this process took its slot (Unix time)
 
 
 class PlacementError(ValueError):
+    """The configured GPU placement cannot be honoured on this machine; the message says why and what to set."""
     pass
 
 

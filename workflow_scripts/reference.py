@@ -45,6 +45,8 @@ def compute_reference(model_dir: str, tokens_path: str, device: str, batch_size:
 
 
 def main(argv=None) -> None:
+    """The command line: compute the fp32 eager reference logits of every row (see --help);
+    settings not given come from the effective config."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--model-dir", required=True)
     parser.add_argument("--tokens", required=True)

@@ -41,6 +41,8 @@ def check(table_path: str, passed_path: str | None = None, comparison_path: str 
 
 
 def main(argv=None) -> int:
+    """The command line: check(table) with the effective config's report.max_slowdown unless --max-slowdown
+    gives one; returns its exit status (0 trustworthy, 1 not)."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("table")
     parser.add_argument("--comparison", help="comparison.csv of the compare step")

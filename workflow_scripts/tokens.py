@@ -86,6 +86,8 @@ def make_batch(tokens: dict, rows: torch.Tensor, padding: str, device: str) -> d
 
 
 def main(argv=None) -> None:
+    """The command line: tokenize the dataset rows at one sequence length (see --help);
+    settings not given come from the effective config."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model-dir", required=True)
     parser.add_argument("--dataset-rows", required=True)

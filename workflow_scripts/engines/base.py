@@ -14,6 +14,12 @@ class EngineUnavailable(Exception):
 
 
 class Engine:
+    """One way of running the model: load() once, run() per batch, close() at the end (README: How to add an engine).
+
+    Constructor: name (the registry key), model_dir (the model step's folder), device ("cpu"/"cuda"),
+    precision (fp32/fp16/bf16 -> `dtype`), settings (its EngineSpec.settings dataclass as a dict), artifacts
+    (artifact kind -> path), result_path (side files go beside it). Raises EngineUnavailable when
+    `unavailable_reason()` names one (the cell is recorded as skipped)."""
     # where input batches must live: None = the engine's device; a served engine takes host memory
     input_device: str | None = None
     # the largest batch the engine accepts (a served model's max_batch_size); None = no limit
@@ -41,6 +47,8 @@ class Engine:
             raise EngineUnavailable(reason)
 
     def unavailable_reason(self) -> str | None:
+        """Why this engine cannot run this cell here (the cell is skipped with it), or None; the base refuses fp16
+        on CPU. Called by the constructor, so it must be cheap (no model load)."""
         if self.device == "cpu" and self.precision == "fp16":
             return "fp16 matmuls are not supported on CPU"
         return None

@@ -9,6 +9,8 @@ from workflow_scripts.engines.compilers import missing_compiler
 
 
 class CompiledEngine(Engine):
+    """The Hugging Face model under torch.compile (Inductor); the mode is the engine name after `compile-`
+    (default, reduce-overhead = CUDA graphs, max-autotune)."""
     def load(self) -> None:
         """The saved model wrapped in torch.compile with this engine's mode (compiled on first call).
         Raises EngineUnavailable (the cell is skipped) when the compiler torch.compile needs is missing."""

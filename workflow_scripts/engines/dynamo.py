@@ -15,11 +15,15 @@ OUTPUT = "logits"  # serving/dynamo_worker.py
 
 
 class DynamoEngine(ServedEngine):
+    """NVIDIA Dynamo's KServe gRPC frontend serving a worker that runs `dynamo.worker_engine` in-process;
+    run() is a gRPC request (engines.served.ServedEngine)."""
     load_client = {"name": "python"}  # its cells are timed by the shared loop through tritonclient.grpc
     perf_analyzer_cannot_drive = ("perf_analyzer reads Triton's statistics API, which Dynamo's KServe frontend "
                                   "does not implement (UNIMPLEMENTED)")
 
     def unavailable_reason(self) -> str | None:
+        """Dynamo or its loopback library's compiler missing here, or what the worker's engine itself cannot run
+        (e.g. fp16 on CPU); None when the cell can run."""
         from workflow_scripts.serving.dynamo import missing_reason
 
         reason = missing_reason()
@@ -33,6 +37,8 @@ class DynamoEngine(ServedEngine):
         return None
 
     def load(self) -> None:
+        """Start the frontend and a worker (serving.dynamo.DynamoServer) on loopback, wait until the model is
+        ready and connect the gRPC client. Raises serving.server.ServerError when the server does not come up."""
         from transformers import AutoConfig
 
         from workflow_scripts.serving.dynamo import DynamoServer, dynamo_version

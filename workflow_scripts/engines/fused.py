@@ -41,6 +41,8 @@ def unsupported_reason(config: dict) -> str | None:
 
 
 class EncoderLayer(nn.Module):
+    """One BERT encoder layer of the fused encoder: weights as buffers (qkv_weight [3*hidden, hidden] etc.,
+    from the Hugging Face layer), num_heads, LayerNorm eps, and whether GELU follows the GEMM (epilogue)."""
     def __init__(self, weights: dict[str, torch.Tensor], num_heads: int, eps: float, gelu_epilogue: bool):
         super().__init__()
         for name, tensor in weights.items():
@@ -48,6 +50,8 @@ class EncoderLayer(nn.Module):
         self.num_heads, self.eps, self.gelu_epilogue = num_heads, eps, gelu_epilogue
 
     def forward(self, x: torch.Tensor, attn_bias: torch.Tensor) -> torch.Tensor:
+        """x [batch, seq, hidden] in the model dtype, attn_bias [batch, 1, 1, seq] additive (0 or the dtype's
+        minimum for padded keys) -> [batch, seq, hidden]: one QKV GEMM, fused attention, residual + LayerNorm."""
         batch, seq, hidden = x.shape
         qkv = F.linear(x, self.qkv_weight, self.qkv_bias)
         q, k, v = qkv.view(batch, seq, 3, self.num_heads, hidden // self.num_heads).permute(2, 0, 3, 1, 4).unbind(0)
@@ -86,6 +90,8 @@ class FusedBertClassifier(nn.Module):
             for i in range(config["num_hidden_layers"]))
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """input_ids, attention_mask int64 [batch, seq] on the model's device -> logits [batch, num_labels] in
+        the model's dtype (embeddings, encoder layers, pooler on [CLS], classifier)."""
         seq, hidden = input_ids.shape[1], self.word_embeddings.shape[1]
         x = F.embedding(input_ids, self.word_embeddings) + self.position_embeddings[:seq] + self.token_type_0
         x = F.layer_norm(x, (hidden,), self.emb_ln_weight, self.emb_ln_bias, self.eps)
@@ -141,6 +147,8 @@ def saved_weights(model_dir: Path, device: str) -> tuple[dict[str, torch.Tensor]
 
 @dataclass
 class GraphedShape:
+    """One captured CUDA graph per input shape with its static input buffers (int64 [batch, seq]) and the
+    logits buffer [batch, num_labels] that each replay overwrites."""
     graph: torch.cuda.CUDAGraph
     input_ids: torch.Tensor
     attention_mask: torch.Tensor
@@ -148,6 +156,8 @@ class GraphedShape:
 
 
 class FusedEngine(Engine):
+    """The same weights in the compact encoder above (FusedBertClassifier): compiled by Inductor as
+    `compile_mode` says and, on CUDA, one CUDA graph per input shape (engine_settings.fused)."""
     def unavailable_reason(self) -> str | None:
         """fp16 on CPU, or a model whose architecture the fused encoder does not compute."""
         reason = super().unavailable_reason()

@@ -7,6 +7,7 @@ from workflow_scripts.export import load_verified_torchscript
 
 
 class TorchScriptEngine(Engine):
+    """The model traced by the export step (artifact `torchscript`), verified against eager before use."""
     def load(self) -> None:
         """The verified TorchScript export (artifact `torchscript`) on the device."""
         self.module = load_verified_torchscript(self.artifacts["torchscript"], self.device)

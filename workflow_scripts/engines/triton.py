@@ -21,6 +21,9 @@ from workflow_scripts.results import read_json
 
 
 class TritonEngine(ServedEngine):
+    """NVIDIA Triton Inference Server running the model repository of its backend (python or pytorch);
+    run() is an HTTP or gRPC request (engines.served.ServedEngine). The launcher starts the real tritonserver
+    (local binary or Apptainer)."""
     launcher = None
 
     def unavailable_reason(self) -> str | None:
@@ -53,6 +56,7 @@ class TritonEngine(ServedEngine):
                           f"{self.server.ready_after_s:.1f} s; server log: {log_path}")
 
     def tool_command(self, argv: list[str]) -> list[str]:
+        """argv as it must run where the server runs: inside its container under Apptainer, else as it is."""
         return self.launcher.tool_command(argv)  # inside the server's container, if any
 
     def check_batch(self, input_ids: torch.Tensor) -> None:

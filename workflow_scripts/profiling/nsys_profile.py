@@ -53,6 +53,9 @@ def nsys_version(executable: str) -> str:
 
 def profile_cell(cell: dict, model_dir: str, tokens_path: str, artifacts: dict, engine_settings: dict,
                  settings: dict, executable: str, out_path: str, report_dir: str, threads: int = 1) -> dict:
+    """Profile one cell under Nsight Systems (`executable`) in a child process and write its result (kind
+    profile: per-iteration kernel and launch counts, GPU busy ms) to out_path, the report in report_dir;
+    returns it. Skipped with the reason on CPU or without nsys; any failure becomes the result's status."""
     # the device is checked with NVML: this step does not import torch, so a skip costs no time
     from workflow_scripts.experiment import planned_device
 

@@ -22,6 +22,9 @@ START_SETTLE_S = 2.0
 
 
 def run(spec: dict) -> dict:
+    """The profiled process's work: load the engine, warm up, run the profiled iterations (between the
+    profiler's start and stop commands for a served engine). Returns {status, reason} and, when ok,
+    wall_ms_per_iter and iterations; errors are classified, not raised."""
     cell, settings = spec["cell"], spec["settings"]
     engine_settings = dict(spec["engine_settings"])
     session = spec.get("session")
@@ -54,6 +57,7 @@ def control(engine, argv: list[str]) -> None:
 
 
 def main(argv=None) -> None:
+    """The command line: run the spec JSON that nsys_profile wrote and write its outcome where it says."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("spec", help="JSON written by workflow_scripts.profiling.nsys_profile")
     args = parser.parse_args(argv)

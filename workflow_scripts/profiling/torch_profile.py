@@ -116,6 +116,8 @@ def write_trace(prof, path: Path) -> None:
 
 
 def main(argv=None) -> None:
+    """The command line: PyTorch-profile one cell into a summary JSON and its tables (see --help);
+    settings not given come from the effective config."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_cell_arguments(parser)
     add_profiling_arguments(parser)

@@ -36,6 +36,8 @@ def build(ctx: context.ReportContext, out_md: str, out_html: str) -> list[str]:
 
 
 def main(argv=None) -> None:
+    """The command line: build the report from the aggregate, calibrate, dataset and model steps' files into
+    --out-dir (report.md, report.html, figures/); baseline, targets and budgets come from the effective config."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--table", required=True, help="cells.csv from the aggregate step")
     parser.add_argument("--serving", required=True, help="serving.csv from the aggregate step")

@@ -45,6 +45,7 @@ def missing_reason() -> str | None:
 
 
 def dynamo_version() -> str:
+    """The installed ai-dynamo package's version, or "unknown"."""
     try:
         return importlib.metadata.version("ai-dynamo")
     except importlib.metadata.PackageNotFoundError:
@@ -87,9 +88,12 @@ class DynamoServer(ManagedServer):
 
     @property
     def grpc_url(self) -> str:
+        """host:port of the frontend's KServe gRPC server (loopback)."""
         return f"{LOOPBACK}:{self.ports['grpc']}"
 
     def commands(self) -> list[tuple[str, list[str], dict]]:
+        """The frontend and the worker (serving/dynamo_worker.py), each bound to loopback through the
+        LD_PRELOAD shim, sharing a fresh file-discovery folder and namespace."""
         self._remove_workdir()  # a retry after a port collision starts from a clean discovery folder
         remove_stale_workdirs(prefix=WORKDIR_PREFIX)  # those of killed jobs
         self.workdir = Path(tempfile.mkdtemp(prefix=f"{WORKDIR_PREFIX}{os.getpid()}-"))
@@ -118,9 +122,11 @@ class DynamoServer(ManagedServer):
 
     @property
     def counter_path(self) -> Path:
+        """The worker's counter file (COUNTERS as int64, rewritten after each request)."""
         return self.workdir / "worker_counters.bin"
 
     def ready(self) -> bool:
+        """Whether the frontend answers and reports the model ready over gRPC."""
         import tritonclient.grpc
 
         try:
@@ -131,6 +137,7 @@ class DynamoServer(ManagedServer):
             return False
 
     def not_ready_error(self) -> str:
+        """The error when the model is not ready within dynamo.startup_timeout_s."""
         return (f"Dynamo's frontend did not report model {self.model_name!r} ready within "
                 f"{self.startup_timeout_s:.0f} s (dynamo.startup_timeout_s).")
 
@@ -142,13 +149,16 @@ class DynamoServer(ManagedServer):
 
     @staticmethod
     def answered_requests(stats: dict) -> int:
+        """The worker's request count of a model_stats() snapshot."""
         return stats["requests"]
 
     @staticmethod
     def window_stats(before: dict, after: dict) -> dict:
+        """The worker's per-request breakdown between two snapshots (serving.dynamo.stats_window)."""
         return stats_window(before, after)
 
     def stop(self) -> None:
+        """Close the client, stop the processes (ManagedServer.stop) and remove the discovery folder."""
         if self.client is not None:
             self.client.close()
             self.client = None

@@ -69,6 +69,8 @@ class TensorHandler:
         return logits
 
     async def generate(self, request, context=None):
+        """Answer one KServe tensor request: logits float32 [batch, num_labels] as the `OUTPUT` tensor; counts
+        the request and its decode / infer / encode nanoseconds. Raises ValueError when an input tensor is missing."""
         tensors = {tensor["metadata"]["name"]: tensor for tensor in request.get("tensors", [])}
         missing = [name for name in INPUTS if name not in tensors]
         if missing:
@@ -84,6 +86,7 @@ class TensorHandler:
 
 
 async def serve(args) -> None:
+    """Load the engine, register it with Dynamo as a tensor-based model and serve requests until stopped."""
     from dynamo.llm import ModelInput, ModelType, WorkerType, register_model
     from dynamo.runtime import DistributedRuntime
 
@@ -105,6 +108,7 @@ async def serve(args) -> None:
 
 
 def main(argv=None) -> None:
+    """The command line of the worker process that DynamoServer starts."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--engine", required=True, help="the in-process engine to serve, e.g. eager")
     parser.add_argument("--settings", default="{}", help="that engine's settings (JSON)")

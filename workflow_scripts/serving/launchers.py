@@ -32,6 +32,7 @@ def tritonserver_args(repository: str, model_name: str, ports: dict, host: str) 
 
 
 def resolve_launcher_name(requested: str, sif: str | Path) -> str:
+    """`local` or `apptainer`: `auto` picks Apptainer when it is on PATH and the image `sif` exists."""
     if requested == "auto":
         return "apptainer" if shutil.which("apptainer") and Path(sif).exists() else "local"
     return requested
@@ -74,6 +75,7 @@ def remove_stale_workdirs(root: str | Path | None = None, prefix: str = WORKDIR_
 
 
 def process_alive(pid: int) -> bool:
+    """Whether a process with this id exists (signal 0; another user's process counts as alive)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -84,6 +86,9 @@ def process_alive(pid: int) -> bool:
 
 
 class LocalLauncher:
+    """Runs the tritonserver binary bundled in the nvidia-pytriton wheel, Python backend only. gpu: a GPU
+    is used (else GPU metrics and pinned memory are off); profiler: argv the server runs under. Raises
+    RuntimeError when nvidia-pytriton or a part of its tritonserver is missing."""
     name = "local"
     backends = ("python",)
 
@@ -120,6 +125,8 @@ class LocalLauncher:
         return self.workdir / "backends"
 
     def environment(self) -> dict:
+        """The server's environment: this interpreter's libpython and the wheel's libraries on LD_LIBRARY_PATH,
+        the venv's bin first on PATH."""
         env = os.environ.copy()
         # The backend stub links libpython: it must load this interpreter's, not the system's (a different
         # patch release fails inside threading). The venv's bin goes first so model.py imports its packages.
@@ -130,6 +137,7 @@ class LocalLauncher:
         return env
 
     def command(self, repository: Path, model_name: str, ports: dict, host: str) -> tuple[list[str], dict]:
+        """(argv, environment) that start tritonserver on `host` with `ports` for one model of `repository`."""
         argv = [*self.profiler, str(self.paths["binary"]), *tritonserver_args(str(repository), model_name, ports, host),
                 f"--backend-directory={self._backends()}", f"--cache-directory={self.paths['caches']}"]
         if not self.gpu:
@@ -143,12 +151,15 @@ class LocalLauncher:
         return argv
 
     def cleanup(self) -> None:
+        """Remove the backends folder this launcher copied (idempotent)."""
         if self.workdir is not None:
             shutil.rmtree(self.workdir, ignore_errors=True)
             self.workdir = None
 
 
 class ApptainerLauncher:
+    """Runs tritonserver inside the official container image `sif` with `apptainer exec` (--nv with a GPU);
+    the model repository is bound read-only. Both backends (python, pytorch)."""
     name = "apptainer"
     backends = ("python", "pytorch")
 
@@ -165,15 +176,18 @@ class ApptainerLauncher:
                                "pull_triton_image (snakemake runs it before the Triton jobs)")
 
     def command(self, repository: Path, model_name: str, ports: dict, host: str) -> tuple[list[str], dict]:
+        """(argv, environment) that start tritonserver in the container on `host` with `ports`."""
         argv = [self.executable, "exec", *(["--nv"] if self.gpu else []),
                 "--bind", f"{repository}:{CONTAINER_REPOSITORY}:ro", str(self.sif),
                 *self.profiler, "tritonserver", *tritonserver_args(CONTAINER_REPOSITORY, model_name, ports, host)]
         return argv, os.environ.copy()
 
     def tool_command(self, argv: list[str]) -> list[str]:
+        """argv run inside the same container (a profiler's start and stop)."""
         return [self.executable, "exec", *(["--nv"] if self.gpu else []), str(self.sif), *argv]
 
     def cleanup(self) -> None:
+        """Nothing to remove: the container leaves no files."""
         pass
 
 

@@ -14,6 +14,7 @@ import numpy as np
 
 
 def client_module(protocol: str):
+    """tritonclient.grpc for "grpc", else tritonclient.http (imported on demand)."""
     if protocol == "grpc":
         import tritonclient.grpc as module
     else:

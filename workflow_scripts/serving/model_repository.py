@@ -119,6 +119,7 @@ def build(backend: str, precision: str, seq_len: int, model_dir: str, torchscrip
 
 
 def main(argv=None) -> None:
+    """The command line: write one Triton model repository (config.pbtxt and the model) for a backend."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--backend", choices=BACKENDS, required=True)
     parser.add_argument("--precision", default="fp32")

@@ -18,7 +18,10 @@ DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 
 class TritonPythonModel:
+    """The model Triton's Python backend loads: initialize() once, execute() per batch of requests."""
     def initialize(self, args):
+        """Load the model from config.pbtxt's parameters (precision, device, compile_mode) and, with a compile
+        mode, compile and warm every padded batch shape before the server reports READY."""
         config = json.loads(args["model_config"])
         parameters = {key: value["string_value"] for key, value in config.get("parameters", {}).items()}
         self.precision = parameters["precision"]
@@ -62,6 +65,8 @@ class TritonPythonModel:
         return self.model(input_ids=input_ids, attention_mask=attention_mask).logits.float()
 
     def execute(self, requests):
+        """One response per request: input_ids, attention_mask int64 [n, seq] in, logits float32 [n, num_labels]
+        out, all requests run as one batch (tensors cross through DLPack)."""
         # Tensors cross the backend through DLPack, not numpy: the backend stub is built against numpy 1, and
         # with numpy 2 installed its numpy outputs came back empty.
         sizes, rows = [], 0

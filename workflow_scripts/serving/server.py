@@ -26,6 +26,7 @@ EXIT_SETTLE_S = 2.0  # how long a failed request waits to learn whether the serv
 
 
 class ServerError(RuntimeError):
+    """The server did not start, did not become ready, or died; the message carries its log's tail."""
     pass
 
 
@@ -86,6 +87,7 @@ class ManagedServer:
         raise NotImplementedError
 
     def not_ready_error(self) -> str:
+        """The error when the server is not ready within startup_timeout_s (named by `timeout_setting`)."""
         return (f"{self.program} did not become ready within {self.startup_timeout_s:.0f} s "
                 f"({self.timeout_setting}).")
 
@@ -223,6 +225,7 @@ class ManagedServer:
         self.process, self.companions = None, []
 
     def log_tail(self, lines: int = 40) -> str:
+        """The last `lines` lines of the server log under a header naming it (or "(no server log)")."""
         try:
             text = self.log_path.read_text(errors="replace").splitlines()
         except OSError:
@@ -246,26 +249,31 @@ class TritonServer(ManagedServer):
         self.server_ready = False
 
     def commands(self) -> list[tuple[str, list[str], dict]]:
+        """The one tritonserver process, as the launcher starts it, on loopback."""
         argv, env = self.launcher.command(self.repository, self.model_name, self.ports, LOOPBACK)
         self.server_ready = False
         return [(self.program, argv, env)]
 
     def ready(self) -> bool:
+        """Whether /v2/health/ready and the model's ready endpoint both answer 200."""
         if not self.server_ready:
             self.server_ready = self._get_status("/v2/health/ready") == 200
         return self.server_ready and self._get_status(f"/v2/models/{self.model_name}/ready") == 200
 
     def not_ready_error(self) -> str:
+        """The error when the model is not READY within triton.startup_timeout_s."""
         return (f"tritonserver did not report model {self.model_name!r} READY within "
                 f"{self.startup_timeout_s:.0f} s (triton.startup_timeout_s).")
 
     # ------------------------------------------------------------------ queries
     @property
     def http_url(self) -> str:
+        """host:port of the HTTP endpoint (loopback)."""
         return f"{LOOPBACK}:{self.ports['http']}"
 
     @property
     def grpc_url(self) -> str:
+        """host:port of the gRPC endpoint (loopback)."""
         return f"{LOOPBACK}:{self.ports['grpc']}"
 
     def _get_status(self, path: str) -> int | None:
@@ -276,6 +284,7 @@ class TritonServer(ManagedServer):
             return None
 
     def get_json(self, path: str) -> dict:
+        """GET `path` from the HTTP endpoint as JSON; a server that has died raises ServerError with its log."""
         try:
             with urllib.request.urlopen(f"http://{self.http_url}{path}", timeout=10) as response:
                 return json.loads(response.read())
@@ -291,13 +300,16 @@ class TritonServer(ManagedServer):
 
     @staticmethod
     def answered_requests(stats: dict) -> int:
+        """The model's successful request count of a model_stats() snapshot."""
         return stats["success"]["count"]
 
     @staticmethod
     def window_stats(before: dict, after: dict) -> dict:
+        """Triton's per-request breakdown between two snapshots (serving.server.stats_window)."""
         return stats_window(before, after)
 
     def version(self) -> str:
+        """The server's version from GET /v2 ("unknown" when it does not say)."""
         return self.get_json("/v2").get("version", "unknown")
 
 
