@@ -76,3 +76,34 @@ def test_progress_shows_the_start_a_line_per_interval_and_the_end(caplog):
                                "pair eager fp32 bs8 seq128 max_length vs eager fp32: speedup 1.000x [0.990-1.010] "
                                "(6 rounds in 95 s)"]
     assert asked == [31, 70]  # the summary so far is computed only for the lines shown
+    assert progress.shown
+
+
+def test_a_quick_pass_over_all_rows_prints_nothing_and_a_slow_one_its_progress(caplog, monkeypatch):
+    """The accuracy and reference passes: silent when quick, a line per interval and one at the end when slow."""
+    from types import SimpleNamespace
+
+    import torch
+
+    from workflow_scripts import progress, reference
+
+    class Engine:
+        max_batch_size, input_device = None, None
+
+        def run(self, input_ids, attention_mask):
+            now[0] += 20.0  # seconds per batch
+            return torch.zeros(input_ids.shape[0], 2)
+
+    ids = torch.ones(10, 4, dtype=torch.int64)
+    tokens = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+    caplog.set_level("INFO", logger="progress")
+    now = [0.0]
+    monkeypatch.setattr(progress, "time", SimpleNamespace(monotonic=lambda: now[0]))
+    logits = reference.run_all_rows(Engine(), tokens, 4, "max_length", "cpu", "accuracy eager fp32 seq4 max_length")
+    assert logits.shape == (10, 2)
+    assert caplog.messages == ["accuracy eager fp32 seq4 max_length: 2/3 batches, 8 of 10 rows",
+                               "accuracy eager fp32 seq4 max_length: all 10 rows (3 batches in 60 s)"]
+    caplog.clear()
+    Engine.run = lambda self, input_ids, attention_mask: torch.zeros(input_ids.shape[0], 2)  # quick
+    reference.run_all_rows(Engine(), tokens, 4, "max_length", "cpu", "reference seq4")
+    assert caplog.messages == []

@@ -40,7 +40,8 @@ def evaluate(cell: dict, model_dir: str, tokens_path: str, reference_path: str, 
                         settings=engine_settings, artifacts=artifacts, result_path=out_path)
         try:
             engine.load()
-            logits = run_all_rows(engine, tokens, cell["batch_size"], cell["padding"], cell["device"])
+            name = f"accuracy {cell['engine']} {cell['precision']} seq{cell['seq_len']} {cell['padding']}"
+            logits = run_all_rows(engine, tokens, cell["batch_size"], cell["padding"], cell["device"], name)
         finally:
             engine.close()
         result["accuracy"] = float((logits.argmax(dim=-1) == tokens["labels"]).float().mean())

@@ -1,5 +1,7 @@
 """Progress of a measurement that can take minutes (a cell's timed windows, a pair's rounds), as a few lines
 on the console of the run: one when it starts, one every PROGRESS_INTERVAL_S while it runs, one when it ends.
+A pass that is usually quick (the whole split for accuracy, the reference logits) prints only when it is not:
+no start() line, its step() lines, and finish() only when one was shown.
 
 The lines go to the `progress` logger: in a Snakemake job, step_io.setup_logging shows that logger on the
 console as well as in the job's log (everything else a job logs stays in its log); on the command line it is
@@ -26,13 +28,15 @@ class Progress:
     """The lines of one measurement of `total` steps (windows, rounds) named `unit`.
 
     name: what is measured, e.g. "bench eager fp32 bs1 seq128 max_length"; interval_s: at least this long
-    between two lines while it runs; clock: seconds (time.monotonic; tests pass their own)."""
+    between two lines while it runs; clock: seconds (default time.monotonic)."""
 
     def __init__(self, name: str, total: int, unit: str, interval_s: float = PROGRESS_INTERVAL_S,
-                 clock: Callable[[], float] = time.monotonic):
-        self.name, self.total, self.unit, self.interval_s, self.clock = name, total, unit, interval_s, clock
+                 clock: Callable[[], float] | None = None):
+        self.name, self.total, self.unit, self.interval_s = name, total, unit, interval_s
+        self.clock = clock or time.monotonic
         self.done = 0
-        self.started = self.last_line = clock()
+        self.shown = False  # whether step() printed a line (a pass that needed one may close with finish())
+        self.started = self.last_line = self.clock()
 
     def start(self, text: str) -> None:
         """The first line: what is about to be measured (and what loading or compiling took)."""
@@ -45,7 +49,7 @@ class Progress:
         self.done += 1
         now = self.clock()
         if self.done < self.total and now - self.last_line >= self.interval_s:
-            self.last_line = now
+            self.last_line, self.shown = now, True
             log.info("%s: %d/%d %s, %s", self.name, self.done, self.total, self.unit, so_far())
 
     def finish(self, text: str) -> None:

@@ -12,6 +12,7 @@ import torch
 
 from workflow_scripts.engines import create
 from workflow_scripts.environment import resolve_device
+from workflow_scripts.progress import Progress
 from workflow_scripts.results import atomic_write_bytes
 from workflow_scripts.step_io import add_config_arguments, experiment_from_args, run_step, setup_logging
 from workflow_scripts.tokens import batch_rows, load_tokens, make_batch
@@ -19,14 +20,21 @@ from workflow_scripts.tokens import batch_rows, load_tokens, make_batch
 log = logging.getLogger("reference")
 
 
-def run_all_rows(engine, tokens: dict, batch_size: int, padding: str, device: str) -> torch.Tensor:
-    """Logits (float32, CPU) of every dataset row, in order."""
+def run_all_rows(engine, tokens: dict, batch_size: int, padding: str, device: str, name: str | None = None
+                 ) -> torch.Tensor:
+    """Logits (float32, CPU) of every dataset row, in order. name: what the console's progress lines call this
+    pass (a line every PROGRESS_INTERVAL_S while it runs and one at its end, only when it runs that long)."""
     num_rows = tokens["input_ids"].shape[0]
     batch_size = min(batch_size, engine.max_batch_size or batch_size)
+    all_rows = batch_rows(num_rows, batch_size)
+    progress = Progress(name or "all rows", len(all_rows), "batches")
     outputs = []
-    for rows in batch_rows(num_rows, batch_size):
+    for rows in all_rows:
         batch = make_batch(tokens, rows, padding, engine.input_device or device)
         outputs.append(engine.run(batch["input_ids"], batch["attention_mask"]).float().cpu())
+        progress.step(lambda: f"{min(progress.done * batch_size, num_rows)} of {num_rows} rows")
+    if progress.shown:
+        progress.finish(f"all {num_rows} rows")
     return torch.cat(outputs)[:num_rows]
 
 
@@ -37,7 +45,8 @@ def compute_reference(model_dir: str, tokens_path: str, device: str, batch_size:
     torch.backends.cudnn.allow_tf32 = False
     engine = create("eager", model_dir=model_dir, device=device, precision="fp32")
     engine.load()
-    logits = run_all_rows(engine, load_tokens(tokens_path), batch_size, "max_length", device)
+    tokens = load_tokens(tokens_path)
+    logits = run_all_rows(engine, tokens, batch_size, "max_length", device, f"reference seq{tokens['seq_len']}")
     buffer = io.BytesIO()
     torch.save(logits, buffer)
     atomic_write_bytes(out_path, buffer.getvalue())
