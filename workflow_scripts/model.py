@@ -84,9 +84,6 @@ def prepare(settings: dict, dataset_rows: str, out_dir: str) -> dict:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     hub_ok = go_offline_if_unreachable()
-    import torch
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
     model_id, weights = settings["id"], settings["weights"]
     overrides = settings.get("config_overrides") or {}
     # off unless the config says so: with it on, loading the model runs Python code from its repository
@@ -96,53 +93,18 @@ def prepare(settings: dict, dataset_rows: str, out_dir: str) -> dict:
         warnings.append(f"model.trust_remote_code is on: Python code from the model repository {model_id} was "
                         "allowed to run on this machine while loading it.")
         log.warning(warnings[-1])
-    origin = None
+    loaded = None
     if weights in ("pretrained", "auto"):
         if overrides and weights == "pretrained":
             raise SystemExit("model.config_overrides changes the architecture: it needs model.weights: random")
         if not overrides:
-            try:
-                tokenizer = AutoTokenizer.from_pretrained(model_id, trust_remote_code=trust)
-                model, loading = AutoModelForSequenceClassification.from_pretrained(
-                    model_id, num_labels=settings["num_labels"], trust_remote_code=trust,
-                    output_loading_info=True)
-                origin, config_source = "pretrained", "hub"
-                if loading["missing_keys"]:
-                    warnings.append(f"{model_id} has no trained classification head (newly initialised: "
-                                    f"{', '.join(sorted(loading['missing_keys'])[:4])}): accuracy is near chance "
-                                    "unless a checkpoint fine-tuned on the task is configured.")
-            except ValueError as error:
-                refuse_remote_code(model_id, error)
-            except OSError as error:
-                if weights == "pretrained":
-                    raise SystemExit(
-                        f"model.weights is 'pretrained' but {model_id} could not be loaded "
-                        f"(hub reachable: {hub_ok}): {error}\nRun where the hub is reachable, pre-fill the "
-                        "cache (HF_HOME), or set model.weights: random (latency only) or auto.") from error
-                log.warning("pretrained %s unavailable (%s); building random weights", model_id, error)
-    if origin is None:
-        config, config_source = architecture_config(model_id, overrides, settings["num_labels"], trust)
-        if config_source == SHIPPED_SOURCE:
-            warnings.append(f"Model architecture of {model_id} from {config_source}.")
-        torch.manual_seed(RANDOM_SEED)
-        model = AutoModelForSequenceClassification.from_config(config, trust_remote_code=trust)
+            loaded = pretrained_model(settings, trust, hub_ok, warnings)
+    if loaded is None:
+        model, tokenizer, config_source, tokenizer_source = random_model(settings, trust, dataset_rows, out,
+                                                                         warnings)
         origin = "random"
-        warnings.append("Random weights: latencies are valid, accuracy is meaningless.")
-        try:
-            if overrides:
-                raise OSError("the architecture was changed, so the hub tokenizer's vocabulary may not fit")
-            tokenizer = AutoTokenizer.from_pretrained(model_id, trust_remote_code=trust)
-            tokenizer_source = "hub"
-        except OSError:
-            sentences = [row["sentence"] for row in read_rows(dataset_rows)]
-            tokenizer = train_wordpiece_tokenizer(sentences, min(config.vocab_size, 30000), out)
-            tokenizer_source = "WordPiece trained on the dataset text"
-            warnings.append("Tokenizer trained locally on the dataset text (the hub's was unreachable).")
-        if len(tokenizer) > config.vocab_size:
-            raise SystemExit(f"tokenizer has {len(tokenizer)} tokens but the model's vocab_size is "
-                             f"{config.vocab_size}: raise model.config_overrides.vocab_size")
     else:
-        tokenizer_source = "hub"
+        (model, tokenizer), origin, config_source, tokenizer_source = loaded, "pretrained", "hub", "hub"
     model.eval()
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
@@ -162,6 +124,67 @@ def prepare(settings: dict, dataset_rows: str, out_dir: str) -> dict:
     write_json(out / INFO_FILE, info)
     log.info("model %s (%s weights, %d parameters) saved to %s", model_id, origin, info["num_parameters"], out)
     return info
+
+
+def pretrained_model(settings: dict, trust: bool, hub_ok: bool, warnings: list[str]):
+    """(model, tokenizer) of settings["id"] from the hub (or its cache), or None when they cannot be loaded and
+    model.weights is auto (random weights follow). Appends to `warnings` when the checkpoint has no trained
+    classification head. Raises SystemExit with advice when model.weights is pretrained and loading fails, or
+    when the model needs its own code and trust_remote_code is off."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    model_id = settings["id"]
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(model_id, trust_remote_code=trust)
+        model, loading = AutoModelForSequenceClassification.from_pretrained(
+            model_id, num_labels=settings["num_labels"], trust_remote_code=trust, output_loading_info=True)
+    except ValueError as error:
+        refuse_remote_code(model_id, error)
+    except OSError as error:
+        if settings["weights"] == "pretrained":
+            raise SystemExit(
+                f"model.weights is 'pretrained' but {model_id} could not be loaded "
+                f"(hub reachable: {hub_ok}): {error}\nRun where the hub is reachable, pre-fill the "
+                "cache (HF_HOME), or set model.weights: random (latency only) or auto.") from error
+        log.warning("pretrained %s unavailable (%s); building random weights", model_id, error)
+        return None
+    if loading["missing_keys"]:
+        warnings.append(f"{model_id} has no trained classification head (newly initialised: "
+                        f"{', '.join(sorted(loading['missing_keys'])[:4])}): accuracy is near chance "
+                        "unless a checkpoint fine-tuned on the task is configured.")
+    return model, tokenizer
+
+
+def random_model(settings: dict, trust: bool, dataset_rows: str, out: Path, warnings: list[str]):
+    """(model, tokenizer, config_source, tokenizer_source): the architecture of settings["id"] with
+    model.config_overrides and seeded random weights (RANDOM_SEED), with the hub's tokenizer or, when that is
+    unreachable or the architecture was changed, a WordPiece tokenizer trained on the dataset rows (saved in
+    `out`). Appends to `warnings` what the report must say. Raises SystemExit when the tokenizer has more
+    tokens than the model's vocab_size."""
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    model_id, overrides = settings["id"], settings.get("config_overrides") or {}
+    config, config_source = architecture_config(model_id, overrides, settings["num_labels"], trust)
+    if config_source == SHIPPED_SOURCE:
+        warnings.append(f"Model architecture of {model_id} from {config_source}.")
+    torch.manual_seed(RANDOM_SEED)
+    model = AutoModelForSequenceClassification.from_config(config, trust_remote_code=trust)
+    warnings.append("Random weights: latencies are valid, accuracy is meaningless.")
+    try:
+        if overrides:
+            raise OSError("the architecture was changed, so the hub tokenizer's vocabulary may not fit")
+        tokenizer = AutoTokenizer.from_pretrained(model_id, trust_remote_code=trust)
+        tokenizer_source = "hub"
+    except OSError:
+        sentences = [row["sentence"] for row in read_rows(dataset_rows)]
+        tokenizer = train_wordpiece_tokenizer(sentences, min(config.vocab_size, 30000), out)
+        tokenizer_source = "WordPiece trained on the dataset text"
+        warnings.append("Tokenizer trained locally on the dataset text (the hub's was unreachable).")
+    if len(tokenizer) > config.vocab_size:
+        raise SystemExit(f"tokenizer has {len(tokenizer)} tokens but the model's vocab_size is "
+                         f"{config.vocab_size}: raise model.config_overrides.vocab_size")
+    return model, tokenizer, config_source, tokenizer_source
 
 
 def load_info(model_dir: str | Path) -> dict:
