@@ -331,7 +331,7 @@ def profiled_cells(config: dict) -> list[dict]:
 
 
 def paired_cells(config: dict) -> list[dict]:
-    """The cells the pair step times against the baseline: the sweep narrowed to the `pairing` section's axes
+    """The cells the pair step times against the baseline: the sweep narrowed to the `pairs` section's axes
     (experiment.paired_axes)."""
     axes = paired_axes(config)
     return cells({**config["sweep"], **axes})
