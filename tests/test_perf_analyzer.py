@@ -216,6 +216,7 @@ def test_report_splits_served_requests_against_in_process(tmp_path):
                      "latency_split_ms": None, "server": {"requests": 100, "queue_ms": 0.2, "compute_input_ms": 0.02,
                                                           "compute_infer_ms": 1.5, "compute_output_ms": 0.08}}
     python_client["cell"] = {**python_client["cell"], "engine": "triton-python-http"}
+    python_client["latency"] = {**python_client["latency"], "iterations": 100}  # the 100 the server counted
     results = {"twin1": twins["bs1"], "twin64": twins["bs64"], "served": served_result(twins["bs1"], grpc),
                "python": python_client, "c64": served_result(twins["bs1"], busy, concurrency=64)}
     paths = []
@@ -239,6 +240,9 @@ def test_report_splits_served_requests_against_in_process(tmp_path):
     assert python["client+network ms"] == pytest.approx(2.068 - 1.8, abs=0.001)  # mean minus the server phases
 
     level = report.concurrency_table(serving, cells).iloc[0]
+    shown = report.shown_numbers(report.concurrency_table(serving, cells)).iloc[0]
+    assert (shown["requests/s"], shown["p50 ms"], shown["share of in-process"]) == (
+        "5,763.3", f"{level['p50 ms']:.3f}", f"{level['share of in-process']:.1%}")
     assert level["client"] == "perf_analyzer" and level["requests/s"] == pytest.approx(5763.33)
     assert level["share of in-process"] == pytest.approx(5763.33 / twins["bs64"]["throughput_samples_per_s"], abs=1e-3)
     assert level["mean server batch"] == pytest.approx(51.0, abs=0.1) and level["compute infer ms"] == 6.263

@@ -330,6 +330,23 @@ def test_numbers_read_one_way_in_every_table():
     assert shown[["wall ms/iter", "ATen ops/iter"]].values.tolist() == [["3555.395", "704"]]
     table = pd.DataFrame([{"engine": "eager", "max_abs_diff": 3.725290e-07, "agreement": 1.0, "accuracy": 0.5}])
     assert correctness.correctness_table(table).values.tolist() == [["eager", "3.73e-07", "100.0%", "50.0%"]]
+    # the serving tables: times to the µs, rates to 0.1/s, shares as %, not raw floats (56.0, 1.0)
+    from workflow_scripts.report import serving
+
+    table = cells([{"engine": "compile-reduce-overhead", "batch_size": 1, "p50_ms": 0.75, "iterations": 100},
+                   {"engine": "triton-python-grpc", "batch_size": 1, "p50_ms": 2.0, "iterations": 100,
+                    "server_requests": 100, "server_queue_ms": 0.5, "server_compute_input_ms": 0.0,
+                    "server_compute_infer_ms": 1.0, "server_compute_output_ms": 0.0}])
+    overhead = serving.shown_numbers(serving.serving_overhead(table)).iloc[0]
+    assert (overhead["served p50 ms"], overhead["overhead ms"], overhead["queue ms"], overhead["client+network ms"]
+            ) == ("2.000", "1.250", "0.500", "0.500")
+    level = pd.DataFrame([{"engine": "triton-python-grpc", **ROLES["triton-python-grpc"], "precision": "bf16",
+                           "seq_len": 128, "status": "ok", "concurrency": 1, "p50_ms": 56.0, "p99_ms": 60.0,
+                           "mean_ms": 57.0, "throughput_samples_per_s": 1000.0, "iterations": 10,
+                           "server_requests": 12, "server_mean_batch_per_execution": 1.0}])
+    shown = serving.shown_numbers(serving.concurrency_table(level, table)).iloc[0]
+    assert (shown["p50 ms"], shown["requests/s"], shown["in-process samples/s at that batch"],
+            shown["share of in-process"], shown["mean server batch"]) == ("56.000", "1,000.0", "1,333.3", "75.0%", "1.0")
 
 
 def test_measurement_context_states_this_runs_rule_and_host_state_from_the_results():
@@ -415,3 +432,20 @@ def test_missing_values_read_alike_with_their_reason_and_no_empty_figure_is_show
     no_sweep = serving_section.blocks(ReportContext(table=table, serving=pd.DataFrame(columns=["engine", "status"]),
                                                     baseline=BASELINE, targets=TARGETS, figure_paths={}))
     assert "figure" not in [kind for kind, *_ in no_sweep] and any("No load sweep" in b[1] for b in no_sweep)
+
+
+def test_client_and_network_only_where_the_server_counted_the_requests_the_client_timed():
+    """A load level whose server window also holds its warm-up (1,000 requests against the 900 timed, with a
+    longer queue then) would give a negative network cost: it is missing with both counts instead; a window of
+    exactly the timed requests gives the client's mean less the server's phases (means of the same requests)."""
+    from workflow_scripts.report import serving
+
+    phases = {"server_queue_ms": 2.5, "server_compute_input_ms": 0.1, "server_compute_infer_ms": 1.2,
+              "server_compute_output_ms": 0.2}
+    levels = pd.DataFrame([{"mean_ms": 3.5, "iterations": 900, "server_requests": 1000, **phases},
+                           {"mean_ms": 4.5, "iterations": 1000, "server_requests": 1000, **phases},
+                           {"mean_ms": 4.5, "iterations": 1000, **{k: v for k, v in phases.items()}}])
+    split = serving.latency_split(levels)["client+network ms"]
+    assert split[0] == "— (server counted 1000 requests, client timed 900)"  # 3.5 - 4.0 would read -0.5 ms
+    assert split[1] == pytest.approx(0.5)
+    assert split[2] == "— (server requests not recorded)"

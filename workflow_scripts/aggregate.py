@@ -123,7 +123,7 @@ def server_columns(result: dict) -> dict:
     split each request itself (perf_analyzer), its split (split_*_ms)."""
     server = result.get("server") or {}
     split = result.get("latency_split_ms") or {}
-    return {**{f"server_{key}": value for key, value in server.items() if key != "requests"},
+    return {**{f"server_{key}": value for key, value in server.items()},
             "client": (result.get("load_client") or {}).get("name"),
             **{f"split_{key}_ms": ms for key, ms in split.items()}}
 

@@ -10,7 +10,7 @@ import pandas as pd  # noqa: E402
 
 from workflow_scripts.report.context import ReportContext  # noqa: E402
 from workflow_scripts.report.figures import placeholder, save  # noqa: E402
-from workflow_scripts.report.render import MISSING, missing  # noqa: E402
+from workflow_scripts.report.render import MISSING, fmt, missing  # noqa: E402
 from workflow_scripts.results import TIMED_STATUSES  # noqa: E402
 
 
@@ -26,13 +26,17 @@ SERVER_PHASES = ("queue", "compute_input", "compute_infer", "compute_output")
 
 
 def latency_split(rows: pd.DataFrame) -> pd.DataFrame:
-    """Where each served millisecond goes (ms per request), one row per served cell or load level: client,
-    network+serialisation, their sum, queue, compute input, compute infer, compute output.
+    """Where each served millisecond goes (ms per request, means), one row per served cell or load level:
+    client, network+serialisation, their sum, queue, compute input, compute infer, compute output.
 
     perf_analyzer's own split where it was the client (the same requests as its latencies; its client part is
     its send and receive, its network part includes the server's own send/receive). With the Python client the
-    phases come from the server's statistics over the timed window, and client+network is the client's mean
-    minus them: the Python client cannot time its own part apart from the network's, so those two stay empty.
+    phases are the server's per-request means over its statistics window, and client+network is the client's
+    mean minus their sum, computed only where that window counted exactly the requests the client timed
+    (server_requests == iterations; the timed cells begin their window after the warm-up). Elsewhere (a load
+    level's window also holds its warm-up and in-flight requests) it is missing with the two counts: a mean of
+    other requests subtracted would give a wrong, even negative, network cost. The Python client cannot time its
+    own part apart from the network's, so those two stay empty.
     """
     def column(name: str) -> pd.Series:
         return rows[name].astype(float) if name in rows else pd.Series(float("nan"), index=rows.index)
@@ -43,7 +47,41 @@ def latency_split(rows: pd.DataFrame) -> pd.DataFrame:
     for phase in SERVER_PHASES:
         out[f"{phase.replace('_', ' ')} ms"] = column(f"split_{phase}_ms").fillna(column(f"server_{phase}_ms"))
     server_ms = sum(out[f"{phase.replace('_', ' ')} ms"] for phase in SERVER_PHASES)
-    out.insert(2, "client+network ms", column("split_client_and_network_ms").fillna(column("mean_ms") - server_ms))
+    rest = [_client_and_network(*values) for values in zip(
+        column("split_client_and_network_ms"), column("mean_ms"), server_ms, column("server_requests"),
+        column("iterations"))]
+    out.insert(2, "client+network ms", pd.Series(rest, index=rows.index, dtype=object))
+    return out
+
+
+def _client_and_network(own_split: float, client_mean: float, server_ms: float, server_requests: float,
+                        timed_requests: float) -> float | str:
+    """One row's client+network ms: the load client's own split, else the client's mean less the server's phases
+    over the same requests, else missing with why."""
+    if pd.notna(own_split) or pd.isna(client_mean):  # perf_analyzer's own, or nothing timed to split
+        return own_split
+    if pd.isna(server_requests) or pd.isna(timed_requests):
+        return missing("server requests not recorded")
+    if server_requests != timed_requests:
+        return missing(f"server counted {server_requests:.0f} requests, client timed {timed_requests:.0f}")
+    return client_mean - server_ms
+
+
+# How the serving tables show each column (render.NUMBER_FORMATS); a string (a missing value's reason) stays
+SHOWN_AS = {"served p50 ms": "ms", "in-process p50 ms": "ms", "overhead ms": "ms", "served mean ms": "ms",
+            "p50 ms": "ms", "p99 ms": "ms", "requests/s": "rate", "in-process samples/s at that batch": "rate",
+            "share of in-process": "pct", "mean server batch": "s", "client ms": "ms",
+            "network+serialisation ms": "ms", "client+network ms": "ms",
+            **{f"{phase.replace('_', ' ')} ms": "ms" for phase in SERVER_PHASES}}
+
+
+def shown_numbers(frame: pd.DataFrame) -> pd.DataFrame:
+    """A serving table in the report's number formats (SHOWN_AS): times to the µs, rates to 0.1/s, shares
+    as %; strings (reasons) and unlisted columns as they are."""
+    out = frame.copy()
+    for column, kind in SHOWN_AS.items():
+        if column in out:
+            out[column] = out[column].map(lambda v, kind=kind: v if isinstance(v, str) else fmt(kind)(v))
     return out
 
 
@@ -123,7 +161,7 @@ def load_blocks(ctx: ReportContext) -> list[tuple]:
                       "(config `triton.load`).")]
     intro = ("p", "Under load (batch-1 requests from N closed-loop clients): requests/s against the same model "
                   "in-process at batch N, the batch the server formed on average, and the same split.")
-    table = ("table", concurrency_table(ctx.serving, ctx.table))
+    table = ("table", shown_numbers(concurrency_table(ctx.serving, ctx.table)))
     if not len(measured_levels(ctx.serving)):
         why = "no load level produced numbers (their status and reason are in the table)"
         placeholder(path, why)
@@ -149,6 +187,8 @@ def blocks(ctx: ReportContext) -> list[tuple]:
                   "served millisecond goes, per request: client, network+serialisation, queue, compute input, "
                   "compute infer, compute output. With perf_analyzer as the client (column client) the split is "
                   "its own, over the same requests as its latencies; with the Python client the server's "
-                  "statistics give the phases and the rest of the client's mean is client+network together."),
-            ("table", overhead) if len(overhead) else ("p", "No served cell produced numbers."),
+                  "statistics give the phases (per-request means) and client+network is the client's mean less their sum, "
+                  "only where the server's window counted exactly the requests the client timed (else missing, "
+                  "with both counts)."),
+            ("table", shown_numbers(overhead)) if len(overhead) else ("p", "No served cell produced numbers."),
             *load_blocks(ctx)]
