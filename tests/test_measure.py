@@ -107,3 +107,50 @@ def test_a_quick_pass_over_all_rows_prints_nothing_and_a_slow_one_its_progress(c
     Engine.run = lambda self, input_ids, attention_mask: torch.zeros(input_ids.shape[0], 2)  # quick
     reference.run_all_rows(Engine(), tokens, 4, "max_length", "cpu", "reference seq4")
     assert caplog.messages == []
+
+
+def test_a_slow_single_call_is_named_while_it_runs_and_a_quick_one_not(caplog):
+    """A first call that compiles: a line once it has run quiet_s, then one per interval, none after it ends;
+    an eager first call (quick) prints nothing."""
+    import time
+
+    from workflow_scripts.progress import while_slow
+
+    caplog.set_level("INFO", logger="progress")
+    with while_slow("bench compile-max-autotune fp16 bs1 seq128 max_length", "first call", quiet_s=0.1,
+                    interval_s=0.2):
+        time.sleep(0.45)  # lines near 0.1 and 0.3 s
+    time.sleep(0.3)  # the timer has stopped with the block
+    assert 2 <= len(caplog.messages) <= 3
+    assert caplog.messages[0] == "bench compile-max-autotune fp16 bs1 seq128 max_length: first call, running for 0 s"
+    caplog.clear()
+    with while_slow("bench eager fp32 bs1 seq128 max_length", "first call", quiet_s=0.2):
+        pass
+    time.sleep(0.3)
+    assert caplog.messages == []
+
+
+def test_profile_jobs_and_load_levels_print_one_line_each(caplog, monkeypatch):
+    """A profile job's start and end (wall ms per iteration, or its status and the reason's first line); a load
+    level's concurrency, requests/s and p50, or why it has none."""
+    from types import SimpleNamespace
+
+    from workflow_scripts import load_sweep, progress
+
+    now = [100.0]
+    monkeypatch.setattr(progress, "time", SimpleNamespace(monotonic=lambda: now[0]))
+    caplog.set_level("INFO", logger="progress")
+    started = progress.job_started("profile torch eager fp32 bs1 seq128 max_length", "20 iterations")
+    now[0] += 42
+    progress.job_ended("profile torch eager fp32 bs1 seq128 max_length",
+                       {"status": "ok", "reason": None, "profile": {"wall_ms_per_iter": 12.3456}}, started)
+    progress.job_ended("profile nsys eager fp32 bs1 seq128 max_length",
+                       {"status": "skipped", "reason": "no GPU\nmore", "profile": None}, started)
+    assert caplog.messages == ["profile torch eager fp32 bs1 seq128 max_length: 20 iterations",
+                               "profile torch eager fp32 bs1 seq128 max_length: ok, 12.346 ms per iteration (42 s)",
+                               "profile nsys eager fp32 bs1 seq128 max_length: skipped: no GPU (42 s)"]
+    level = {"status": "ok", "reason": None, "load_client": {"name": "python", "clients": 8},
+             "throughput_samples_per_s": 412.34, "latency": {"wall_ms": {"p50": 19.0214}}}
+    assert load_sweep._level_line(level) == "concurrency 8 (python client): 412.3 requests/s, p50 19.021 ms"
+    failed = {**level, "status": "failed", "reason": "3 of 90 requests failed", "latency": None}
+    assert load_sweep._level_line(failed) == "concurrency 8 (python client): failed: 3 of 90 requests failed"

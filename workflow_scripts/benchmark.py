@@ -22,7 +22,7 @@ from workflow_scripts.cell_step import recorded_result
 from workflow_scripts.correctness import compare
 from workflow_scripts.engines import create
 from workflow_scripts.measure import pinned_to_one_core, time_first_call, time_windows, warm_up
-from workflow_scripts.progress import Progress, cell_label
+from workflow_scripts.progress import Progress, cell_label, while_slow
 from workflow_scripts.step_io import (add_cell_arguments, add_tolerance_arguments, cell_from_args, cell_from_job,
                                      engine_settings, experiment_from_args, job_engine_settings, run_step,
                                      setup_logging, tolerance_from_args)
@@ -89,7 +89,8 @@ def measure_engine(engine, cell, tokens, reference, rows, measurement, tolerance
     def run_batch(batch):
         return engine.run(batch["input_ids"], batch["attention_mask"])
 
-    first_call_s = phases["first_call"] = time_first_call(run_batch, batches[0], device)
+    with while_slow(f"bench {cell_label(cell)}", "first call (compiling, capturing graphs)"):
+        first_call_s = phases["first_call"] = time_first_call(run_batch, batches[0], device)
     start = time.perf_counter()
     logits = torch.cat([run_batch(b).float().cpu() for b in batches])
     correctness = compare(logits, reference[torch.cat([b["rows"] for b in batches])], tolerance)

@@ -14,21 +14,19 @@ from workflow_scripts.job_log import capture_errors
 capture_errors(globals())  # first: an error in the imports below reaches the job's log too
 
 import argparse
-import logging
 from pathlib import Path
 
 from workflow_scripts import environment, stats
 from workflow_scripts.engines import ENGINES, create, spec
 from workflow_scripts.model import load_info
 from workflow_scripts.outcome import classify
+from workflow_scripts.progress import log as progress_log, while_slow
 from workflow_scripts.results import SCHEMA_VERSION, write_cell_result
 from workflow_scripts.serving import perf_analyzer
 from workflow_scripts.serving.load_clients import LoadClientDied, closed_loop, planned_processes
 from workflow_scripts.step_io import (add_config_arguments, engine_settings, experiment_from_args, job_engine_settings,
                                      run_step, setup_logging)
 from workflow_scripts.tokens import load_tokens
-
-log = logging.getLogger("load_sweep")
 
 
 def sweep(cell: dict, model_dir: str, tokens_path: str, artifacts: dict, engine_settings: dict,
@@ -52,7 +50,8 @@ def sweep(cell: dict, model_dir: str, tokens_path: str, artifacts: dict, engine_
             client, fallback = perf_analyzer.choose_client(client, _pa_settings(load_settings)["executable"])
         engine.load()
         if client == "python":  # the first request pays what a first call pays (compilation): not in a level
-            engine.run(tokens["input_ids"][:1], tokens["attention_mask"][:1])
+            with while_slow(f"load {_label(cell)}", "first request (compiling in the server)"):
+                engine.run(tokens["input_ids"][:1], tokens["attention_mask"][:1])
         failure = None
     except Exception as error:  # every concurrency level gets the same status and reason (skipped: why)
         failure = classify(error)
@@ -71,14 +70,28 @@ def sweep(cell: dict, model_dir: str, tokens_path: str, artifacts: dict, engine_
             result["environment"] = environment.capture(device, {"cell": result["cell"], "load": load_settings,
                                                                  "engine_settings": engine_settings})
             write_cell_result(out_path, result)
-            log.info("concurrency %d (%s client): %s %s", concurrency, client, result["status"],
-                     f"{result['throughput_samples_per_s']:.1f} req/s" if result["throughput_samples_per_s"]
-                     else result["reason"])
+            progress_log.info("load %s: %s", _label(cell), _level_line(result))
             results.append(result)
     finally:
         if engine is not None:
             engine.close()
     return results
+
+
+def _label(cell: dict) -> str:
+    """`triton-python-grpc fp32 seq128`: a load sweep's cell (its levels are batch-1 requests)."""
+    return f"{cell['engine']} {cell['precision']} seq{cell['seq_len']}"
+
+
+def _level_line(result: dict) -> str:
+    """One load level on the console: `concurrency 8 (python client): 412.3 requests/s, p50 19.021 ms`, or its
+    status and the first line of its reason."""
+    client = result["load_client"]
+    head = f"concurrency {client['clients']} ({client['name']} client)"
+    if result["status"] != "ok":
+        return f"{head}: {result['status']}: {str(result['reason']).splitlines()[0]}"
+    return (f"{head}: {result['throughput_samples_per_s']:.1f} requests/s, "
+            f"p50 {result['latency']['wall_ms']['p50']:.3f} ms")
 
 
 def _pa_settings(load_settings: dict) -> dict:

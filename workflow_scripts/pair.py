@@ -25,7 +25,7 @@ from workflow_scripts.engines import create
 from workflow_scripts.experiment import pairing
 from workflow_scripts.measure import (pinned_to_one_core, time_first_call, time_window,
                                       warm_up)
-from workflow_scripts.progress import Progress, cell_label
+from workflow_scripts.progress import Progress, cell_label, while_slow
 from workflow_scripts.step_io import (add_cell_arguments, cell_from_args, engine_settings, experiment_from_args,
                                      run_step, setup_logging)
 from workflow_scripts.tokens import batch_rows, load_tokens, make_batch
@@ -83,7 +83,9 @@ def measure_loaded(engines: dict, cell: dict, tokens: dict, rows: list, measurem
         batches[role] = [make_batch(tokens, r, cell["padding"], engine.input_device or device) for r in rows]
         engine.load()
         runners[role] = lambda batch, engine=engine: engine.run(batch["input_ids"], batch["attention_mask"])
-        time_first_call(runners[role], batches[role][0], device)
+        with while_slow(f"pair {cell_label(cell)}, {role} {engine.name}",
+                        "first call (compiling, capturing graphs)"):
+            time_first_call(runners[role], batches[role][0], device)
     rng = np.random.default_rng(pairing["seed"])
     roles = list(engines)
     window_p50 = {role: np.zeros((pairing["repeats"], pairing["rounds"])) for role in roles}

@@ -8,14 +8,19 @@ console as well as in the job's log (everything else a job logs stays in its log
 logged like any other line. Several jobs share one console, so every line names its cell in full.
 """
 
+import contextlib
 import logging
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 log = logging.getLogger("progress")
 # Seconds between two lines while a measurement runs: a 30-window GPU cell (about 10 s) shows its start and end
 # only; a CPU pair of bert-base at batch 8 (minutes) a line every half minute
 PROGRESS_INTERVAL_S = 30.0
+# A single call that usually returns at once (an eager first call) but may compile for minutes (max-autotune:
+# 60-150 s on an H200) is named on the console once it has run this long, then every PROGRESS_INTERVAL_S
+SLOW_CALL_S = 10.0
 
 
 def cell_label(cell: dict) -> str:
@@ -55,3 +60,47 @@ class Progress:
     def finish(self, text: str) -> None:
         """The last line: the outcome, with the steps done and the seconds since start()."""
         log.info("%s: %s (%d %s in %.0f s)", self.name, text, self.done, self.unit, self.clock() - self.started)
+
+
+@contextlib.contextmanager
+def while_slow(name: str, what: str, quiet_s: float = SLOW_CALL_S, interval_s: float = PROGRESS_INTERVAL_S
+               ) -> Iterator[None]:
+    """Lines `<name>: <what>, running for N s` while the block runs longer than quiet_s: the first at quiet_s,
+    then every interval_s, from a timer thread (the block itself is one call that cannot report); nothing
+    when the block is quicker. The thread ends with the block, also after an error."""
+    done = threading.Event()
+    started = time.monotonic()
+
+    def report() -> None:
+        wait = quiet_s
+        while not done.wait(wait):
+            log.info("%s: %s, running for %.0f s", name, what, time.monotonic() - started)
+            wait = interval_s
+
+    timer = threading.Thread(target=report, name=f"progress: {name}", daemon=True)
+    timer.start()
+    try:
+        yield
+    finally:
+        done.set()
+        timer.join()
+
+
+def job_started(name: str, text: str) -> float:
+    """The line `<name>: <text>` when a job that reports nothing on its way (a profile) starts; its start time
+    (time.monotonic s) for job_ended."""
+    log.info("%s: %s", name, text)
+    return time.monotonic()
+
+
+def job_ended(name: str, result: dict, started: float) -> None:
+    """The line `<name>: <status> (<wall ms per iteration> | <reason's first line>) in N s` of a finished
+    profile result (kind profile: status, reason, profile.wall_ms_per_iter)."""
+    profile = result.get("profile") or {}
+    if result["reason"]:
+        detail = f": {str(result['reason']).splitlines()[0]}"
+    elif profile.get("wall_ms_per_iter") is not None:
+        detail = f", {profile['wall_ms_per_iter']:.3f} ms per iteration"
+    else:
+        detail = ""
+    log.info("%s: %s%s (%.0f s)", name, result["status"], detail, time.monotonic() - started)

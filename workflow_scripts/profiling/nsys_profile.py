@@ -26,6 +26,7 @@ from workflow_scripts import engines
 from workflow_scripts.cell_step import recorded_result
 from workflow_scripts.profiling import kernels, nsys_stats
 from workflow_scripts.profiling.cell import MEASURED_RANGE
+from workflow_scripts.progress import cell_label, job_ended, job_started
 from workflow_scripts.results import read_json, write_json
 from workflow_scripts.experiment import profiling_settings
 from workflow_scripts.step_io import (add_cell_arguments, add_profiling_arguments, cell_from_args, cell_from_job,
@@ -61,6 +62,8 @@ def profile_cell(cell: dict, model_dir: str, tokens_path: str, artifacts: dict, 
 
     cell = {**cell, "device": planned_device(cell["device"])}
     Path(report_dir).mkdir(parents=True, exist_ok=True)
+    name = f"profile nsys {cell_label(cell)}"
+    started = job_started(name, f"{settings['iterations']} iterations under Nsight Systems")
     with recorded_result("profile", cell, model_dir, out_path, {"cell": cell, "profiling": settings}, log,
                          profiler="nsys", profile=None) as result:
         reason = unavailable_reason(cell["device"], executable)
@@ -70,6 +73,7 @@ def profile_cell(cell: dict, model_dir: str, tokens_path: str, artifacts: dict, 
             outcome, result["profile"] = run_nsys(cell, model_dir, tokens_path, artifacts, engine_settings, settings,
                                                   shutil.which(executable), out_path, Path(report_dir), threads)
             result["status"], result["reason"] = outcome["status"], outcome["reason"]
+    job_ended(name, result, started)
     return result
 
 

@@ -23,6 +23,7 @@ from workflow_scripts.cell_step import recorded_result
 from workflow_scripts.engines import spec
 from workflow_scripts.profiling import kernels
 from workflow_scripts.profiling.cell import loaded_engine, profiled_iterations, warm_up
+from workflow_scripts.progress import cell_label, job_ended, job_started
 from workflow_scripts.results import atomic_write_bytes, write_csv
 from workflow_scripts.experiment import profiling_settings
 from workflow_scripts.step_io import (add_cell_arguments, add_profiling_arguments, cell_from_args, cell_from_job,
@@ -41,6 +42,8 @@ def profile_cell(cell: dict, model_dir: str, tokens_path: str, artifacts: dict, 
     it. A served engine's cell is skipped (its model runs in the server); any failure becomes the status."""
     cell = {**cell, "device": environment.resolve_device(cell["device"])}
     Path(tables_dir).mkdir(parents=True, exist_ok=True)
+    name = f"profile torch {cell_label(cell)}"
+    started = job_started(name, f"{settings['iterations']} iterations under the PyTorch profiler")
     with recorded_result("profile", cell, model_dir, out_path, {"cell": cell, "profiling": settings}, log,
                          profiler="torch", profile=None) as result:
         if spec(cell["engine"]).served:
@@ -50,6 +53,7 @@ def profile_cell(cell: dict, model_dir: str, tokens_path: str, artifacts: dict, 
         else:
             result["profile"] = run_profiler(cell, model_dir, tokens_path, artifacts, engine_settings, settings,
                                              out_path, Path(tables_dir))
+    job_ended(name, result, started)
     return result
 
 
