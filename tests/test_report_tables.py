@@ -449,3 +449,47 @@ def test_client_and_network_only_where_the_server_counted_the_requests_the_clien
     assert split[0] == "— (server counted 1000 requests, client timed 900)"  # 3.5 - 4.0 would read -0.5 ms
     assert split[1] == pytest.approx(0.5)
     assert split[2] == "— (server requests not recorded)"
+
+
+def test_figures_draw_ci_error_bars_ticks_at_measured_batches_upright_labels_and_a_legend_beside(monkeypatch):
+    """The matplotlib objects the figure functions build from a constructed table (saving skipped)."""
+    from workflow_scripts.profiling.kernels import CATEGORIES
+
+    drawn = []
+    monkeypatch.setattr(figures, "save", lambda fig, path: drawn.append(fig))
+    table = cells([
+        {"engine": "eager", "precision": "fp32", "batch_size": 1, "p50_ms": 4.0, "p50_ci_low_ms": 3.5,
+         "p50_ci_high_ms": 4.75},
+        {"engine": "eager", "precision": "fp32", "batch_size": 8, "p50_ms": 10.0, "p50_ci_low_ms": 9.0,
+         "p50_ci_high_ms": 12.0},
+        {"engine": "fused", "batch_size": 1, "p50_ms": 0.5},
+        {"engine": "fused", "batch_size": 64, "p50_ms": 3.0},
+        {"engine": "fused", "batch_size": 256, "p50_ms": float("nan"), "status": "failed"},  # no data: no tick
+    ])
+    figures.plot_versus_batch(table, "p50_ms", "p50 ms", "latency.png", interval=("p50_ci_low_ms", "p50_ci_high_ms"))
+    ax = drawn.pop().axes[0]
+    assert list(ax.get_xticks()) == [1, 8, 64] and [t.get_text() for t in ax.get_xticklabels()] == ["1", "8", "64"]
+    assert len(ax.xaxis.get_minorticklocs()) == 0
+    bars = {container.get_label(): container.lines[2][0].get_segments() for container in ax.containers}
+    eager = bars["eager fp32 seq128 max_length"]
+    assert [(segment[0][0], segment[0][1], segment[1][1]) for segment in eager] == [(1, 3.5, 4.75), (8, 9.0, 12.0)]
+    fused = bars["fused bf16 seq128 max_length"]
+    assert [value for segment in fused for value in (segment[0][1], segment[1][1])] == pytest.approx(
+        [0.49, 0.51, 2.94, 3.06])  # cells()' ±2% CI
+
+    figures.plot_speedup(table, BASELINE, "speedup.png")
+    ax = drawn.pop().axes[0]
+    labels = ax.get_xticklabels()
+    assert [label.get_text() for label in labels] == ["eager\nfp32 seq128 max_length", "fused\nbf16 seq128 max_length"]
+    assert all(label.get_rotation() == 0 for label in labels)
+    assert ax.get_legend().get_title().get_text() == "batch size"
+
+    chosen = pd.DataFrame([{"engine": "fused", "precision": "bf16", "batch_size": 1, "seq_len": 128,
+                            "padding": "max_length", "gpu_busy_ms_per_iter": 0.4,
+                            **{f"{name}_ms_per_iter": 0.1 for name in CATEGORIES}}])
+    fig = why.plot_breakdown(chosen, pd.DataFrame())
+    fig.canvas.draw()
+    ax = fig.axes[0]
+    renderer = fig.canvas.get_renderer()
+    assert ax.get_legend().get_window_extent(renderer).x0 >= ax.get_window_extent(renderer).x1  # beside, not over
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == CATEGORIES
