@@ -444,11 +444,14 @@ def test_client_and_network_only_where_the_server_counted_the_requests_the_clien
               "server_compute_output_ms": 0.2}
     levels = pd.DataFrame([{"mean_ms": 3.5, "iterations": 900, "server_requests": 1000, **phases},
                            {"mean_ms": 4.5, "iterations": 1000, "server_requests": 1000, **phases},
-                           {"mean_ms": 4.5, "iterations": 1000, **{k: v for k, v in phases.items()}}])
+                           {"mean_ms": 4.5, "iterations": 1000, **phases},
+                           {"mean_ms": 4.5, "iterations": 1000, "server_requests": 1000,
+                            **{k: v for k, v in phases.items() if k != "server_queue_ms"}}])
     split = serving.latency_split(levels)["client+network ms"]
     assert split[0] == "— (server counted 1000 requests, client timed 900)"  # 3.5 - 4.0 would read -0.5 ms
     assert split[1] == pytest.approx(0.5)
     assert split[2] == "— (server requests not recorded)"
+    assert split[3] == "— (server reports no queue time)"  # Dynamo's worker: its sum would leave the queue in
 
 
 def test_figures_draw_ci_error_bars_ticks_at_measured_batches_upright_labels_and_a_legend_beside(monkeypatch):

@@ -35,8 +35,9 @@ def latency_split(rows: pd.DataFrame) -> pd.DataFrame:
     mean minus their sum, computed only where that window counted exactly the requests the client timed
     (server_requests == iterations; the timed cells begin their window after the warm-up). Elsewhere (a load
     level's window also holds its warm-up and in-flight requests) it is missing with the two counts: a mean of
-    other requests subtracted would give a wrong, even negative, network cost. The Python client cannot time its
-    own part apart from the network's, so those two stay empty.
+    other requests subtracted would give a wrong, even negative, network cost; likewise where the server reports
+    no time for a phase (Dynamo's worker has no queue). The Python client cannot time its own part apart from
+    the network's, so those two stay empty.
     """
     def column(name: str) -> pd.Series:
         return rows[name].astype(float) if name in rows else pd.Series(float("nan"), index=rows.index)
@@ -46,24 +47,27 @@ def latency_split(rows: pd.DataFrame) -> pd.DataFrame:
     out["network+serialisation ms"] = column("split_network_ms")
     for phase in SERVER_PHASES:
         out[f"{phase.replace('_', ' ')} ms"] = column(f"split_{phase}_ms").fillna(column(f"server_{phase}_ms"))
-    server_ms = sum(out[f"{phase.replace('_', ' ')} ms"] for phase in SERVER_PHASES)
+    phases = out[[f"{phase.replace('_', ' ')} ms" for phase in SERVER_PHASES]]
+    unreported = [", ".join(name[:-3] for name, value in row.items() if pd.isna(value)) for _, row in phases.iterrows()]
     rest = [_client_and_network(*values) for values in zip(
-        column("split_client_and_network_ms"), column("mean_ms"), server_ms, column("server_requests"),
-        column("iterations"))]
+        column("split_client_and_network_ms"), column("mean_ms"), phases.sum(axis=1, min_count=len(SERVER_PHASES)),
+        column("server_requests"), column("iterations"), unreported)]
     out.insert(2, "client+network ms", pd.Series(rest, index=rows.index, dtype=object))
     return out
 
 
 def _client_and_network(own_split: float, client_mean: float, server_ms: float, server_requests: float,
-                        timed_requests: float) -> float | str:
+                        timed_requests: float, unreported: str) -> float | str:
     """One row's client+network ms: the load client's own split, else the client's mean less the server's phases
-    over the same requests, else missing with why."""
+    over the same requests, else missing with why (unreported: the phases the server gave no time for)."""
     if pd.notna(own_split) or pd.isna(client_mean):  # perf_analyzer's own, or nothing timed to split
         return own_split
     if pd.isna(server_requests) or pd.isna(timed_requests):
         return missing("server requests not recorded")
     if server_requests != timed_requests:
         return missing(f"server counted {server_requests:.0f} requests, client timed {timed_requests:.0f}")
+    if unreported:
+        return missing(f"server reports no {unreported} time")
     return client_mean - server_ms
 
 
