@@ -381,7 +381,7 @@ def test_a_server_killed_mid_run_fails_the_cell_leaves_no_process_and_a_retry_su
     repository = results_dir / "triton" / "python" / "fp32" / "seq32"
     cell = {"engine": "triton-python-grpc", "precision": "fp32", "batch_size": 1, "seq_len": 32,
             "padding": "max_length", "device": "cpu"}
-    settings = {"launcher": "local", "apptainer": {}, "startup_timeout_s": 120, "stop_grace_s": 10}
+    settings = {"launcher": "local", "startup_timeout_s": 120, "stop_grace_s": 10}
     long_measurement = {**MINIMAL["measurement"], "windows": 1200, "window_seconds": 0.05}
     killed = {}
 

@@ -42,7 +42,8 @@ def missing_runtime(backend: str, settings: dict) -> str | None:
     """Why the launcher that settings (the config's `triton` slice) resolve to here cannot serve `backend`,
     with the fix; None when it can or when the Apptainer launcher is asked for by name (the run's deployment
     check names a missing `apptainer` then, and refuses)."""
-    name = resolve_launcher_name(settings["launcher"], settings["apptainer"]["sif"])
+    requested = settings["launcher"]  # only `auto` looks for the image
+    name = resolve_launcher_name(requested, settings["apptainer"]["sif"]) if requested == "auto" else requested
     if name != "local":
         return None
     if backend not in LocalLauncher.backends:
