@@ -328,6 +328,12 @@ def test_numbers_read_one_way_in_every_table():
                             "cpu_ops_per_iter": 704.0, "gpu_busy_ms_per_iter": None}])
     shown = why.overhead_table(chosen)
     assert shown[["wall ms/iter", "ATen ops/iter"]].values.tolist() == [["3555.395", "704"]]
+    tops = pd.DataFrame([{**chosen.iloc[0][["engine", "precision", "batch_size", "seq_len", "padding", "tool"]],
+                          "kind": "op", "rank": rank, "name": name, "category": None, "ms_per_iter": ms,
+                          "calls_per_iter": calls, "mean_us": None, "time_fraction": None}
+                         for rank, name, ms, calls in ((1, "aten::addmm", 0.29912, 14.0), (2, "aten::copy_", 0.0629, 0.5))])
+    top = why.top_table(chosen, tops, "op")
+    assert top[["ms/iter", "calls/iter"]].values.tolist() == [["0.299", "14"], ["0.063", "0.5"]]
     table = pd.DataFrame([{"engine": "eager", "max_abs_diff": 3.725290e-07, "agreement": 1.0, "accuracy": 0.5}])
     assert correctness.correctness_table(table).values.tolist() == [["eager", "3.73e-07", "100.0%", "50.0%"]]
     # the serving tables: times to the µs, rates to 0.1/s, shares as %, not raw floats (56.0, 1.0)
@@ -383,7 +389,7 @@ def test_measurement_context_states_this_runs_rule_and_host_state_from_the_resul
     assert facts["clock-event reasons"] == (
         "sw_power_cap in 2 cell(s) (power cap at full load, the card working as designed); hw_thermal_slowdown in "
         "1 cell(s) (a thermal or hardware slowdown: the cell is flagged THROTTLED)")
-    assert facts["cores and threads"] == ("cores allowed 0-15, torch threads 16; timing thread pinned to core 15 "
+    assert facts["cores and threads"] == ("CPU cores each job was allowed: core(s) 0-15, torch threads 16; timing thread pinned to core 15 "
                                           "in 4 cell(s)")
     assert facts["CPU steal time (share of CPU time, per cell)"] == "0.1%–3.1%"
     assert facts["load average (1 min, before and after each cell)"] == "0.50–1.25"

@@ -58,8 +58,8 @@ def full_table(table: pd.DataFrame) -> pd.DataFrame:
 def blocks(ctx: ReportContext) -> list[tuple]:
     """The "All cells" heading, what its columns mean, and the table."""
     return [("h2", "All cells"),
-            ("p", "Latency per batch in ms over the timed iterations (iterations: per cell, so with 30 p99 is "
-                  "close to the maximum); samples/s = batch size / p50. Cells measured more than an hour apart "
+            ("p", "Latency per batch in ms over the timed iterations (iterations: the timed calls of the cell; "
+                  "with fewer than 100, p99 is close to the slowest call); samples/s = batch size / p50. Cells measured more than an hour apart "
                   "from the run that measured most cells are marked \"another run\": they ran under another "
                   "machine load, so compare them with care."),
             ("table", full_table(ctx.table))]

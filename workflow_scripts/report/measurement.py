@@ -91,7 +91,7 @@ def facts(table: pd.DataFrame) -> pd.DataFrame:
         ("clock-event reasons", clock_reasons(table)),
         ("CPU", distinct(column("cpu")) + (f", {distinct(column('cpu_count'))} logical cores"
                                            if column("cpu_count").notna().any() else "")),
-        ("cores and threads", f"cores allowed {distinct(column('cpu_affinity'))}, torch threads "
+        ("cores and threads", f"CPU cores each job was allowed: {distinct('core(s) ' + column('cpu_affinity').dropna().astype(str))}, torch threads "
                               f"{distinct(column('torch_threads'))}; "
                               + (f"timing thread pinned to core {distinct(pinned.astype(int))} in {len(pinned)} cell(s)"
                                  if len(pinned) else "timing thread not pinned")),

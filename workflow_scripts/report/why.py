@@ -10,7 +10,7 @@ import pandas as pd  # noqa: E402
 from workflow_scripts.profiling.kernels import CATEGORIES  # noqa: E402
 from workflow_scripts.report.context import ReportContext  # noqa: E402
 from workflow_scripts.report.figures import placeholder, save  # noqa: E402
-from workflow_scripts.report.render import fmt  # noqa: E402
+from workflow_scripts.report.render import MISSING, fmt  # noqa: E402
 from workflow_scripts.results import CELL_KEYS as CELL  # noqa: E402
 
 TOP_PER_CELL = 5
@@ -71,7 +71,10 @@ def top_table(chosen: pd.DataFrame, tops: pd.DataFrame, kind: str) -> pd.DataFra
     out = out.rename(columns={"batch_size": "batch", "seq_len": "seq", "ms_per_iter": "ms/iter",
                                                         "calls_per_iter": "calls/iter", "mean_us": "mean µs",
                                                         "time_fraction": "share of kernel time"})
-    return out.round(4)
+    # one format per kind of number, as in every table: times in ms to 3 places, counts without a fraction
+    # unless they have one (a call made every other iteration: 0.5)
+    formats = {"ms/iter": fmt("ms"), "mean µs": fmt("s"), "calls/iter": lambda v: MISSING if pd.isna(v) else f"{v:g}"}
+    return out.assign(**{column: out[column].map(formats[column]) for column in formats if column in out})
 
 
 def plot_breakdown(chosen: pd.DataFrame, tops: pd.DataFrame):
