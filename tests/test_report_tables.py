@@ -502,3 +502,22 @@ def test_figures_draw_ci_error_bars_ticks_at_measured_batches_upright_labels_and
     renderer = fig.canvas.get_renderer()
     assert ax.get_legend().get_window_extent(renderer).x0 >= ax.get_window_extent(renderer).x1  # beside, not over
     assert [t.get_text() for t in ax.get_legend().get_texts()] == CATEGORIES
+
+
+def test_a_main_finding_on_an_unstable_pair_says_so():
+    """The pair's interval lies above 1, so it is the finding, but the pair switched levels: the sentence
+    carries that caveat instead of leaving it to the warnings (a fresh-user trial read it as a clean 1.19×)."""
+    table = cells([{"engine": "eager", "precision": "fp32", "batch_size": 1, "p50_ms": 10.0},
+                   {"engine": "torchscript", "precision": "fp32", "batch_size": 1, "p50_ms": 8.0}])
+    paired = table.engine == "torchscript"
+    table.loc[paired, ["pair_speedup", "pair_ci_low", "pair_ci_high"]] = [1.19, 1.03, 1.62]
+    table["pair_unstable"] = ""
+    table.loc[paired, "pair_unstable"] = "the ratio switched between two levels, 1.08x and 1.62x"
+    ctx = ReportContext(table=table, baseline=BASELINE, targets=TARGETS)
+    assert summary_section.main_finding(ctx) == (
+        "Main finding: torchscript fp32 bs1 seq128 max_length is 1.19× eager fp32 at the same batch, seq and padding "
+        "(side by side, 95% interval 1.03–1.62; the pair is unstable: the ratio switched between two levels, 1.08x "
+        "and 1.62x).")
+    table.loc[paired, "pair_unstable"] = ""
+    assert summary_section.main_finding(ReportContext(table=table, baseline=BASELINE, targets=TARGETS)).endswith(
+        "(side by side, 95% interval 1.03–1.62).")

@@ -84,6 +84,9 @@ def main_finding(ctx: ReportContext) -> str:
         return f"Main finding: no cell is resolved faster than {baseline} (every faster p50's 95% CI overlaps it)."
     how = (f"side by side, 95% interval {best.pair_ci_low:.2f}–{best.pair_ci_high:.2f}" if _paired(best) else
            f"p50 {best.p50_ms:.3f} ms, 95% CI {best.p50_ci_low_ms:.3f}–{best.p50_ci_high_ms:.3f}")
+    unstable = getattr(best, "pair_unstable", "") if _paired(best) else ""
+    if isinstance(unstable, str) and unstable:  # the caveat travels with the finding, not only in the warnings
+        how += f"; the pair is unstable: {unstable}"
     return f"Main finding: {cell_name(best)} is {best_speedup:.2f}× {baseline} at the same batch, seq and padding ({how})."
 
 
