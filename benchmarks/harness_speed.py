@@ -17,7 +17,10 @@ Runs a config through snakemake from scratch in a fresh folder (default: the sma
 
 usage: python benchmarks/harness_speed.py [--configfile F ...] [--cores N] [--gpus N] [--keep DIR]
                                           [--time-limit S] [--rerun-bench] [--noop] [--analyse DIR]
+                                          [-- SNAKEMAKE_ARGS ...]
 With --keep and --time-limit, a sweep longer than one sitting runs in several runs of the same command.
+Arguments after `--` go to every snakemake run (e.g. `-- --scheduler greedy` where pulp is not installed).
+Each run's snakemake output is kept in the run folder as `harness_run<N>.log`.
 """
 import argparse
 import json
@@ -43,10 +46,10 @@ PHASES = ("process", "cuda_context", "inputs", "batches", "load", "first_call", 
 
 
 def snakemake(workdir: Path, configfiles: list[str], cores: str, gpus: int | None, *args: str,
-              time_limit_s: float | None = None) -> tuple[float, bool]:
-    """(seconds, finished) of one snakemake run in `workdir`. Past `time_limit_s` it is stopped (SIGTERM: its
-    jobs end, the next run resumes with --rerun-incomplete) and `finished` is False. Raises with the tail of
-    its log if it fails."""
+              time_limit_s: float | None = None, log: Path | None = None) -> tuple[float, bool]:
+    """(seconds, finished) of one snakemake run in `workdir`, its output kept in `log` (else discarded). Past
+    `time_limit_s` it is stopped (SIGTERM: its jobs end, the next run resumes with --rerun-incomplete) and
+    `finished` is False. Raises SystemExit with the tail of its output if it fails."""
     command = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(workdir),
                "--cores", str(cores), "--rerun-incomplete", "--configfile", *configfiles, *args]
     if gpus is not None:
@@ -54,7 +57,7 @@ def snakemake(workdir: Path, configfiles: list[str], cores: str, gpus: int | Non
     env = {**os.environ, "HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "1"),
            "HF_DATASETS_OFFLINE": os.environ.get("HF_DATASETS_OFFLINE", "1")}
     start = time.perf_counter()
-    with tempfile.TemporaryFile("w+") as output:
+    with (open(log, "w+") if log else tempfile.TemporaryFile("w+")) as output:
         proc = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, env=env)
         try:
             proc.wait(timeout=time_limit_s)
@@ -191,7 +194,9 @@ def main() -> None:
     parser.add_argument("--rerun-bench", action="store_true", help="then time a rerun after rm -r results/bench")
     parser.add_argument("--noop", action="store_true", help="then time a no-op snakemake -n (best of 5)")
     parser.add_argument("--analyse", type=Path, help="only print the tables of this existing run folder")
+    parser.add_argument("snakemake_args", nargs="*", help="after `--`: passed to every snakemake run")
     args = parser.parse_args()
+    extra = args.snakemake_args
     print(f"machine: {platform.node()}, {os.cpu_count()} CPUs, python {platform.python_version()}, "
           f"{datetime.now().isoformat(timespec='seconds')}")
     if args.analyse:
@@ -206,7 +211,8 @@ def main() -> None:
     print(f"run folder: {workdir}; configs: {' '.join(configfiles)}; --cores {args.cores}"
           + (f" --resources gpu={args.gpus}" if args.gpus is not None else ""))
     with Utilisation() as watched:
-        wall, finished = snakemake(workdir, configfiles, args.cores, args.gpus, time_limit_s=args.time_limit)
+        wall, finished = snakemake(workdir, configfiles, args.cores, args.gpus, *extra, time_limit_s=args.time_limit,
+                                   log=workdir / f"harness_run{len(ledger['runs_s']) + 1}.log")
     ledger["runs_s"].append(wall)
     for card, samples in watched.samples.items():
         ledger["samples"].setdefault(card, []).extend(samples)
@@ -219,10 +225,11 @@ def main() -> None:
     print_tables(jobs_of(workdir / "results"), sum(runs), ledger["samples"])
     if args.rerun_bench:
         shutil.rmtree(workdir / "results" / "bench")
-        rerun, done = snakemake(workdir, configfiles, args.cores, args.gpus, time_limit_s=args.time_limit)
+        rerun, done = snakemake(workdir, configfiles, args.cores, args.gpus, *extra, time_limit_s=args.time_limit,
+                                log=workdir / "harness_rerun_bench.log")
         print(f"\nrerun after rm -r results/bench: {rerun:.1f} s" + ("" if done else " (stopped at the time limit)"))
     if args.noop:
-        noop = min(snakemake(workdir, configfiles, args.cores, args.gpus, "-n")[0] for _ in range(5))
+        noop = min(snakemake(workdir, configfiles, args.cores, args.gpus, *extra, "-n")[0] for _ in range(5))
         print(f"no-op snakemake -n on completed results (best of 5): {noop:.2f} s (target <= 3 s)")
 
 
