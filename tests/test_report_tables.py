@@ -45,7 +45,7 @@ def cells(rows, gpu="NVIDIA H200"):
     for column, factor in (("p50_ci_low_ms", 0.98), ("p50_ci_high_ms", 1.02)):
         given = frame[column] if column in frame else pd.Series(float("nan"), index=frame.index)
         frame[column] = given.fillna(frame.p50_ms * factor)
-    return with_speedup(frame, BASELINE)
+    return with_speedup(frame, BASELINE, TARGETS["max_repeat_cv"])
 
 
 def summary(table, serving=None, peaks=None):
@@ -207,8 +207,8 @@ def test_both_paddings_stay_apart_in_every_figure_table_warning_and_sentence(tmp
          "tokens_per_batch": 23.5, "repeat_p50_cv": 0.2},
     ])
     bars = figures.speedup_bars(table)
-    assert bars.loc["torchscript fp32 seq128 max_length", 1] == pytest.approx(330.8)
-    assert bars.loc["torchscript fp32 seq128 dynamic", 1] == pytest.approx(27.1)
+    assert bars.loc[("torchscript fp32 seq128 max_length", 1), "speedup"] == pytest.approx(330.8)
+    assert bars.loc[("torchscript fp32 seq128 dynamic", 1), "statistic"] == "unresolved"  # its repeat CV is 20%
     figures.plot_speedup(table, BASELINE, str(tmp_path / "speedup.png"))
     with pytest.raises(ValueError):  # two cells in one bar are refused, never averaged
         figures.speedup_bars(pd.concat([table, table.iloc[[2]]], ignore_index=True))
@@ -521,3 +521,61 @@ def test_a_main_finding_on_an_unstable_pair_says_so():
     table.loc[paired, "pair_unstable"] = ""
     assert summary_section.main_finding(ReportContext(table=table, baseline=BASELINE, targets=TARGETS)).endswith(
         "(side by side, 95% interval 1.03–1.62).")
+
+
+def test_a_p50_ratio_with_an_unstable_cell_reads_unresolved_and_the_pair_is_the_speedup(monkeypatch):
+    """The CPU trial's batch 1: eager's p50 caught a slow regime (repeat CV 41%), so torchscript read 5.87× by
+    p50s beside 1.19× [1.03–1.62] side by side. The ratio is marked unresolved with why in every table, the
+    pair is the speedup (its interval as the figure's error bars), and a cell without a pair is not judged."""
+    table = cells([{"device": "cpu", **row} for row in [
+        {"engine": "eager", "precision": "fp32", "batch_size": 1, "p50_ms": 1986.0, "repeat_p50_cv": 0.411},
+        {"engine": "torchscript", "precision": "fp32", "batch_size": 1, "p50_ms": 338.6, "repeat_p50_cv": 0.034},
+        {"engine": "compile-default", "precision": "fp32", "batch_size": 1, "p50_ms": 352.0, "repeat_p50_cv": 0.03,
+         "p50_ci_low_ms": 350.0, "p50_ci_high_ms": 1985.0},
+        {"engine": "eager", "precision": "fp32", "batch_size": 8, "p50_ms": 2100.0, "repeat_p50_cv": 0.02},
+        {"engine": "torchscript", "precision": "fp32", "batch_size": 8, "p50_ms": 1400.0, "repeat_p50_cv": 0.03},
+        {"engine": "compile-default", "precision": "fp32", "batch_size": 8, "p50_ms": 1000.0, "repeat_p50_cv": 0.02,
+         "regime_low_ms": 900.0, "regime_high_ms": 1500.0},
+    ]], gpu=None)
+    table.loc[table.engine == "torchscript", ["pair_speedup", "pair_ci_low", "pair_ci_high"]] = [[1.19, 1.03, 1.62],
+                                                                                                 [1.50, 1.45, 1.55]]
+    table["pair_unstable"] = ""
+    torchscript_bs1 = (table.engine == "torchscript") & (table.batch_size == 1)
+    assert table.loc[torchscript_bs1, "speedup"].item() == pytest.approx(5.865, abs=1e-3)
+
+    shown = headline.headline(table).set_index("engine")
+    assert shown.loc["torchscript", "speedup (p50 ratio)"] == "unresolved (baseline: repeat CV 41.1%)"
+    assert shown.loc["torchscript", "speedup side by side (95% CI)"] == "1.19× [1.03–1.62]"
+    assert shown.loc["eager", "speedup (p50 ratio)"] == "1.00×"  # the baseline against itself: 1 by definition
+    full = cells_section.full_table(table).set_index(["engine", "batch_size"])
+    assert full.loc[("torchscript", 8), "speedup (p50 ratio)"] == "1.50×"
+    assert full.loc[("torchscript", 8), "speedup side by side (95% CI)"] == "1.50× [1.45–1.55]"
+    assert full.loc[("compile-default", 8), "speedup (p50 ratio)"] == (
+        "unresolved (this cell: two host regimes, 900.000 and 1500.000 ms)")
+    assert full.loc[("compile-default", 8), "speedup side by side (95% CI)"] == "— (no pair)"
+
+    bars = figures.speedup_bars(table)
+    assert bars.loc[("torchscript fp32 seq128 max_length", 1), ["statistic", "speedup", "low", "high"]].tolist() == [
+        "side by side", 1.19, 1.03, 1.62]
+    assert bars.loc[("compile-default fp32 seq128 max_length", 1), "statistic"] == "unresolved"
+    assert bars.loc[("compile-default fp32 seq128 max_length", 1), "reason"] == "baseline: repeat CV 41.1%"
+    assert bars.loc[("eager fp32 seq128 max_length", 8), "statistic"] == "p50 ratio"
+    drawn = []
+    monkeypatch.setattr(figures, "save", lambda fig, path: drawn.append(fig))
+    figures.plot_speedup(table, BASELINE, "speedup.png")
+    ax = drawn.pop().axes[0]
+    intervals = [(seg[0][1], seg[1][1]) for lines in ax.collections for seg in lines.get_segments()]
+    assert sorted(intervals) == [(1.03, 1.62), (1.45, 1.55)]  # the two pairs' error bars, nothing else
+    assert sorted(text.get_text() for text in ax.texts) == ["unresolved", "unresolved"]  # compile bs1 and bs8
+    heights = sorted(round(patch.get_height(), 2) for patch in ax.patches if patch.get_height() > 0)
+    assert heights == [1.0, 1.0, 1.19, 1.5]  # eager's own bars, the two pairs; no 5.87× anywhere
+
+    fastest = summary(table).loc["fastest at batch 1"]
+    assert "(cell p50 ratio unresolved; baseline: repeat CV 41.1%)" in fastest.measured
+    # without the pair, torchscript's 5.87× is no result: named unresolved, not judged against the target
+    alone = summary(table.assign(pair_speedup=float("nan"))).loc["fastest at batch 1"]
+    assert alone.measured.endswith("its p50 ratio to eager fp32 is unresolved; baseline: repeat CV 41.1%")
+    on_gpu = table.assign(pair_speedup=float("nan"), device="cuda", gpu_name="NVIDIA H200")  # a verdict, not n/a
+    assert summary(on_gpu).loc["fastest at batch 1", "verdict"].startswith("no difference resolved from eager fp32")
+    ctx = ReportContext(table=table.assign(pair_speedup=float("nan")), baseline=BASELINE, targets=TARGETS)
+    assert summary_section.main_finding(ctx).startswith("Main finding: torchscript fp32 bs8 seq128 max_length is 1.50×")

@@ -33,14 +33,23 @@ def pair_speedup_text(row) -> str:
     return f"{row.pair_speedup:.2f}× [{row.pair_ci_low:.2f}–{row.pair_ci_high:.2f}]{unstable}"
 
 
-def cell_caveats(row, max_repeat_cv: dict) -> list[str]:
-    """Why one cell's timing is not one steady number: repeat spread, two host regimes, an unsteady warm-up,
-    throttling, steal time (columns absent from older results count as fine)."""
-    caveats = []
-    if pd.notna(row.repeat_p50_cv) and row.repeat_p50_cv > max_repeat_cv.get(row.device, float("inf")):
-        caveats.append(f"repeat CV {row.repeat_p50_cv:.1%}")
+def p50_unsteady(row, max_repeat_cv: dict) -> list[str]:
+    """Why one cell's p50 is not one steady number, so that a ratio of p50s with it resolves nothing: its repeat
+    medians spread more than max_repeat_cv of its device (a CV, e.g. {"cpu": 0.05}), or its window medians fell
+    into two host regimes. [] for a steady cell; columns absent from older results count as steady."""
+    reasons = []
+    cv = getattr(row, "repeat_p50_cv", float("nan"))
+    if pd.notna(cv) and cv > max_repeat_cv.get(row.device, float("inf")):
+        reasons.append(f"repeat CV {cv:.1%}")
     if pd.notna(getattr(row, "regime_low_ms", float("nan"))):
-        caveats.append(f"two host regimes, {row.regime_low_ms:.3f} and {row.regime_high_ms:.3f} ms")
+        reasons.append(f"two host regimes, {row.regime_low_ms:.3f} and {row.regime_high_ms:.3f} ms")
+    return reasons
+
+
+def cell_caveats(row, max_repeat_cv: dict) -> list[str]:
+    """Why one cell's timing is not one steady number: repeat spread, two host regimes (p50_unsteady), an
+    unsteady warm-up, throttling, steal time (columns absent from older results count as fine)."""
+    caveats = p50_unsteady(row, max_repeat_cv)
     if getattr(row, "warmup_steady", True) is False:
         caveats.append("warm-up not steady")
     if getattr(row, "throttled", False) is True:

@@ -3,13 +3,16 @@ first-call time, memory, correctness and when it was measured, cells from anothe
 
 import pandas as pd
 
-from workflow_scripts.report.context import ReportContext, shows_tokens_per_batch
-from workflow_scripts.report.render import fmt
-from workflow_scripts.results import CELL_KEYS
+from workflow_scripts import pair_speedups
+from workflow_scripts.report.context import ReportContext, p50_ratio_text, shows_tokens_per_batch
+from workflow_scripts.report.render import MISSING, fmt, missing
+from workflow_scripts.results import CELL_KEYS, TIMED_STATUSES
 
-# column -> number format (render.NUMBER_FORMATS; None: shown as is), in the table's order
+# column -> number format (render.NUMBER_FORMATS; None: shown as is, or as full_table writes the speedups), in the
+# table's order
 COLUMNS = {**dict.fromkeys(CELL_KEYS), "tokens_per_batch": "rate", "status": None, "p50_ms": "ms", "p90_ms": "ms", "p99_ms": "ms",
-           "mean_ms": "ms", "std_ms": "ms", "gpu_p50_ms": "ms", "throughput_samples_per_s": "rate", "speedup": "x",
+           "mean_ms": "ms", "std_ms": "ms", "gpu_p50_ms": "ms", "throughput_samples_per_s": "rate",
+           "pair_speedup": None, "speedup": None,
            "repeat_p50_cv": "pct", "first_call_s": "s", "peak_gpu_mb": "rate", "max_abs_diff": "sci",
            "agreement": "pct", "iterations": None}
 # Cells measured more than this far apart in time belong to different runs (a batch size added a day later ran
@@ -40,8 +43,9 @@ def measured_column(table: pd.DataFrame) -> pd.Series:
 
 
 def full_table(table: pd.DataFrame) -> pd.DataFrame:
-    """The COLUMNS the table has, formatted, with readable names for throughput, CV and first call;
-    tokens per batch only where dynamic padding is in the sweep."""
+    """The COLUMNS the table has, formatted, with readable names for throughput, CV, speedups and first call;
+    tokens per batch only where dynamic padding is in the sweep, the side-by-side speedup only where the run
+    made pairs."""
     # throughput from the same statistic as the latency the report ranks by (p50), not the mean
     table = table.assign(throughput_samples_per_s=table.batch_size / table.p50_ms * 1000)
     shown = [c for c in COLUMNS if c in table and (c != "tokens_per_batch" or shows_tokens_per_batch(table))]
@@ -50,8 +54,16 @@ def full_table(table: pd.DataFrame) -> pd.DataFrame:
     for column, kind in COLUMNS.items():
         if kind and column in out:
             out[column] = out[column].map(fmt(kind))
+    # the two speedups, one statistic per column (as the headline's)
+    if "pair_speedup" in out:
+        out["pair_speedup"] = [pair_speedups.pair_speedup_text(r) or (
+            missing("no pair") if r.status in TIMED_STATUSES else MISSING) for r in table.itertuples()]
+    if "speedup" in out:
+        out["speedup"] = [p50_ratio_text(r) for r in table.itertuples()]
     out["measured (UTC)"] = measured_column(table)
-    return out.rename(columns={"tokens_per_batch": "tokens/batch", "throughput_samples_per_s": "samples/s", "repeat_p50_cv": "repeat CV",
+    return out.rename(columns={"tokens_per_batch": "tokens/batch", "throughput_samples_per_s": "samples/s",
+                               "repeat_p50_cv": "repeat CV", "pair_speedup": "speedup side by side (95% CI)",
+                               "speedup": "speedup (p50 ratio)",
                                "first_call_s": "first call s"})
 
 
@@ -59,7 +71,9 @@ def blocks(ctx: ReportContext) -> list[tuple]:
     """The "All cells" heading, what its columns mean, and the table."""
     return [("h2", "All cells"),
             ("p", "Latency per batch in ms over the timed iterations (iterations: the timed calls of the cell; "
-                  "with fewer than 100, p99 is close to the slowest call); samples/s = batch size / p50. Cells measured more than an hour apart "
-                  "from the run that measured most cells are marked \"another run\": they ran under another "
-                  "machine load, so compare them with care."),
+                  "with fewer than 100, p99 is close to the slowest call); samples/s = batch size / p50. Speedups "
+                  "as in the headline, one statistic per column: side by side with its pair's 95% interval, and "
+                  "the ratio of the two cells' p50s (\"unresolved\" with why where either cell is unstable). "
+                  "Cells measured more than an hour apart from the run that measured most cells are marked "
+                  "\"another run\": they ran under another machine load, so compare them with care."),
             ("table", full_table(ctx.table))]

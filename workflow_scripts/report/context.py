@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from workflow_scripts import pair_speedups, roofline
+from workflow_scripts.report.render import fmt
 from workflow_scripts.results import TIMED_STATUSES, read_json
 
 
@@ -31,25 +32,45 @@ def shows_tokens_per_batch(table: pd.DataFrame) -> bool:
     return "tokens_per_batch" in table and bool((table.padding == "dynamic").any())
 
 
-def with_speedup(table: pd.DataFrame, baseline: dict) -> pd.DataFrame:
+def with_speedup(table: pd.DataFrame, baseline: dict, max_repeat_cv: dict) -> pd.DataFrame:
     """The cells with `speedup` = baseline p50 / cell p50 at the same batch size, sequence length, padding
-    and machine (NaN where the baseline has no timed cell there).
+    and machine (NaN where the baseline has no timed cell there), and `speedup_unresolved`: why that ratio is
+    no result ("" where it is one): either cell's p50 is not one steady number (pair_speedups.p50_unsteady),
+    e.g. "baseline: repeat CV 41.1%". The baseline's own ratio is 1 by definition and never unresolved.
 
-    table: the aggregate step's cells.csv; baseline: {"engine", "precision"} (config report.baseline)."""
-    table = table.assign(machine=machine_key(table))
+    table: the aggregate step's cells.csv; baseline: {"engine", "precision"} (config report.baseline);
+    max_repeat_cv: device -> the repeat-median CV above which a cell is unstable (report.targets)."""
     keys = ["batch_size", "seq_len", "padding", "machine"]
-    base = table[(table.engine == baseline["engine"]) & (table.precision == baseline["precision"])
-                 & table.status.isin(TIMED_STATUSES)][keys + ["p50_ms"]].rename(columns={"p50_ms": "base_p50"})
+    table = table.assign(machine=machine_key(table), unsteady=[
+        ", ".join(pair_speedups.p50_unsteady(row, max_repeat_cv)) for row in table.itertuples()])
+    is_base = (table.engine == baseline["engine"]) & (table.precision == baseline["precision"])
+    base = table[is_base & table.status.isin(TIMED_STATUSES)][keys + ["p50_ms", "unsteady"]].rename(
+        columns={"p50_ms": "base_p50", "unsteady": "base_unsteady"})
     merged = table.merge(base.drop_duplicates(keys), on=keys, how="left")
     merged["speedup"] = merged["base_p50"] / merged["p50_ms"]
-    return merged.drop(columns=["base_p50", "machine"])
+    merged["speedup_unresolved"] = [
+        "; ".join(f"{whose}: {why}" for whose, why in (("this cell", own), ("baseline", of_base)) if why)
+        if pd.notna(ratio) and not own_base else ""
+        for ratio, own, of_base, own_base in zip(merged.speedup, merged.unsteady, merged.base_unsteady.fillna(""),
+                                                 is_base.to_numpy())]
+    return merged.drop(columns=["base_p50", "base_unsteady", "unsteady", "machine"])
+
+
+def p50_ratio_text(row) -> str:
+    """A cell's p50-ratio speedup as the report shows it: "5.87×", or "unresolved (baseline: repeat CV 41.1%)"
+    where either cell is unstable (with_speedup's speedup_unresolved); MISSING without a ratio."""
+    reasons = getattr(row, "speedup_unresolved", "")
+    if isinstance(reasons, str) and reasons and pd.notna(row.speedup):
+        return f"unresolved ({reasons})"
+    return fmt("x")(row.speedup)
 
 
 @dataclass
 class ReportContext:
     """One run's report inputs.
 
-    table: cells.csv with `speedup` (with_speedup); serving: serving.csv (one row per load level);
+    table: cells.csv with `speedup` and `speedup_unresolved` (with_speedup); serving: serving.csv (one row per
+    load level);
     profiles, profile_tops: profiles.csv and profile_tops.csv; peaks: calibration/peaks.json (None: absent);
     model_info: roofline.load_model_info(); dataset: dataset_info.json; model: inferbench_model.json;
     baseline: report.baseline; targets: report.targets; budgets: {"latency_ms": report.latency_budgets_ms,
@@ -107,7 +128,8 @@ def load(table: str, serving: str, profiles: str, profile_tops: str, peaks: str,
     pairs.csv (the cells get their side-by-side speedups from it: pair_speedups.with_pair_speedups)."""
     pair_table = pd.read_csv(pairs) if pairs else None
     return ReportContext(
-        table=pair_speedups.with_pair_speedups(with_speedup(pd.read_csv(table), baseline), pair_table, baseline),
+        table=pair_speedups.with_pair_speedups(with_speedup(pd.read_csv(table), baseline, targets["max_repeat_cv"]),
+                                               pair_table, baseline),
         pairs=pair_table, serving=pd.read_csv(serving),
         profiles=pd.read_csv(profiles), profile_tops=pd.read_csv(profile_tops), peaks=read_json(peaks),
         model_info=roofline.load_model_info(model_dir), dataset=read_json(dataset_info),

@@ -7,7 +7,9 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.patches import Patch  # noqa: E402
 from matplotlib.ticker import NullLocator  # noqa: E402
+import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from workflow_scripts.report.context import ReportContext, machine_key  # noqa: E402
@@ -67,32 +69,79 @@ def plot_versus_batch(table: pd.DataFrame, column: str, ylabel: str, path: str,
     save(fig, path)
 
 
+# How the speedup figure draws each kind of bar: one statistic per bar style, said in the caption
+SPEEDUP_STATISTICS = {"side by side": {"hatch": None}, "p50 ratio": {"hatch": "///"}}
+UNRESOLVED = "unresolved"
+
+
 def speedup_bars(table: pd.DataFrame) -> pd.DataFrame:
-    """Speedups to draw: one row per engine, precision, sequence length, padding (and machine, where merged
-    pieces come from several), one column per batch size. Each value is one cell's: a table that would put
-    two cells in one bar raises ValueError instead of averaging them (the two paddings once made one bar)."""
-    measured = table[table.status.isin(TIMED_STATUSES) & table.speedup.notna()]
+    """The speedup figure's bars, indexed by (label, batch_size), one per timed cell with a speedup over the
+    baseline; label: engine, precision, seq_len, padding (and machine, where merged pieces come from several).
+    Columns: statistic "side by side" where the run made that pair (speedup its median ratio, low and high its
+    95% interval, x), else "p50 ratio" (the two cells' p50s; low and high NaN), or UNRESOLVED where that
+    ratio is no result because either cell is unstable (context.with_speedup; speedup NaN); reason: why
+    unresolved ("" otherwise). Each bar is one cell's: a table that would put two cells in one bar raises
+    ValueError instead of averaging them (the two paddings once made one bar)."""
+    pair = table.pair_speedup if "pair_speedup" in table else pd.Series(float("nan"), index=table.index)
+    measured = table[table.status.isin(TIMED_STATUSES) & (table.speedup.notna() | pair.notna())]
     measured = measured.assign(machine=machine_key(measured), seq_len=measured.seq_len.map("seq{}".format))
     keys = ["engine", "precision", "seq_len", "padding"] + (["machine"] if measured.machine.nunique() > 1 else [])
-    bars = measured.set_index(keys + ["batch_size"]).speedup.unstack("batch_size")
-    bars.index = [" ".join(map(str, key)) for key in bars.index]
-    return bars
+    label = measured[keys].astype(str).agg(" ".join, axis=1)
+    if label.empty:
+        return pd.DataFrame(columns=["statistic", "speedup", "low", "high", "reason"],
+                            index=pd.MultiIndex.from_arrays([[], []], names=["label", "batch_size"]))
+    reason = (measured.speedup_unresolved.fillna("") if "speedup_unresolved" in measured
+              else pd.Series("", index=measured.index))
+    paired = pair.loc[measured.index].notna()
+    statistic = paired.map({True: "side by side", False: "p50 ratio"}).where(paired | (reason == ""), UNRESOLVED)
+    nan = float("nan")
+    bars = pd.DataFrame({
+        "label": label, "batch_size": measured.batch_size, "statistic": statistic,
+        "speedup": measured.pair_speedup.where(paired, measured.speedup.where(reason == "")) if paired.any()
+        else measured.speedup.where(reason == ""),
+        "low": measured.pair_ci_low.where(paired) if paired.any() else nan,
+        "high": measured.pair_ci_high.where(paired) if paired.any() else nan,
+        "reason": reason.where(statistic == UNRESOLVED, "")})
+    return bars.set_index(["label", "batch_size"], verify_integrity=True)
 
 
 def plot_speedup(table: pd.DataFrame, baseline: dict, path: str) -> None:
-    """Bars of speedup over the baseline per cell (speedup_bars), one bar per batch size."""
+    """Bars of speedup over the baseline per cell (speedup_bars), one colour per batch size: solid side by side
+    with the pair's 95% interval as error bars, hatched a p50 ratio, the word "unresolved" where neither holds."""
     bars = speedup_bars(table)
-    fig, ax = plt.subplots(figsize=(max(8, 0.5 * bars.size + 3), 5.5))
-    if not bars.empty:
-        # labels on two lines, upright: rotated full names were cut off and crowded the bars out
-        bars.index = [name.replace(" ", "\n", 1) for name in bars.index]
-        bars.plot.bar(ax=ax, rot=0)
+    labels = list(dict.fromkeys(bars.index.get_level_values("label")))
+    batches = sorted(set(bars.index.get_level_values("batch_size")))
+    width = 0.8 / max(len(batches), 1)
+    fig, ax = plt.subplots(figsize=(max(8, 0.5 * len(labels) * len(batches) + 3), 5.5))
+    for number, batch in enumerate(batches):
+        rows = bars.xs(batch, level="batch_size")
+        x = pd.Series([labels.index(name) + (number - (len(batches) - 1) / 2) * width for name in rows.index],
+                      index=rows.index)
+        for statistic, style in SPEEDUP_STATISTICS.items():
+            drawn = rows[rows.statistic == statistic]
+            at, height = x[drawn.index].to_numpy(), drawn.speedup.to_numpy(float)
+            ax.bar(at, height, width, color=f"C{number}", edgecolor="white", **style)
+            if statistic == "side by side" and len(drawn):
+                ax.errorbar(at, height, fmt="none", ecolor="black", capsize=3, linewidth=1,
+                            yerr=np.vstack([height - drawn.low.to_numpy(float),
+                                            drawn.high.to_numpy(float) - height]).clip(min=0))
+        for name in rows.index[rows.statistic == UNRESOLVED]:
+            ax.text(x[name], 0.02, UNRESOLVED, rotation=90, ha="center", va="bottom", fontsize=8, color=f"C{number}",
+                    transform=ax.get_xaxis_transform())
+    # labels on two lines, upright: rotated full names were cut off and crowded the bars out
+    ax.set_xticks(range(len(labels)), [name.replace(" ", "\n", 1) for name in labels])
     ax.tick_params(axis="x", labelsize=8)
     ax.axhline(1.0, color="black", linewidth=0.8)
-    ax.set_ylabel("speedup (p50 ratio)")
+    tallest = pd.concat([bars.speedup, bars.high]).max()
+    ax.set_ylim(0, 1.3 * (tallest if pd.notna(tallest) else 1.0))  # room for the legends above the bars
+    ax.set_ylabel("speedup (×)")
     ax.set_title(f"speedup over {baseline['engine']} {baseline['precision']} at the same batch, seq and padding",
                  fontsize=10)
-    ax.legend(title="batch size", fontsize=7)
+    styles = [Patch(facecolor="silver", edgecolor="white", label="side by side (95% interval)"),
+              Patch(facecolor="silver", edgecolor="white", hatch="///", label="p50 ratio (no pair)")]
+    ax.add_artist(ax.legend(handles=styles, fontsize=7, loc="upper left"))
+    ax.legend(handles=[Patch(color=f"C{number}", label=str(batch)) for number, batch in enumerate(batches)],
+              title="batch size", fontsize=7, loc="upper right")
     save(fig, path)
 
 
@@ -121,4 +170,8 @@ def blocks(ctx: ReportContext) -> list[tuple]:
         placeholder(paths.get("speedup"), why)
         return out + [("p", f"No speedup figure: {why}.")]
     plot_speedup(table, baseline, paths["speedup"])
-    return out + [("figure", "speedup", f"speedup over {baseline['engine']} {baseline['precision']}")]
+    return out + [("figure", "speedup", f"speedup over {baseline['engine']} {baseline['precision']} at the same "
+                                        "batch, seq and padding, one statistic per bar style: solid, side by side "
+                                        "(both in one process; error bars: the pair's 95% interval); hatched, the "
+                                        "ratio of the two cells' p50s where the run made no pair; \"unresolved\" "
+                                        "where there is no pair and either cell is unstable")]

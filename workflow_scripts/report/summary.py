@@ -47,12 +47,19 @@ def _paired(cell) -> bool:
     return pd.notna(getattr(cell, "pair_speedup", float("nan")))
 
 
+def _ratio_unresolved(cell) -> str:
+    """Why the cell's p50 ratio to the baseline is no result (context.with_speedup), "" where it is one."""
+    reasons = getattr(cell, "speedup_unresolved", "")
+    return reasons if isinstance(reasons, str) else ""
+
+
 def resolved_over_baseline(cell, base) -> bool:
     """Whether `cell` is resolved faster than the baseline cell `base` (None: no baseline there): the
-    side-by-side pair's 95% interval lies above 1 where the run made that pair, else the CIs lie apart."""
+    side-by-side pair's 95% interval lies above 1 where the run made that pair, else the CIs lie apart and
+    neither cell is unstable (an unstable cell's p50 ratio resolves nothing)."""
     if _paired(cell):
         return bool(cell.pair_ci_low > 1)
-    return base is not None and resolved(cell, base)
+    return base is not None and not _ratio_unresolved(cell) and resolved(cell, base)
 
 
 def _same_place(table: pd.DataFrame, row) -> pd.DataFrame:
@@ -103,7 +110,8 @@ def summary_table(ctx: ReportContext) -> pd.DataFrame:
 
 def _fastest_row(ctx: ReportContext) -> dict:
     """The fastest cell at the smallest batch and its speedup over the baseline: side by side where the run
-    made that pair (the cell p50 ratio beside it), else the cell p50 ratio. The cell is named only when its
+    made that pair (the cell p50 ratio beside it), else the cell p50 ratio ("unresolved" with why where either
+    cell is unstable, and then not judged against the target). The cell is named only when its
     p50 CI lies apart from every other cell's there, and its speedup judged only when resolved over the
     baseline (resolved_over_baseline); the verdict says when the comparison is unstable or its 95% interval
     holds the target."""
@@ -116,9 +124,13 @@ def _fastest_row(ctx: ReportContext) -> dict:
     against = f"{baseline['engine']} {baseline['precision']}"
     paired = _paired(best)
     speedup = best.pair_speedup if paired else best.speedup
+    unresolved = _ratio_unresolved(best)
+    ratio = f"unresolved; {unresolved}" if unresolved else f"{best.speedup:.2f}×"
     if paired:
         measured = (f"{cell_name(best)}: {best.p50_ms:.3f} ms, {speedup:.2f}× {against} side by side "
-                    f"[{best.pair_ci_low:.2f}–{best.pair_ci_high:.2f}] (cell p50 ratio {best.speedup:.2f}×)")
+                    f"[{best.pair_ci_low:.2f}–{best.pair_ci_high:.2f}] (cell p50 ratio {ratio})")
+    elif unresolved:
+        measured = f"{cell_name(best)}: {best.p50_ms:.3f} ms; its p50 ratio to {against} is {ratio}"
     else:
         measured = (f"{cell_name(best)}: {best.p50_ms:.3f} ms, {speedup:.2f}× {against} at the same batch, seq "
                     "and padding")
