@@ -579,3 +579,22 @@ def test_a_p50_ratio_with_an_unstable_cell_reads_unresolved_and_the_pair_is_the_
     assert summary(on_gpu).loc["fastest at batch 1", "verdict"].startswith("no difference resolved from eager fp32")
     ctx = ReportContext(table=table.assign(pair_speedup=float("nan")), baseline=BASELINE, targets=TARGETS)
     assert summary_section.main_finding(ctx).startswith("Main finding: torchscript fp32 bs8 seq128 max_length is 1.50×")
+
+
+def test_the_largest_batch_row_names_its_fastest_cell_where_no_peak_gives_a_share():
+    """The CPU trial's batch 8: eager is resolved fastest, and the row said only "no matmul peak measured"."""
+    table = cells([{"device": "cpu", "precision": "fp32", **row} for row in [
+        {"engine": "eager", "batch_size": 1, "p50_ms": 1986.0},
+        {"engine": "eager", "batch_size": 8, "p50_ms": 2106.5},
+        {"engine": "compile-default", "batch_size": 8, "p50_ms": 4525.1},
+        {"engine": "torchscript", "batch_size": 8, "p50_ms": 5587.2},
+    ]], gpu=None)
+    question = "fastest at batch 8: share of the measured matmul peak"
+    row = summary(table).loc[question]
+    assert row.measured == ("eager fp32 bs8 seq128 max_length (2106.500 ms): share n/a, no matmul peak measured "
+                            "(see Roofline)")
+    assert row.verdict == "n/a on CPU"
+    overlapping = table.assign(p50_ci_high_ms=table.p50_ms * 3)  # every CI overlaps the fastest's
+    assert summary(overlapping).loc[question, "measured"].startswith(
+        "lowest p50 eager fp32 bs8 seq128 max_length (2106.500 ms), not resolved from compile-default fp32 bs8 "
+        "seq128 max_length (4525.100 ms), torchscript fp32 bs8 seq128 max_length (5587.200 ms): share n/a")

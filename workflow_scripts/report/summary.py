@@ -117,9 +117,7 @@ def _fastest_row(ctx: ReportContext) -> dict:
     holds the target."""
     table, baseline, target = ctx.timed_here, ctx.baseline, ctx.targets["min_speedup"]
     smallest = table.batch_size.min()
-    ranked = table[table.batch_size == smallest].sort_values("p50_ms")
-    best = ranked.iloc[0]
-    tied = [row for row in ranked.iloc[1:].itertuples() if not resolved(best, row)]
+    best, tied = _fastest_at(ctx, smallest)
     base = _baseline_cell(ctx, best)
     against = f"{baseline['engine']} {baseline['precision']}"
     paired = _paired(best)
@@ -154,19 +152,31 @@ def _fastest_row(ctx: ReportContext) -> dict:
             "verdict": _applies(ctx, "min_speedup", verdict)}
 
 
+def _fastest_at(ctx: ReportContext, batch_size: int) -> tuple:
+    """(the cell with the lowest p50 at batch_size on this machine, the cells whose p50 CI overlaps its own)."""
+    ranked = ctx.timed_here[ctx.timed_here.batch_size == batch_size].sort_values("p50_ms")
+    best = ranked.iloc[0]
+    return best, [row for row in ranked.iloc[1:].itertuples() if not resolved(best, row)]
+
+
 def _peak_share_row(ctx: ReportContext) -> dict:
-    """The fastest cell at the largest batch against the measured matmul peak of its own precision."""
-    table, target = ctx.timed_here, ctx.targets["min_peak_share"]
-    largest = table.batch_size.max()
-    at_largest = roofline.roofline_columns(table[table.batch_size == largest], ctx.peaks, ctx.model_info)
-    at_largest = at_largest[at_largest.pct_of_matmul_peak.notna()].sort_values("p50_ms")
-    if len(at_largest):
-        top = at_largest.iloc[0]
-        measured = (f"{cell_name(top)}: {top.achieved_tflops:,.1f} of {top.peak_tflops:,.1f} TFLOP/s "
-                    f"({top.pct_of_matmul_peak:.1%})")
-        share = top.pct_of_matmul_peak
+    """The fastest cell at the largest batch (named, with "not resolved from" the cells whose CI overlaps its
+    own) and its share of the measured matmul peak of its own precision ("n/a" with why where none was
+    measured, e.g. on CPU)."""
+    target, largest = ctx.targets["min_peak_share"], ctx.timed_here.batch_size.max()
+    best, tied = _fastest_at(ctx, largest)
+    top = roofline.roofline_columns(ctx.timed_here.loc[[best.name]], ctx.peaks, ctx.model_info).iloc[0]
+    named = f"{cell_name(best)} ({best.p50_ms:.3f} ms)"
+    if tied:
+        named = (f"lowest p50 {named}, not resolved from "
+                 + ", ".join(f"{cell_name(row)} ({row.p50_ms:.3f} ms)" for row in tied))
+    share = top.pct_of_matmul_peak
+    if pd.notna(share):
+        measured = f"{named}: {top.achieved_tflops:,.1f} of {top.peak_tflops:,.1f} TFLOP/s ({share:.1%})"
     else:
-        measured, share = "no matmul peak measured (see Roofline)", float("nan")
+        why = ("no matmul peak measured (see Roofline)" if not roofline.peak_ok(ctx.peaks)
+               else f"no matmul peak measured for {best.precision}")
+        measured = f"{named}: share n/a, {why}"
     return {"question": f"fastest at batch {largest}: share of the measured matmul peak", "measured": measured,
             "target": f"≥ {target:.0%}", "verdict": _applies(ctx, "min_peak_share", _verdict(share, target, True))}
 
