@@ -381,8 +381,9 @@ def test_measurement_context_states_this_runs_rule_and_host_state_from_the_resul
     assert facts["timing rule"].startswith("warm-up: every input batch once, then windows until at least 1 s")
     assert "3 repeats × 10 windows, each at least 0.2 s and 5 calls" in facts["timing rule"]
     assert facts["timed calls per cell"] == "60–300 (with fewer than 100, p99 is close to the slowest call)"
-    assert facts["warm-up"] == ("settled in 3 of 4 cells, 1.5–20.0 s; the others reached the cap (named under "
-                                "NOT STEADY above)")
+    assert facts["warm-up"] == ("settled in 3 of 4 cells, in 1.5 s; 1 reached the 20 s cap, in 20.0 s (the cap is "
+                                "checked after the every-batch-once pass and after each window, so a warm-up runs "
+                                "past it; named under NOT STEADY above)")
     assert facts["when (UTC)"] == "2026-11-29 10:00 – 2026-11-29 10:20"
     assert facts["GPU and driver"] == "NVIDIA H200, driver 580.159.04"
     assert facts["SM clock over the timed windows"] == "1380–1980 MHz"
@@ -598,3 +599,22 @@ def test_the_largest_batch_row_names_its_fastest_cell_where_no_peak_gives_a_shar
     assert summary(overlapping).loc[question, "measured"].startswith(
         "lowest p50 eager fp32 bs8 seq128 max_length (2106.500 ms), not resolved from compile-default fp32 bs8 "
         "seq128 max_length (4525.100 ms), torchscript fp32 bs8 seq128 max_length (5587.200 ms): share n/a")
+
+
+def test_the_warm_up_row_gives_settled_and_capped_cells_apart():
+    """The CPU trial: one range, 4.5–51.2 s, beside a stated 20-s cap read as a broken cap; the capped warm-ups
+    ran past it because the cap is checked only after the every-batch-once pass (8 batches of bs8 on 2 cores)."""
+    from workflow_scripts.report import measurement
+
+    def warm(steady, seconds):
+        return {"warmup_steady": steady, "warmup_s": seconds, "measurement_warmup_max_seconds": 20.0}
+
+    table = cells([{"engine": engine, "precision": "fp32", "batch_size": batch, "p50_ms": 100.0, **warm(*how)}
+                   for engine, batch, how in (("eager", 1, (True, 4.5)), ("torchscript", 1, (True, 10.8)),
+                                              ("eager", 8, (False, 21.3)), ("compile-default", 8, (False, 51.2)))])
+    assert measurement.facts(table).set_index("what")["this run"]["warm-up"] == (
+        "settled in 2 of 4 cells, in 4.5–10.8 s; 2 reached the 20 s cap, in 21.3–51.2 s (the cap is checked after "
+        "the every-batch-once pass and after each window, so a warm-up runs past it; named under NOT STEADY above)")
+    settled_only = measurement.warmup_row(table.warmup_steady.astype(object).where(table.batch_size == 1),
+                                          table.warmup_s, table.measurement_warmup_max_seconds)
+    assert settled_only == "settled in 2 of 2 cells, in 4.5–10.8 s"

@@ -60,6 +60,25 @@ def clock_reasons(cells: pd.DataFrame) -> str:
     return "; ".join(parts)
 
 
+def warmup_row(steady: pd.Series, seconds: pd.Series, cap: pd.Series) -> str:
+    """How the warm-ups ended, settled and capped cells apart: a capped warm-up runs past the cap (checked only
+    after the every-batch-once pass and after each window), so one range of both would read as broken.
+    steady: per cell whether its warm-up settled (NaN: not recorded); seconds: its length (s); cap: the
+    measurement_warmup_max_seconds it ran under (s). NOT_RECORDED when no cell recorded it."""
+    steady = steady.dropna().astype(bool)
+    if steady.empty:
+        return NOT_RECORDED
+    settled, capped = steady[steady].index, steady[~steady].index
+    text = f"settled in {len(settled)} of {len(steady)} cells" + (
+        f", in {span(seconds[settled], '{:.1f}', 's')}" if len(settled) else "")
+    if len(capped):
+        limit = span(cap[capped], "{:g}", "s")
+        text += (f"; {len(capped)} reached the {'' if limit == NOT_RECORDED else limit + ' '}cap, in "
+                 f"{span(seconds[capped], '{:.1f}', 's')} (the cap is checked after the every-batch-once pass and "
+                 "after each window, so a warm-up runs past it; named under NOT STEADY above)")
+    return text
+
+
 def facts(table: pd.DataFrame) -> pd.DataFrame:
     """Rows (what, this run) of how the timed cells of one machine were measured; missing columns (results made
     before they were recorded) read NOT_RECORDED."""
@@ -70,18 +89,14 @@ def facts(table: pd.DataFrame) -> pd.DataFrame:
     calls = pd.to_numeric(column("iterations"), errors="coerce")
     few = (" (with fewer than 100, p99 is close to the slowest call)" if calls.notna().any() and calls.min() < 100
            else "")
-    steady = column("warmup_steady").dropna()
-    unsteady = steady[~steady.astype(bool)]
+    steady = column("warmup_steady")
     stamps = pd.to_datetime(column("time_utc"), utc=True, errors="coerce").dropna()
     gpu = table.device.eq("cuda").any()
     pinned = pd.to_numeric(column("pinned_core"), errors="coerce").dropna()
     rows = [
         ("timing rule", distinct(rules)),
         ("timed calls per cell", span(calls, "{:.0f}") + few if calls.notna().any() else NOT_RECORDED),
-        ("warm-up", (f"settled in {len(steady) - len(unsteady)} of {len(steady)} cells, "
-                     f"{span(column('warmup_s'), '{:.1f}', 's')}"
-                     + ("; the others reached the cap (named under NOT STEADY above)" if len(unsteady) else ""))
-         if len(steady) else NOT_RECORDED),
+        ("warm-up", warmup_row(steady, column("warmup_s"), column("measurement_warmup_max_seconds"))),
         ("when (UTC)", f"{stamps.min():%Y-%m-%d %H:%M} – {stamps.max():%Y-%m-%d %H:%M}" if len(stamps)
          else NOT_RECORDED),
         ("GPU and driver", (f"{distinct(column('gpu_name'))}, driver {distinct(column('gpu_driver'))}" if gpu
