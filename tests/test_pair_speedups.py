@@ -79,3 +79,16 @@ def test_measurement_warnings_name_the_cells_and_pairs():
 def test_cell_caveats_use_the_devices_limit(row, expected):
     cell = cells([{"engine": "eager", "batch_size": 1, **row}]).iloc[0]
     assert pair_speedups.cell_caveats(cell, LIMITS) == expected
+
+
+def test_a_load_above_the_cores_allowed_is_warned_with_its_numbers():
+    """The CPU trial: load averages up to 4.58 on the 2 cores each job was allowed, recorded but not warned."""
+    host = {"load_average_start": 1.92, "load_average_end": 1.95, "cpu_affinity": "0-1"}
+    table = cells([{"engine": "eager", "precision": "fp32", "batch_size": 1, **host},
+                   {"engine": "eager", "precision": "fp32", "batch_size": 8, **host, "load_average_end": 4.58},
+                   {"engine": "fused", "batch_size": 8, **host, "load_average_start": 2.85, "cpu_affinity": "0-2,5"},
+                   {"engine": "fused", "batch_size": 1, **host, "load_average_start": 9.0, "cpu_affinity": None}])
+    notes = pair_speedups.measurement_warnings(table, None)
+    assert notes == ["LOAD: the 1-min load average exceeded the CPU cores the job was allowed (other work wanted "
+                     "those cores while timing): eager fp32 bs8 seq128 max_length (load 4.58 on 2 cores)"]
+    assert pair_speedups.measurement_warnings(table.drop(columns="cpu_affinity"), None) == []  # older results

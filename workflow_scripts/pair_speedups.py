@@ -1,8 +1,10 @@
 """The speedups the report states: from side-by-side pairs where they exist (cell p50 ratios beside them), and
 why a comparison or a cell is not to be trusted (unstable pair, host regimes, unsteady warm-up, throttling,
-steal time). Used by the report; plain pandas, no plotting."""
+steal time, a load above the cores allowed). Used by the report; plain pandas, no plotting."""
 
 import pandas as pd
+
+from workflow_scripts.placement import count_cores
 
 PAIR_KEYS = ["engine", "precision", "batch_size", "seq_len", "padding"]
 
@@ -70,9 +72,21 @@ def comparison_caveats(cell, baseline_cell, max_repeat_cv: dict) -> list[str]:
     return caveats
 
 
+def overloaded(table: pd.DataFrame) -> pd.DataFrame:
+    """The cells whose 1-min load average, before or after timing (load_average_start, load_average_end), was
+    above the number of cores the job was allowed (cpu_affinity, e.g. '0-1'), with load_max and allowed_cores
+    added. Cells without either record are left out (results made before they were recorded)."""
+    if not {"load_average_start", "load_average_end", "cpu_affinity"} <= set(table):
+        return table.iloc[:0]
+    recorded = table[table.cpu_affinity.notna()]
+    load = recorded[["load_average_start", "load_average_end"]].apply(pd.to_numeric, errors="coerce").max(axis=1)
+    cores = recorded.cpu_affinity.astype(str).map(count_cores)
+    return recorded.assign(load_max=load, allowed_cores=cores)[load > cores]
+
+
 def measurement_warnings(table: pd.DataFrame, pairs: pd.DataFrame | None) -> list[str]:
     """Report warnings on how cells and pairs were measured: host regimes, unsteady warm-ups, throttling,
-    steal time, unstable pairs."""
+    steal time, a load average above the cores allowed (overloaded), unstable pairs."""
     notes = []
     timed = table[table.status.isin(["ok", "mismatch"])]
 
@@ -96,6 +110,11 @@ def measurement_warnings(table: pd.DataFrame, pairs: pd.DataFrame | None) -> lis
             hit = timed[timed[column].astype(object) == value]
             if len(hit):
                 notes.append(f"{text}: {names(hit)}")
+    crowded = overloaded(timed)
+    if len(crowded):
+        notes.append("LOAD: the 1-min load average exceeded the CPU cores the job was allowed (other work wanted "
+                     "those cores while timing): " + names(crowded, lambda r: f" (load {r.load_max:.2f} on "
+                                                                              f"{r.allowed_cores} cores)"))
     if pairs is not None and len(pairs):
         unstable = pairs[(pairs.status == "ok") & pairs.unstable.fillna("").astype(bool)]
         if len(unstable):

@@ -187,6 +187,15 @@ def compact_cores(cores: list[int]) -> str:
     return ",".join(f"{a}-{b}" if b > a else f"{a}" for a, b in ranges)
 
 
+def count_cores(cores: str) -> int:
+    """'0-2,5' -> 4: how many cores a compact_cores list names. ValueError on anything else."""
+    count = 0
+    for part in cores.split(","):
+        first, _, last = part.partition("-")
+        count += int(last or first) - int(first) + 1
+    return count
+
+
 def place_snakemake_job(smk) -> dict | None:
     """`place_job` for a Snakemake job, by its `gpu` resource."""
     return place_job(int(getattr(smk.resources, "gpu", 0) or 0))
