@@ -32,7 +32,7 @@ CELLS = table([
 def test_each_budget_gets_the_fastest_trusted_cell_that_fits_and_names_the_untrusted_faster_one():
     points = budgets.candidates(CELLS, pd.DataFrame(), "p99", MAX_CV)
     picked = budgets.recommend(points, [0.5, 1, 5, 20]).set_index("budget ms")
-    assert picked.loc[0.5, "engine"] == "nothing trusted fits"
+    assert picked.loc[0.5, "engine"] == "nothing fits (lowest latency 0.550 ms)"  # fused bs1's p99
     assert picked.loc[1, ["engine", "setting"]].tolist() == ["fused", "bs8"]
     assert picked.loc[1, "passed over"] == ""
     assert picked.loc[5, ["engine", "setting"]].tolist() == ["fused", "bs64"]
@@ -84,3 +84,14 @@ def test_a_recommendation_names_its_padding_and_sequence_length():
     picked = budgets.recommend(budgets.candidates(cells, pd.DataFrame(), "p99", MAX_CV), [1]).iloc[0]
     assert picked[["engine", "setting", "seq_len", "padding"]].tolist() == ["fused", "bs8", 128, "dynamic"]
     assert picked["passed over"].startswith("fused bf16 bs16 seq128 dynamic (")
+
+
+def test_a_budget_nothing_fits_is_told_apart_from_one_only_untrusted_cells_fit():
+    """The CPU trial's four budgets all read "nothing trusted fits", though no cell came within 100 ms at all."""
+    cells = table([{"engine": "eager", "precision": "fp32", "batch_size": 1, "p50_ms": 10.0, "device": "cpu",
+                    "repeat_p50_cv": 0.41}])  # p99 11 ms, unstable
+    picked = budgets.recommend(budgets.candidates(cells, pd.DataFrame(), "p99", MAX_CV), [5, 20]).set_index(
+        "budget ms")
+    assert picked.loc[5, ["engine", "passed over"]].tolist() == ["nothing fits (lowest latency 11.000 ms)", ""]
+    assert picked.loc[20, "engine"] == "nothing trusted fits"
+    assert picked.loc[20, "passed over"] == "eager fp32 bs1 seq128 max_length (100/s, unstable (CV 41.0%))"

@@ -68,19 +68,22 @@ def recommend(points: pd.DataFrame, budgets_ms: list[float]) -> pd.DataFrame:
     """Per budget (ms), the trusted candidate with the most samples/s whose latency_ms fits in it.
 
     Columns: budget ms, engine, precision, setting, seq_len, padding, latency ms, samples/s, J per 1k inferences, passed over
-    (an untrusted candidate that fits and is faster than the winner, with why it cannot win). A budget nothing
-    trusted fits says so in `engine`."""
+    (an untrusted candidate that fits and is faster than the winner, with why it cannot win). A budget without a
+    winner says why in `engine`: "nothing trusted fits" where only untrusted candidates fit (named under passed
+    over), "nothing fits (lowest latency <ms> ms)" where no candidate's latency is within it at all."""
     rows = []
+    lowest = f"nothing fits (lowest latency {points.latency_ms.min():.3f} ms)" if len(points) else "nothing measured"
     for budget in budgets_ms:
         fits = points[points.latency_ms <= budget]
         trusted = fits[fits.trusted]
         win = trusted.loc[trusted.samples_per_s.idxmax()] if len(trusted) else None
+        no_winner = "nothing trusted fits" if len(fits) else lowest
         beaten = fits[~fits.trusted & (fits.samples_per_s > (win.samples_per_s if win is not None else -1))]
         passed = ", ".join(f"{r.engine} {r.precision} {r.setting} seq{r.seq_len} {r.padding} ({r.samples_per_s:,.0f}/s, "
                            f"{r.why_not})"
                            for r in beaten.sort_values("samples_per_s", ascending=False).itertuples())
         rows.append({"budget ms": budget,
-                     "engine": win.engine if win is not None else "nothing trusted fits",
+                     "engine": win.engine if win is not None else no_winner,
                      "precision": win.precision if win is not None else "",
                      "setting": win.setting if win is not None else "",
                      "seq_len": win.seq_len if win is not None else "",
