@@ -164,7 +164,21 @@ def test_a_cpu_run_marks_gpu_targets_not_applicable():
     assert rows.loc["fastest at batch 1", "measured"].startswith("fused fp32 bs1 seq128 max_length: 1.000 ms, 9.00×")
     assert rows.loc["fastest at batch 1: share of the measured matmul peak", "verdict"] == "n/a on CPU"
     assert rows.loc["serving overhead at batch 1", "verdict"] == "n/a on CPU"
+    assert rows.loc["served throughput at the highest concurrency", "verdict"] == "n/a on CPU"
     assert rows.loc["cells whose repeat medians agree", "verdict"] == "met"  # applies on CPU too
+    # served on CPU: every GPU-only target reads n/a, the measured value beside it (the trial said "missed (0.49×)"
+    # for throughput beside "n/a on CPU" for the overhead)
+    served = cells([{"device": "cpu", "precision": "fp32", **row} for row in [
+        {"engine": "compile-reduce-overhead", "batch_size": 1, "p50_ms": 100.0},
+        {"engine": "triton-python-grpc", "batch_size": 1, "p50_ms": 103.0},
+        {"engine": "compile-reduce-overhead", "batch_size": 4, "p50_ms": 200.0}]], gpu=None)
+    load = pd.DataFrame([{"engine": "triton-python-grpc", **ROLES["triton-python-grpc"], "precision": "fp32",
+                          "seq_len": 128, "status": "ok", "concurrency": 4, "throughput_samples_per_s": 9.8}])
+    rows = summary(served, load)
+    assert rows.loc["serving overhead at batch 1", "verdict"] == "n/a on CPU"
+    assert rows.loc["serving overhead at batch 1", "measured"].endswith("in-process 100.000 ms (+3.000 ms)")
+    throughput = rows.loc["served throughput at the highest concurrency (4 clients)"]
+    assert throughput.verdict == "n/a on CPU" and throughput.measured.endswith("20 samples/s (49%)")
 
 
 def test_skipped_cells_are_announced_with_their_reason_and_listed_last():
