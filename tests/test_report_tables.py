@@ -263,7 +263,8 @@ def test_the_fastest_speedup_comes_from_its_pair_and_an_unstable_one_says_so():
     steady = summary(pair_speedups.with_pair_speedups(table, pd.DataFrame([pair]), BASELINE))
     assert steady.loc["fastest at batch 1", "measured"] == (
         "fused bf16 bs1 seq128 max_length: 0.500 ms, 9.50× eager fp32 side by side [9.20–10.30] (cell p50 ratio 18.00×)")
-    assert steady.loc["fastest at batch 1", "verdict"] == "missed (0.95× the target); the 95% interval holds the target"
+    assert steady.loc["fastest at batch 1", "verdict"] == (
+        "not resolved: the 95% interval 9.20–10.30× holds the target (missed by the median alone, 0.95× the target)")
     unstable = {**pair, "speedup_ci_low": 12.0, "speedup_ci_high": 14.0, "speedup": 13.0,
                 "unstable": "the ratio switched between two levels, 12x and 14x"}
     rows = summary(pair_speedups.with_pair_speedups(table, pd.DataFrame([unstable]), BASELINE))
@@ -632,3 +633,21 @@ def test_the_warm_up_row_gives_settled_and_capped_cells_apart():
     settled_only = measurement.warmup_row(table.warmup_steady.astype(object).where(table.batch_size == 1),
                                           table.warmup_s, table.measurement_warmup_max_seconds)
     assert settled_only == "settled in 2 of 2 cells, in 4.5–10.8 s"
+
+
+def test_a_served_cell_without_a_ci_is_ranked_by_its_p50_against_the_leaders_ci():
+    # seen on an H200: perf_analyzer's cells carry no bootstrap CI, and once read as "overlapping" the fused cell
+    # four times faster
+    table = cells([{"engine": "eager", "precision": "fp32", "batch_size": 1, "p50_ms": 5.7},
+                   {"engine": "fused", "batch_size": 1, "p50_ms": 0.483},
+                   {"engine": "triton-python-grpc", "batch_size": 1, "p50_ms": 2.137,
+                    "p50_ci_low_ms": float("nan"), "p50_ci_high_ms": float("nan")}])
+    table.loc[table.engine == "triton-python-grpc", ["p50_ci_low_ms", "p50_ci_high_ms"]] = float("nan")
+    measured = summary(table).loc["fastest at batch 1", "measured"]
+    assert measured.startswith("fused bf16 bs1 seq128 max_length: 0.483 ms") and "no difference" not in measured
+    # its twin (compile-reduce-overhead) was not timed: no overhead to judge, and no crash on the missing mark
+    assert summary(table).loc["serving overhead at batch 1", "measured"] == "no served cell with an in-process twin"
+    # a CI-less cell whose p50 falls inside the leader's CI is not resolved from it
+    close = table.copy()
+    close.loc[close.engine == "triton-python-grpc", "p50_ms"] = 0.485
+    assert summary(close).loc["fastest at batch 1", "measured"].startswith("no difference resolved")

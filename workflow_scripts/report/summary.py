@@ -143,8 +143,9 @@ def _fastest_row(ctx: ReportContext) -> dict:
         verdict = f"no difference resolved from {against}"
     else:
         verdict = _verdict(speedup, target, True)
-        if paired and best.pair_ci_low <= target <= best.pair_ci_high:
-            verdict += "; the 95% interval holds the target"
+        if paired and best.pair_ci_low <= target <= best.pair_ci_high:  # met or missed by the point alone
+            verdict = (f"not resolved: the 95% interval {best.pair_ci_low:.2f}–{best.pair_ci_high:.2f}× holds the "
+                       f"target ({verdict.split(' (')[0]} by the median alone, {speedup / target:.2f}× the target)")
     if "pair_speedup" in table:
         caveats = pair_speedups.comparison_caveats(best, base, ctx.targets["max_repeat_cv"])
         if caveats:
@@ -153,11 +154,22 @@ def _fastest_row(ctx: ReportContext) -> dict:
             "verdict": _applies(ctx, "min_speedup", verdict)}
 
 
+def _apart(fast, slow) -> bool:
+    """Whether `fast` is resolved faster than `slow` for ranking: their p50 95% CIs lie apart, or, where one of
+    them has no CI (a served cell, timed by its load client's own stability windows, has none), the other's CI
+    lies wholly on its side of that cell's p50. Two cells without a CI resolve nothing."""
+    if pd.isna(fast.p50_ci_high_ms) and pd.isna(slow.p50_ci_low_ms):
+        return False
+    high = fast.p50_ci_high_ms if pd.notna(fast.p50_ci_high_ms) else fast.p50_ms
+    low = slow.p50_ci_low_ms if pd.notna(slow.p50_ci_low_ms) else slow.p50_ms
+    return bool(high < low)
+
+
 def _fastest_at(ctx: ReportContext, batch_size: int) -> tuple:
-    """(the cell with the lowest p50 at batch_size on this machine, the cells whose p50 CI overlaps its own)."""
+    """(the cell with the lowest p50 at batch_size on this machine, the cells not resolved from it (_apart))."""
     ranked = ctx.timed_here[ctx.timed_here.batch_size == batch_size].sort_values("p50_ms")
     best = ranked.iloc[0]
-    return best, [row for row in ranked.iloc[1:].itertuples() if not resolved(best, row)]
+    return best, [row for row in ranked.iloc[1:].itertuples() if not _apart(best, row)]
 
 
 def _peak_share_row(ctx: ReportContext) -> dict:
@@ -188,8 +200,9 @@ def _serving_overhead_rows(ctx: ReportContext) -> list[dict]:
     smallest, target = ctx.timed_here.batch_size.min(), ctx.targets["max_serving_overhead_ms"]
     question, shown_target = f"serving overhead at batch {smallest}", f"≤ +{target} ms"
     overhead = ctx.serving_overhead
-    served = overhead[(overhead["batch_size"] == smallest) & overhead["overhead ms"].notna()] if len(overhead) \
-        else overhead
+    # an overhead is missing (a "—" with the reason) where the twin was not timed at that cell
+    served = overhead[(overhead["batch_size"] == smallest)
+                      & pd.to_numeric(overhead["overhead ms"], errors="coerce").notna()] if len(overhead) else overhead
     if not len(served):
         return [{"question": question, "measured": "no served cell with an in-process twin", "target": shown_target,
                  "verdict": _applies(ctx, "max_serving_overhead_ms", "not measured")}]
