@@ -3,6 +3,7 @@ import json
 import subprocess
 import sys
 
+import pandas as pd
 import pytest
 
 from workflow_scripts import accuracy, benchmark, dataset, export, model, reference, tokens
@@ -247,6 +248,7 @@ def test_a_pair_of_an_engine_against_itself_gives_a_ratio_near_one(prepared, tmp
     results.validate_cell_result(json.loads(out.read_text()))
     row = pair_table.pair_table([str(out)]).iloc[0]
     assert row.speedup == result["pair"]["speedup"] and row.rounds == 36 and row.baseline_engine == "eager"
+    assert "gpu_uuid" in row.index and pd.isna(row.gpu_uuid)  # which card, as in cells.csv (none on CPU)
 
 
 def test_a_pair_whose_engine_cannot_run_here_is_skipped_with_the_reason(prepared, tmp_path):

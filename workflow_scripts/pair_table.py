@@ -16,7 +16,8 @@ log = logging.getLogger("pair_table")
 PAIR_KEYS = ["engine", "precision", "batch_size", "seq_len", "padding"]
 COLUMNS = [*PAIR_KEYS, "device", "baseline_engine", "baseline_precision", "status", "reason", "speedup",
            "speedup_ci_low", "speedup_ci_high", "ratio_cv", "ratio_regime_low", "ratio_regime_high", "engine_p50_ms",
-           "baseline_p50_ms", "rounds", "unstable", "throttled", "cpu_steal_share", "gpu_name", "result_file"]
+           "baseline_p50_ms", "rounds", "unstable", "throttled", "cpu_steal_share", "gpu_name", "gpu_uuid",
+           "result_file"]
 
 
 def pair_row(result: dict, path: str) -> dict:
@@ -34,7 +35,7 @@ def pair_row(result: dict, path: str) -> dict:
             "rounds": sum(len(r) for r in pair.get("ratios") or []),
             "unstable": "; ".join(pair.get("unstable") or []), "throttled": host.get("throttled"),
             "cpu_steal_share": host.get("cpu_steal_share"), "gpu_name": result["environment"]["gpu_name"],
-            "result_file": path}
+            "gpu_uuid": result["environment"].get("gpu_uuid"), "result_file": path}  # which card: as cells.csv
 
 
 def pair_table(paths: list[str]) -> pd.DataFrame:
