@@ -90,6 +90,7 @@ def test_a_jobs_console_shows_progress_and_errors_while_native_output_stays_in_i
             "import logging, os, subprocess\n"
             "from workflow_scripts.progress import Progress\n"
             "os.write(2, b'native library noise\\n')\n"
+            "import warnings; warnings.warn('a library warning')\n"
             "subprocess.run(['echo', 'a child process talking'])\n"
             "logging.getLogger('step').info('an ordinary log line')\n"
             "progress = Progress('bench eager fp32 bs1 seq32 max_length', 2, 'windows')\n"
@@ -103,5 +104,5 @@ def test_a_jobs_console_shows_progress_and_errors_while_native_output_stays_in_i
                  "bench eager fp32 bs1 seq32 max_length: p50 1.234 ms (0 windows in 0 s)",
                  "the step failed, saying why"):
         assert line in console and line in written, line
-    for line in ("native library noise", "a child process talking", "an ordinary log line"):
+    for line in ("native library noise", "a child process talking", "an ordinary log line", "a library warning"):
         assert line in written and line not in console, line

@@ -10,6 +10,7 @@ lines a step chooses to show (step_io.setup_logging)."""
 
 import os
 import sys
+import warnings
 
 # Progress bars of huggingface_hub, transformers (weight loading, shard writing) and datasets: in a log they
 # are one line of carriage returns per bar, and a step reports its own progress
@@ -45,8 +46,8 @@ def console():
 
 def tee_stderr(log_path: str):
     """Copy whatever Python writes to stderr from now on (an uncaught exception's traceback, a SystemExit
-    message, warnings) into `log_path`, truncated once, and point file descriptors 1 and 2 at the log, so that
-    native libraries and child processes write there instead of the console. A second call for the same path
+    message) into `log_path`, truncated once, send Python warnings to the log only, and point file descriptors
+    1 and 2 at the log, so that native libraries and child processes write there instead of the console. A second call for the same path
     reuses the open file. Returns the log's text stream (line-buffered)."""
     if isinstance(sys.stderr, Tee) and getattr(sys.stderr.streams[1], "name", None) == log_path:
         return sys.stderr.streams[1]
@@ -60,6 +61,10 @@ def tee_stderr(log_path: str):
     os.dup2(log_file.fileno(), 2)
     sys.stdout.reconfigure(line_buffering=True)  # in the log's order with the lines written around it
     sys.stderr = Tee(terminal, log_file)
+    # a library's warnings (Inductor's TF32 hint, the profiler's, transformers' deprecations) are its noise:
+    # in the log, not on the console; errors still reach both
+    warnings.showwarning = lambda message, category, filename, lineno, file=None, line=None: log_file.write(
+        warnings.formatwarning(message, category, filename, lineno, line))
     return log_file
 
 
