@@ -108,8 +108,8 @@ def test_cells_that_only_one_run_has_are_listed_not_dropped(tmp_path, capsys):
         table.to_csv(tmp_path / name / "aggregate" / "cells.csv", index=False)
     assert compare.main([str(tmp_path / "new"), str(tmp_path / "old")]) == 0
     printed = capsys.readouterr().out
-    assert "1 cell(s) only in the new run, not compared: fused/bf16/bs64/seq128/max_length" in printed
-    assert "1 cell(s) only in the old run, not compared: eager/fp32/bs1/seq128/max_length" in printed
+    assert "1 cell only in the new run, not compared: fused/bf16/bs64/seq128/max_length" in printed
+    assert "1 cell only in the old run, not compared: eager/fp32/bs1/seq128/max_length" in printed
     # the report's section lists both, with a count each
     blocks = comparison_section.blocks(ReportContext(table=new, comparison=result))
     shown = blocks[-1][1]

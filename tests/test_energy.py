@@ -22,7 +22,7 @@ def test_cells_are_listed_least_energy_first_and_the_rest_say_why():
     assert shown.engine.tolist() == ["fused", "eager"]
     assert shown["J per 1k inferences"].tolist() == ["12.0", "90.0"]
     assert blocks[-1][1] == ("Cells without a reading: no host state recorded over the timed windows "
-                             "(1 cell(s)).")
+                             "(1 cell).")
 
 
 def test_a_cpu_run_shows_no_table_but_the_reason():
@@ -31,6 +31,6 @@ def test_a_cpu_run_shows_no_table_but_the_reason():
                            "energy_reason": "the cell runs on CPU"} for b in (1, 4)])
     blocks = energy.blocks(ReportContext(table=table))
     assert [kind for kind, *_ in blocks] == ["h2", "p", "p"]
-    assert blocks[-1][1] == "Not measured: the cell runs on CPU (2 cell(s))."
+    assert blocks[-1][1] == "Not measured: the cell runs on CPU (2 cells)."
     older = energy.blocks(ReportContext(table=table.drop(columns=energy.ENERGY_COLUMNS)))
     assert "hold no energy reading" in older[-1][1]

@@ -93,7 +93,7 @@ def test_a_jobs_console_shows_progress_and_errors_while_native_output_stays_in_i
             "import warnings; warnings.warn('a library warning')\n"
             "subprocess.run(['echo', 'a child process talking'])\n"
             "logging.getLogger('step').info('an ordinary log line')\n"
-            "progress = Progress('bench eager fp32 bs1 seq32 max_length', 2, 'windows')\n"
+            "progress = Progress('bench eager fp32 bs1 seq32 max_length', 2, 'window')\n"
             "progress.start('timing')\n"
             "progress.finish('p50 1.234 ms')\n"
             "raise SystemExit('the step failed, saying why')\n")

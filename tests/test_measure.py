@@ -61,7 +61,7 @@ def test_progress_shows_the_start_a_line_per_interval_and_the_end(caplog):
     from workflow_scripts.progress import Progress
 
     now = [0.0]
-    progress = Progress("pair eager fp32 bs8 seq128 max_length vs eager fp32", 6, "rounds", interval_s=30,
+    progress = Progress("pair eager fp32 bs8 seq128 max_length vs eager fp32", 6, "round", interval_s=30,
                         clock=lambda: now[0])
     caplog.set_level("INFO", logger="progress")
     progress.start("both loaded")
@@ -144,13 +144,43 @@ def test_profile_jobs_and_load_levels_print_one_line_each(caplog, monkeypatch):
     now[0] += 42
     progress.job_ended("profile torch eager fp32 bs1 seq128 max_length",
                        {"status": "ok", "reason": None, "profile": {"wall_ms_per_iter": 12.3456}}, started)
+    # skipped before it started (a CPU cell under Nsight Systems): its one line, the skip and its reason
     progress.job_ended("profile nsys eager fp32 bs1 seq128 max_length",
-                       {"status": "skipped", "reason": "no GPU\nmore", "profile": None}, started)
+                       {"status": "skipped", "reason": "no GPU\nmore", "profile": None}, None)
     assert caplog.messages == ["profile torch eager fp32 bs1 seq128 max_length: 20 iterations",
                                "profile torch eager fp32 bs1 seq128 max_length: ok, 12.346 ms per iteration (42 s)",
-                               "profile nsys eager fp32 bs1 seq128 max_length: skipped: no GPU (42 s)"]
+                               "profile nsys eager fp32 bs1 seq128 max_length: skipped: no GPU"]
     level = {"status": "ok", "reason": None, "load_client": {"name": "python", "clients": 8},
              "throughput_samples_per_s": 412.34, "latency": {"wall_ms": {"p50": 19.0214}}}
     assert load_sweep._level_line(level) == "concurrency 8 (python client): 412.3 requests/s, p50 19.021 ms"
     failed = {**level, "status": "failed", "reason": "3 of 90 requests failed", "latency": None}
     assert load_sweep._level_line(failed) == "concurrency 8 (python client): failed: 3 of 90 requests failed"
+
+
+def test_counts_read_in_the_singular_for_one_on_the_console_and_in_the_report(caplog):
+    """`1 call`, not `1 calls`: the report's timing rule (a CPU run times one call per window), a pair's
+    warm-up line, a measurement that ended after one step."""
+    from types import SimpleNamespace
+
+    from workflow_scripts.pair import warmup_text
+    from workflow_scripts.progress import Progress
+    from workflow_scripts.report.measurement import timing_rule
+    from workflow_scripts.wording import count
+
+    assert [count(1, "call"), count(2, "call"), count(5.0, "window"), count(1.0, "batch"), count(0, "batch")] == [
+        "1 call", "2 calls", "5 windows", "1 batch", "0 batches"]
+    row = SimpleNamespace(measurement_warmup_seconds=0.5, measurement_stable_windows=3.0,
+                          measurement_stable_tolerance=0.05, measurement_warmup_max_seconds=20.0,
+                          measurement_repeats=1.0, measurement_windows=3.0, measurement_window_seconds=0.2,
+                          measurement_min_window_iters=1.0)
+    assert "then 1 repeat × 3 windows, each at least 0.2 s and 1 call; p50" in timing_rule(row)
+    assert warmup_text({"seconds": 44.9, "windows": 1, "steady": False}) == (
+        "warm-up not steady after 44.9 s (1 window): timed anyway, the pair is flagged")
+    assert warmup_text({"seconds": 1.23, "windows": 4, "steady": True}) == "warm in 1.2 s (4 windows)"
+    caplog.set_level("INFO", logger="progress")
+    now = [0.0]
+    progress = Progress("bench eager fp32 bs8 seq128 max_length", 1, "window", clock=lambda: now[0])
+    progress.step(lambda: "")
+    now[0] = 3.0
+    progress.finish("p50 812.402 ms")
+    assert caplog.messages == ["bench eager fp32 bs8 seq128 max_length: p50 812.402 ms (1 window in 3 s)"]

@@ -137,6 +137,15 @@ def test_the_console_shows_each_cells_progress_and_no_library_noise(pipeline_run
             f"{cell['engine']}_{cell['precision']}_bs{cell['batch_size']}_seq{cell['seq_len']}_{cell['padding']}.log")
         assert f"{name}: p50 {p50:.3f} ms" in log.read_text()
     assert "pair eager fp32 bs1 seq32 max_length vs eager fp32: speedup " in console
+    # the pair's loads and warm-ups, on the console and in its log
+    pair_log = (workdir / "results" / "logs" / "pairs" / "eager_fp32_bs1_seq32_max_length.log").read_text()
+    for step in ("baseline eager fp32 loaded in ", "engine eager fp32 loaded in ", "baseline eager fp32 warm",
+                 "engine eager fp32 warm"):
+        line = f"pair eager fp32 bs1 seq32 max_length vs eager fp32: {step}"
+        assert line in console and line in pair_log, step
+    # a profile skipped on CPU: its one line, the skip and why
+    assert "profile nsys eager fp32 bs1 seq32 max_length: skipped: Nsight Systems traces CUDA" in console
+    assert "under Nsight Systems" not in console
     for noise in ("Loading weights", "Writing model shards", "TracerWarning", "FutureWarning", "USDT",
                   "profiler_start"):
         assert noise not in console, noise
@@ -144,8 +153,10 @@ def test_the_console_shows_each_cells_progress_and_no_library_noise(pipeline_run
 
 def test_report_states_what_was_used_and_shows_every_engine(pipeline_run):
     workdir, proc = pipeline_run
-    # the console's closing line says where the report is
-    assert f"inferbench: the report is {workdir / 'results' / 'report' / 'report.html'}" in proc.stderr + proc.stdout
+    # the console's closing line says where the report is; only Snakemake's own two lines follow it (README)
+    lines = proc.stderr.splitlines()  # Snakemake's log: its stdout holds nothing of a real run
+    closing = lines.index(f"inferbench: the report is {workdir / 'results' / 'report' / 'report.html'}")
+    assert [line.split(":")[0] for line in lines[closing + 1:] if line.strip()] == ["Complete log(s)", "Elapsed time"]
     report = (workdir / "results" / "report" / "report.md").read_text()
     head = report[:3000]
     assert "SST-2-format sample bundled with inferbench" in head
@@ -387,7 +398,7 @@ def test_report_explains_why_with_profiles(pipeline_run):
     report = (workdir / "results" / "report" / "report.md").read_text()
     section = report.split("## Why: profiles", 1)[1].split("\n## ", 1)[0]
     assert "### Top operators" in section and "aten::" in section
-    assert "nsys profiles skipped for 3 cell(s): Nsight Systems traces CUDA" in section
+    assert "nsys profiles skipped for 3 cells: Nsight Systems traces CUDA" in section
     why = section.split("### Why, against eager", 1)[1]
     assert "At batch 1 (fp32, seq 32, max_length padding), torchscript runs" in why and "ATen operator calls per request" in why
 

@@ -66,21 +66,27 @@ def test_torch_profiler_writes_tables_trace_and_summary(tiny_model, tmp_path):
     assert json.loads(out.read_text())["profiler"] == "torch"
 
 
-def test_torch_profiler_skips_served_engines_and_records_unavailable_ones(tiny_model, tmp_path):
+def test_torch_profiler_skips_served_engines_and_records_unavailable_ones(tiny_model, tmp_path, caplog):
     root, _ = tiny_model
+    caplog.set_level("INFO", logger="progress")
     served = torch_profile.profile_cell(cell("triton-python-grpc"), root / "model", root / "tokens.pt", {}, {},
                                         SETTINGS, tmp_path / "t.json", tmp_path / "t")
     assert served["status"] == "skipped" and "server process" in served["reason"]
+    assert caplog.messages == [f"profile torch triton-python-grpc fp32 bs2 seq32 max_length: skipped: "
+                               f"{served['reason']}"]  # its one line
     fp16 = torch_profile.profile_cell({**cell(), "precision": "fp16"}, root / "model", root / "tokens.pt", {}, {},
                                       SETTINGS, tmp_path / "h.json", tmp_path / "h")
     assert fp16["status"] == "skipped" and "fp16" in fp16["reason"]
 
 
-def test_nsys_is_skipped_with_the_reason_without_gpu_or_executable(tiny_model, tmp_path):
+def test_nsys_is_skipped_with_the_reason_without_gpu_or_executable(tiny_model, tmp_path, caplog):
     root, _ = tiny_model
+    caplog.set_level("INFO", logger="progress")
     result = nsys_profile.profile_cell(cell(), root / "model", root / "tokens.pt", {}, {}, SETTINGS, "nsys",
                                        tmp_path / "n.json", tmp_path / "n")
     assert result["status"] == "skipped" and "CPU" in result["reason"]
+    # the console's one line for the job: the skip and its reason, not a start line before it
+    assert caplog.messages == [f"profile nsys eager fp32 bs2 seq32 max_length: skipped: {result['reason']}"]
     assert shutil.which("no-such-nsys") is None
     reason = nsys_profile.unavailable_reason("cuda", "no-such-nsys")
     assert "nsys not found" in reason and "profiling.nsys.executable: no-such-nsys" in reason

@@ -191,7 +191,7 @@ def test_skipped_cells_are_announced_with_their_reason_and_listed_last():
                          p50_ci_high_ms=table.p50_ms)
     dataset = {"origin": "hub", "name": "glue", "config": "sst2", "split": "validation", "rows": 872}
     notes = overview.warnings_for(table, dataset, {}, TARGETS["max_repeat_cv"])
-    assert ("SKIPPED: 2 cell(s) could not run here: fp16 matmuls are not supported on CPU "
+    assert ("SKIPPED: 2 cells could not run here: fp16 matmuls are not supported on CPU "
             "(eager/fp16/bs1/seq128/max_length, torchscript/fp16/bs1/seq128/max_length)") in notes
     assert headline.headline(table).status.tolist() == ["ok", "skipped", "skipped"]
 
@@ -403,10 +403,10 @@ def test_measurement_context_states_this_runs_rule_and_host_state_from_the_resul
     assert facts["GPU and driver"] == "NVIDIA H200, driver 580.159.04"
     assert facts["SM clock over the timed windows"] == "1380–1980 MHz"
     assert facts["clock-event reasons"] == (
-        "sw_power_cap in 2 cell(s) (power cap at full load, the card working as designed); hw_thermal_slowdown in "
-        "1 cell(s) (a thermal or hardware slowdown: the cell is flagged THROTTLED)")
+        "sw_power_cap in 2 cells (power cap at full load, the card working as designed); hw_thermal_slowdown in "
+        "1 cell (a thermal or hardware slowdown: the cell is flagged THROTTLED)")
     assert facts["cores and threads"] == ("CPU cores each job was allowed: core(s) 0-15, torch threads 16; timing thread pinned to core 15 "
-                                          "in 4 cell(s)")
+                                          "in 4 cells")
     assert facts["CPU steal time (share of CPU time, per cell)"] == "0.1%–3.1%"
     assert facts["load average (1 min, before and after each cell)"] == "0.50–1.25"
     assert facts["software"] == "torch 2.11, transformers 5.17"

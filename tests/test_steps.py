@@ -1,5 +1,6 @@
 """The steps as command-line-free Python calls on a tiny model: dataset, model, tokens, export, cells."""
 import json
+import re
 import subprocess
 import sys
 
@@ -230,10 +231,13 @@ def test_a_failing_step_leaves_its_error_in_its_own_log(tmp_path, failure, expec
     assert expected in proc.stderr  # and still on the console
 
 
-def test_a_pair_of_an_engine_against_itself_gives_a_ratio_near_one(prepared, tmp_path):
+def test_a_pair_of_an_engine_against_itself_gives_a_ratio_near_one(prepared, tmp_path, caplog):
+    """The ratio, and the job's progress lines: each engine's load and first call, then its warm-up, before
+    the rounds (on a CPU both took minutes, with nothing on the console)."""
     from workflow_scripts import pair, pair_table, results
 
     root, _ = prepared
+    caplog.set_level("INFO", logger="progress")
     cell = {"engine": "eager", "precision": "fp32", "batch_size": 2, "seq_len": 32, "padding": "max_length",
             "device": "cpu"}
     pairing = {"rounds": 12, "repeats": 3, "max_ci_width": 0.5, "seed": 0}
@@ -249,6 +253,17 @@ def test_a_pair_of_an_engine_against_itself_gives_a_ratio_near_one(prepared, tmp
     row = pair_table.pair_table([str(out)]).iloc[0]
     assert row.speedup == result["pair"]["speedup"] and row.rounds == 36 and row.baseline_engine == "eager"
     assert "gpu_uuid" in row.index and pd.isna(row.gpu_uuid)  # which card, as in cells.csv (none on CPU)
+    name = "pair eager fp32 bs2 seq32 max_length vs eager fp32: "
+    expected = [r"baseline eager fp32 loaded in \d+\.\d s, first call \d+\.\d s",
+                r"engine eager fp32 loaded in \d+\.\d s, first call \d+\.\d s",
+                r"baseline eager fp32 (warm in|warm-up not steady after) \d+\.\d s \(\d+ windows?\)",
+                r"engine eager fp32 (warm in|warm-up not steady after) \d+\.\d s \(\d+ windows?\)",
+                r"timing 3 repeats x 12 rounds of one window each"]
+    lines = [line.removeprefix(name) for line in caplog.messages if line.startswith(name)]
+    assert len(lines) >= len(expected) + 1, caplog.messages
+    for line, pattern in zip(lines, expected):
+        assert re.match(pattern, line), (pattern, line)
+    assert lines[-1].startswith("speedup ") and lines[-1].endswith(" s)")  # the last: the speedup
 
 
 def test_a_pair_whose_engine_cannot_run_here_is_skipped_with_the_reason(prepared, tmp_path):

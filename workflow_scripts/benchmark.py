@@ -95,7 +95,7 @@ def measure_engine(engine, cell, tokens, reference, rows, measurement, tolerance
     logits = torch.cat([run_batch(b).float().cpu() for b in batches])
     correctness = compare(logits, reference[torch.cat([b["rows"] for b in batches])], tolerance)
     phases["correctness"] = time.perf_counter() - start
-    progress = Progress(f"bench {cell_label(cell)}", measurement["repeats"] * measurement["windows"], "windows")
+    progress = Progress(f"bench {cell_label(cell)}", measurement["repeats"] * measurement["windows"], "window")
     progress.start(f"loaded in {load_s:.1f} s, first call {first_call_s:.1f} s, outputs "
                    f"{'match' if correctness['within_tolerance'] else 'DIFFER from'} fp32 eager; timing")
     start = time.perf_counter()

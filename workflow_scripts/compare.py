@@ -26,6 +26,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from workflow_scripts import wording
 from workflow_scripts.aggregate import CELL_KEYS
 from workflow_scripts.experiment import missing_compared_columns
 from workflow_scripts.report.context import machine_key
@@ -128,7 +129,7 @@ def write(new_table: str, old_table: str, out: str) -> pd.DataFrame:
     """Compare two cells.csv files and write the comparison atomically to out; returns it."""
     comparison = compare(read_cells(new_table), read_cells(old_table))
     for verdict, count in comparison.verdict.value_counts().items():
-        log.info("%d cell(s): %s", count, verdict)
+        log.info("%s: %s", wording.count(count, "cell"), verdict)
     for row in comparison[comparison.verdict == "refused"].itertuples():
         log.warning("refused %s/%s/bs%s: %s", row.engine, row.precision, row.batch_size, row.reason)
     for line in unmatched_lines(comparison):
@@ -145,7 +146,7 @@ def unmatched_lines(comparison: pd.DataFrame) -> list[str]:
         if len(rows):
             names = ", ".join(f"{r.engine}/{r.precision}/bs{r.batch_size}/seq{r.seq_len}/{r.padding}"
                               for r in rows.itertuples())
-            lines.append(f"{len(rows)} cell(s) {verdict}, not compared: {names}")
+            lines.append(f"{wording.count(len(rows), 'cell')} {verdict}, not compared: {names}")
     return lines
 
 

@@ -14,6 +14,7 @@ capture_errors(globals())  # first: an error in the imports below reaches the jo
 import argparse
 import gc
 import logging
+import time
 from pathlib import Path
 
 import numpy as np
@@ -25,10 +26,11 @@ from workflow_scripts.engines import create
 from workflow_scripts.experiment import pairing
 from workflow_scripts.measure import (pinned_to_one_core, time_first_call, time_window,
                                       warm_up)
-from workflow_scripts.progress import Progress, cell_label, while_slow
+from workflow_scripts.progress import Progress, cell_label, note, while_slow
 from workflow_scripts.step_io import (add_cell_arguments, cell_from_args, engine_settings, experiment_from_args,
                                      run_step, setup_logging)
 from workflow_scripts.tokens import batch_rows, load_tokens, make_batch
+from workflow_scripts.wording import count
 
 log = logging.getLogger("pair")
 
@@ -76,26 +78,38 @@ def measure_pair(cell, baseline, model_dir, tokens_path, artifacts, engine_setti
 def measure_loaded(engines: dict, cell: dict, tokens: dict, rows: list, measurement: dict, pairing: dict):
     """Load both engines, warm each up, then time `repeats` x `rounds` windows, the two roles in a seeded
     random order per round; speedup = median over windows of baseline / engine window medians (wall ms),
-    with a hierarchical bootstrap 95% CI (stats.hierarchical_ci). engines: {"baseline", "engine"} -> Engine."""
+    with a hierarchical bootstrap 95% CI (stats.hierarchical_ci). engines: {"baseline", "engine"} -> Engine.
+
+    Both loads and warm-ups can take minutes on a CPU (bert-base: 143 s before the first round was seen), so
+    each prints its lines as the cell step's do: an engine's load and first call when they are done, a line
+    every PROGRESS_INTERVAL_S while a first call or a warm-up runs long, its warm-up when it ends."""
     device = cell["device"]
+    name = f"pair {cell_label(cell)} vs {cell['baseline']['engine']} {cell['baseline']['precision']}"
     runners, batches = {}, {}
     for role, engine in engines.items():
+        what = f"{role} {engine.name} {engine.precision}"
         batches[role] = [make_batch(tokens, r, cell["padding"], engine.input_device or device) for r in rows]
+        start = time.perf_counter()
         engine.load()
+        load_s = time.perf_counter() - start
         runners[role] = lambda batch, engine=engine: engine.run(batch["input_ids"], batch["attention_mask"])
-        with while_slow(f"pair {cell_label(cell)}, {role} {engine.name}",
-                        "first call (compiling, capturing graphs)"):
-            time_first_call(runners[role], batches[role][0], device)
+        with while_slow(name, f"{what}: first call (compiling, capturing graphs)"):
+            first_call_s = time_first_call(runners[role], batches[role][0], device)
+        note(name, f"{what} loaded in {load_s:.1f} s, first call {first_call_s:.1f} s")
     rng = np.random.default_rng(pairing["seed"])
     roles = list(engines)
     window_p50 = {role: np.zeros((pairing["repeats"], pairing["rounds"])) for role in roles}
     cycles = {role: _cycle(batches[role]) for role in roles}
-    progress = Progress(f"pair {cell_label(cell)} vs {cell['baseline']['engine']} {cell['baseline']['precision']}",
-                        pairing["repeats"] * pairing["rounds"], "rounds")
+    progress = Progress(name, pairing["repeats"] * pairing["rounds"], "round")
     with pinned_to_one_core(measurement.get("pin_cpu", False), device):
-        warmups = {role: warm_up(runners[role], batches[role], device, measurement) for role in roles}
-        progress.start(f"both loaded and warm; {pairing['repeats']} repeats x {pairing['rounds']} rounds of one "
-                       "window each")
+        warmups = {}
+        for role in roles:
+            what = f"{role} {engines[role].name} {engines[role].precision}"
+            with while_slow(name, f"{what}: warming up"):
+                warmups[role] = warm_up(runners[role], batches[role], device, measurement)
+            note(name, f"{what} {warmup_text(warmups[role])}")
+        progress.start(f"timing {count(pairing['repeats'], 'repeat')} x {count(pairing['rounds'], 'round')} of "
+                       "one window each")
         with host_state.monitor(device) as host:
             for repeat in range(pairing["repeats"]):
                 for round_ in range(pairing["rounds"]):
@@ -126,6 +140,15 @@ def measure_loaded(engines: dict, cell: dict, tokens: dict, rows: list, measurem
     }
     pair["unstable"] = unstable_reasons(pair, host_summary, pairing["max_ci_width"])
     return pair, host_summary
+
+
+def warmup_text(warmup: dict) -> str:
+    """`warm in 4.2 s (6 windows)`, or `not steady after 20.1 s (...): timed anyway` of measure.warm_up's
+    result ({"seconds", "windows", "steady"})."""
+    windows = count(warmup["windows"], "window")
+    if warmup["steady"]:
+        return f"warm in {warmup['seconds']:.1f} s ({windows})"
+    return f"warm-up not steady after {warmup['seconds']:.1f} s ({windows}): timed anyway, the pair is flagged"
 
 
 def _cycle(batches: list[dict]):

@@ -25,6 +25,8 @@ import sys
 import tempfile
 import time
 
+from workflow_scripts import wording
+
 PLAN_VARIABLE = "INFERBENCH_PLACEMENT"
 log = logging.getLogger("placement")
 _held_slot_files = []  # open lock files: the slot is the job's for as long as the process lives
@@ -92,7 +94,7 @@ def plan(cores: int, gpus: int | None, device: str, run_key: str, cards: list[di
     if gpus is None:
         count = len(cards) if device == "cuda" else 0
     elif cards and gpus > len(cards):
-        raise PlacementError(f"--resources gpu={gpus}, but this node has {len(cards)} GPU(s) "
+        raise PlacementError(f"--resources gpu={gpus}, but this node has {wording.count(len(cards), 'GPU')} "
                              f"({', '.join(card['id'] for card in cards)})")
     else:
         count = gpus

@@ -14,6 +14,8 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 
+from workflow_scripts.wording import count, plural
+
 log = logging.getLogger("progress")
 # Seconds between two lines while a measurement runs: a 30-window GPU cell (about 10 s) shows its start and end
 # only; a CPU pair of bert-base at batch 8 (minutes) a line every half minute
@@ -30,7 +32,7 @@ def cell_label(cell: dict) -> str:
 
 
 class Progress:
-    """The lines of one measurement of `total` steps (windows, rounds) named `unit`.
+    """The lines of one measurement of `total` steps (windows, rounds), each one `unit` (singular: "window").
 
     name: what is measured, e.g. "bench eager fp32 bs1 seq128 max_length"; interval_s: at least this long
     between two lines while it runs; clock: seconds (default time.monotonic)."""
@@ -49,25 +51,33 @@ class Progress:
         self.started = self.last_line = self.clock()
 
     def step(self, so_far: Callable[[], str]) -> None:
-        """One step done; a line `<done>/<total> <unit>, <so_far()>` when interval_s has passed since the last
+        """One step done; a line `<done>/<total> <units>, <so_far()>` when interval_s has passed since the last
         line (so_far is called only then) and steps remain."""
         self.done += 1
         now = self.clock()
         if self.done < self.total and now - self.last_line >= self.interval_s:
             self.last_line, self.shown = now, True
-            log.info("%s: %d/%d %s, %s", self.name, self.done, self.total, self.unit, so_far())
+            log.info("%s: %d/%d %s, %s", self.name, self.done, self.total, plural(self.total, self.unit), so_far())
 
     def finish(self, text: str) -> None:
         """The last line: the outcome, with the steps done and the seconds since start()."""
-        log.info("%s: %s (%d %s in %.0f s)", self.name, text, self.done, self.unit, self.clock() - self.started)
+        log.info("%s: %s (%s in %.0f s)", self.name, text, count(self.done, self.unit), self.clock() - self.started)
+
+
+def note(name: str, text: str) -> None:
+    """One line `<name>: <text>` (a step of a job that is done: an engine loaded, a warm-up ended)."""
+    log.info("%s: %s", name, text)
 
 
 @contextlib.contextmanager
-def while_slow(name: str, what: str, quiet_s: float = SLOW_CALL_S, interval_s: float = PROGRESS_INTERVAL_S
+def while_slow(name: str, what: str, quiet_s: float | None = None, interval_s: float | None = None
                ) -> Iterator[None]:
-    """Lines `<name>: <what>, running for N s` while the block runs longer than quiet_s: the first at quiet_s,
-    then every interval_s, from a timer thread (the block itself is one call that cannot report); nothing
-    when the block is quicker. The thread ends with the block, also after an error."""
+    """Lines `<name>: <what>, running for N s` while the block runs longer than quiet_s (default SLOW_CALL_S):
+    the first at quiet_s, then every interval_s (default PROGRESS_INTERVAL_S), from a timer thread (the block
+    itself is one call that cannot report); nothing when the block is quicker. The thread ends with the
+    block, also after an error."""
+    quiet_s = SLOW_CALL_S if quiet_s is None else quiet_s
+    interval_s = PROGRESS_INTERVAL_S if interval_s is None else interval_s
     done = threading.Event()
     started = time.monotonic()
 
@@ -93,9 +103,10 @@ def job_started(name: str, text: str) -> float:
     return time.monotonic()
 
 
-def job_ended(name: str, result: dict, started: float) -> None:
-    """The line `<name>: <status> (<wall ms per iteration> | <reason's first line>) in N s` of a finished
-    profile result (kind profile: status, reason, profile.wall_ms_per_iter)."""
+def job_ended(name: str, result: dict, started: float | None) -> None:
+    """The line `<name>: <status> (<wall ms per iteration> | <reason's first line>) (N s)` of a finished
+    profile result (kind profile: status, reason, profile.wall_ms_per_iter); without the seconds where the job
+    never started (started None: skipped before any work, so this is its only line)."""
     profile = result.get("profile") or {}
     if result["reason"]:
         detail = f": {str(result['reason']).splitlines()[0]}"
@@ -103,4 +114,5 @@ def job_ended(name: str, result: dict, started: float) -> None:
         detail = f", {profile['wall_ms_per_iter']:.3f} ms per iteration"
     else:
         detail = ""
-    log.info("%s: %s%s (%.0f s)", name, result["status"], detail, time.monotonic() - started)
+    took = "" if started is None else f" ({time.monotonic() - started:.0f} s)"
+    log.info("%s: %s%s%s", name, result["status"], detail, took)

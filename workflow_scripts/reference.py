@@ -27,7 +27,7 @@ def run_all_rows(engine, tokens: dict, batch_size: int, padding: str, device: st
     num_rows = tokens["input_ids"].shape[0]
     batch_size = min(batch_size, engine.max_batch_size or batch_size)
     all_rows = batch_rows(num_rows, batch_size)
-    progress = Progress(name or "all rows", len(all_rows), "batches")
+    progress = Progress(name or "all rows", len(all_rows), "batch")
     outputs = []
     for rows in all_rows:
         batch = make_batch(tokens, rows, padding, engine.input_device or device)

@@ -13,6 +13,7 @@ import pandas as pd
 from workflow_scripts.compare import describe, regressions
 from workflow_scripts.results import atomic_write_text
 from workflow_scripts.step_io import add_config_arguments, experiment_from_args, run_step
+from workflow_scripts.wording import count, plural
 
 UNTRUSTED = ("mismatch", "failed")
 
@@ -27,7 +28,8 @@ def check(table_path: str, passed_path: str | None = None, comparison_path: str 
         print(f"strict: {row.engine}/{row.precision}/bs{row.batch_size}/seq{row.seq_len}/{row.padding} is "
               f"{row.status}: {row.reason}", file=sys.stderr)
     if len(bad):
-        print(f"strict: {len(bad)} cell(s) are {' or '.join(UNTRUSTED)}; see results/report/report.md",
+        print(f"strict: {count(len(bad), 'cell')} {plural(len(bad), 'is')} {' or '.join(UNTRUSTED)}; see "
+              "results/report/report.md",
               file=sys.stderr)
     slow = regressions(pd.read_csv(comparison_path), max_slowdown) if comparison_path else pd.DataFrame()
     for line in describe(slow):
@@ -36,7 +38,8 @@ def check(table_path: str, passed_path: str | None = None, comparison_path: str 
         return 1
     if passed_path:
         compared = " and none slower than the earlier run" if comparison_path else ""
-        atomic_write_text(passed_path, f"all {len(table)} cells are trustworthy{compared}\n")
+        cells = f"all {len(table)} cells are" if len(table) != 1 else "the one cell is"
+        atomic_write_text(passed_path, f"{cells} trustworthy{compared}\n")
     return 0
 
 

@@ -32,6 +32,7 @@ from workflow_scripts.experiment import profiling_settings
 from workflow_scripts.step_io import (add_cell_arguments, add_profiling_arguments, cell_from_args, cell_from_job,
                                      engine_settings, experiment_from_args, job_engine_settings, profiling_values,
                                      run_step, setup_logging)
+from workflow_scripts.wording import count
 
 log = logging.getLogger("nsys_profile")
 TRACE_FLAGS = ["--trace=cuda,nvtx", "--cuda-graph-trace=node"]
@@ -63,13 +64,14 @@ def profile_cell(cell: dict, model_dir: str, tokens_path: str, artifacts: dict, 
     cell = {**cell, "device": planned_device(cell["device"])}
     Path(report_dir).mkdir(parents=True, exist_ok=True)
     name = f"profile nsys {cell_label(cell)}"
-    started = job_started(name, f"{settings['iterations']} iterations under Nsight Systems")
+    started = None  # a skipped profile prints its one line: the skip with the reason
     with recorded_result("profile", cell, model_dir, out_path, {"cell": cell, "profiling": settings}, log,
                          profiler="nsys", profile=None) as result:
         reason = unavailable_reason(cell["device"], executable)
         if reason:
             result["status"], result["reason"] = "skipped", reason
         else:
+            started = job_started(name, f"{count(settings['iterations'], 'iteration')} under Nsight Systems")
             outcome, result["profile"] = run_nsys(cell, model_dir, tokens_path, artifacts, engine_settings, settings,
                                                   shutil.which(executable), out_path, Path(report_dir), threads)
             result["status"], result["reason"] = outcome["status"], outcome["reason"]

@@ -29,6 +29,7 @@ from workflow_scripts.experiment import profiling_settings
 from workflow_scripts.step_io import (add_cell_arguments, add_profiling_arguments, cell_from_args, cell_from_job,
                                      engine_settings, experiment_from_args, job_engine_settings, profiling_values,
                                      run_step, setup_logging)
+from workflow_scripts.wording import count
 
 log = logging.getLogger("torch_profile")
 ITERATION_LABEL = "inferbench_iteration"
@@ -43,7 +44,7 @@ def profile_cell(cell: dict, model_dir: str, tokens_path: str, artifacts: dict, 
     cell = {**cell, "device": environment.resolve_device(cell["device"])}
     Path(tables_dir).mkdir(parents=True, exist_ok=True)
     name = f"profile torch {cell_label(cell)}"
-    started = job_started(name, f"{settings['iterations']} iterations under the PyTorch profiler")
+    started = None  # a skipped profile prints its one line: the skip with the reason
     with recorded_result("profile", cell, model_dir, out_path, {"cell": cell, "profiling": settings}, log,
                          profiler="torch", profile=None) as result:
         if spec(cell["engine"]).served:
@@ -51,6 +52,7 @@ def profile_cell(cell: dict, model_dir: str, tokens_path: str, artifacts: dict, 
                 "the model runs inside the server process, out of this profiler's reach: see its "
                 "Nsight Systems profile")
         else:
+            started = job_started(name, f"{count(settings['iterations'], 'iteration')} under the PyTorch profiler")
             result["profile"] = run_profiler(cell, model_dir, tokens_path, artifacts, engine_settings, settings,
                                              out_path, Path(tables_dir))
     job_ended(name, result, started)

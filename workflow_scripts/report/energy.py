@@ -6,6 +6,7 @@ import pandas as pd
 
 from workflow_scripts.report.context import ReportContext
 from workflow_scripts.report.render import fmt
+from workflow_scripts.wording import count
 
 ENERGY_COLUMNS = ["energy_j_per_1k_inferences", "average_power_w", "energy_reason"]
 
@@ -29,7 +30,7 @@ def unmeasured_reasons(table: pd.DataFrame) -> list[str]:
     if "energy_reason" not in table:
         return ["this run's results hold no energy reading (measured before energy was recorded)"]
     missing = table[table.energy_j_per_1k_inferences.isna()]
-    return [f"{reason} ({count} cell(s))" for reason, count in
+    return [f"{reason} ({count(number, 'cell')})" for reason, number in
             missing.energy_reason.fillna("no reason recorded").value_counts().items()]
 
 

@@ -6,6 +6,7 @@ the cells' results (aggregate columns), never the README's description of what s
 import pandas as pd
 
 from workflow_scripts.report.context import ReportContext, machine_key
+from workflow_scripts.wording import count, plural
 
 # Clock-event reasons that are the card working as designed (host_state.OTHER_REASONS): shown as context
 DESIGNED_REASONS = {"sw_power_cap": "power cap at full load, the card working as designed",
@@ -39,10 +40,11 @@ def timing_rule(row) -> str | None:
     if get("windows") is None or pd.isna(get("windows")):
         return None
     return (f"warm-up: every input batch once, then windows until at least {get('warmup_seconds'):g} s have passed "
-            f"and the last {get('stable_windows'):.0f} window medians agree within {get('stable_tolerance'):.0%} "
-            f"(at most {get('warmup_max_seconds'):g} s, else the cell is flagged); then {get('repeats'):.0f} repeats "
-            f"× {get('windows'):.0f} windows, each at least {get('window_seconds'):g} s and "
-            f"{get('min_window_iters'):.0f} calls; p50 = the median of the window medians")
+            f"and the last {count(get('stable_windows'), 'window median')} agree within "
+            f"{get('stable_tolerance'):.0%} (at most {get('warmup_max_seconds'):g} s, else the cell is flagged); "
+            f"then {count(get('repeats'), 'repeat')} × {count(get('windows'), 'window')}, each at least "
+            f"{get('window_seconds'):g} s and {count(get('min_window_iters'), 'call')}; p50 = the median of the "
+            "window medians")
 
 
 def clock_reasons(cells: pd.DataFrame) -> str:
@@ -54,9 +56,9 @@ def clock_reasons(cells: pd.DataFrame) -> str:
     if seen.empty:
         return "none in any cell"
     parts = []
-    for reason, count in seen.value_counts().items():
+    for reason, number in seen.value_counts().items():
         meaning = DESIGNED_REASONS.get(reason, "a thermal or hardware slowdown: the cell is flagged THROTTLED")
-        parts.append(f"{reason} in {count} cell(s) ({meaning})")
+        parts.append(f"{reason} in {count(number, 'cell')} ({meaning})")
     return "; ".join(parts)
 
 
@@ -69,7 +71,7 @@ def warmup_row(steady: pd.Series, seconds: pd.Series, cap: pd.Series) -> str:
     if steady.empty:
         return NOT_RECORDED
     settled, capped = steady[steady].index, steady[~steady].index
-    text = f"settled in {len(settled)} of {len(steady)} cells" + (
+    text = f"settled in {len(settled)} of {count(len(steady), 'cell')}" + (
         f", in {span(seconds[settled], '{:.1f}', 's')}" if len(settled) else "")
     if len(capped):
         limit = span(cap[capped], "{:g}", "s")
@@ -108,7 +110,8 @@ def facts(table: pd.DataFrame) -> pd.DataFrame:
                                            if column("cpu_count").notna().any() else "")),
         ("cores and threads", f"CPU cores each job was allowed: {distinct('core(s) ' + column('cpu_affinity').dropna().astype(str))}, torch threads "
                               f"{distinct(column('torch_threads'))}; "
-                              + (f"timing thread pinned to core {distinct(pinned.astype(int))} in {len(pinned)} cell(s)"
+                              + (f"timing thread pinned to core {distinct(pinned.astype(int))} in "
+                                 f"{count(len(pinned), 'cell')}"
                                  if len(pinned) else "timing thread not pinned")),
         ("CPU steal time (share of CPU time, per cell)", span(column("cpu_steal_share"), "{:.1%}")),
         ("load average (1 min, before and after each cell)",
@@ -124,11 +127,13 @@ def blocks(ctx: ReportContext) -> list[tuple]:
     out = [("h2", "How these numbers were measured")]
     if timed.empty:
         return out + [("p", f"No cell was timed on {ctx.machine}.")]
-    out += [("p", f"From the {len(timed)} timed cells' results on {ctx.machine}: the timing rule they were "
+    whose = "cell's" if len(timed) == 1 else "cells'"
+    out += [("p", f"From the {len(timed)} timed {whose} results on {ctx.machine}: the timing rule they were "
                   "measured with and what the host was doing over their timed windows (sampled between windows, "
                   "never inside one).")]
     out.append(("table", facts(timed)))
     elsewhere = ctx.table[machine_key(ctx.table) != ctx.machine]
     if len(elsewhere):
-        out.append(("p", f"{len(elsewhere)} cell(s) come from other machines (see Environment)."))
+        out.append(("p", f"{count(len(elsewhere), 'cell')} {plural(len(elsewhere), 'comes')} from other machines "
+                         "(see Environment)."))
     return out

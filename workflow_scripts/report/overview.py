@@ -5,6 +5,7 @@ import pandas as pd
 
 from workflow_scripts import pair_speedups
 from workflow_scripts.report.context import ReportContext, cell_name
+from workflow_scripts.wording import count
 
 # status -> what the warning says about its cells
 STATUS_MEANINGS = {
@@ -41,7 +42,7 @@ def warnings_for(table: pd.DataFrame, dataset: dict, model: dict, max_repeat_cv:
         for reason, group in bad.groupby(bad.reason.fillna("")):
             cells = ", ".join(f"{r.engine}/{r.precision}/bs{r.batch_size}/seq{r.seq_len}/{r.padding}"
                               for r in group.itertuples())
-            notes.append(f"{status.upper()}: {len(group)} cell(s) {meaning}: {reason} ({cells})")
+            notes.append(f"{status.upper()}: {count(len(group), 'cell')} {meaning}: {reason} ({cells})")
     ok = table[table.status == "ok"]
     unstable = ok[ok.repeat_p50_cv > ok.device.map(max_repeat_cv)]
     if len(unstable):
@@ -60,7 +61,7 @@ def blocks(ctx: ReportContext) -> list[tuple]:
         ("h1", f"inferbench report: {model['model_id']} ({model['num_hidden_layers']} layers, hidden "
                f"{model['hidden_size']}) on {ctx.machine}"),
         ("warnings", warnings) if warnings else ("p", "No warnings."),
-        ("p", f"{len(table)} cells ({counts}). Dataset: {dataset['origin']} ({dataset['rows']} sentences). "
+        ("p", f"{count(len(table), 'cell')} ({counts}). Dataset: {dataset['origin']} ({dataset['rows']} sentences). "
               f"Model: {model['model_id']} ({model['weights']} weights, {model['num_parameters']:,} parameters). "
               f"Latency is the synchronised host wall time per batch. Speedups against "
               f"{baseline['engine']} {baseline['precision']} at the same batch size: side by side (both engines "

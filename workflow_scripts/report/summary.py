@@ -11,6 +11,7 @@ import pandas as pd
 from workflow_scripts import pair_speedups, roofline
 from workflow_scripts.report.context import ReportContext, cell_name
 from workflow_scripts.report.serving import in_process_twin
+from workflow_scripts.wording import count
 
 
 # Targets set for GPUs (a 10x speedup, a share of the GPU's matmul peak, sub-millisecond serving overhead, served
@@ -258,7 +259,7 @@ def _stability_row(ctx: ReportContext) -> dict:
                 f"{worst.repeat_p50_cv:.1%})" if worst is not None else ""),
             "target": "all, CV ≤ " + ", ".join(f"{v:.0%} ({k})" for k, v in limit.items()),
             "verdict": "not measured" if not len(judged) else
-            "met" if not len(unstable) else f"missed ({len(unstable)} cell(s) above)"}
+            "met" if not len(unstable) else f"missed ({count(len(unstable), 'cell')} above)"}
 
 
 def blocks(ctx: ReportContext) -> list[tuple]:

@@ -12,6 +12,7 @@ from workflow_scripts.report.context import ReportContext  # noqa: E402
 from workflow_scripts.report.figures import placeholder, save  # noqa: E402
 from workflow_scripts.report.render import MISSING, fmt  # noqa: E402
 from workflow_scripts.results import CELL_KEYS as CELL  # noqa: E402
+from workflow_scripts.wording import count  # noqa: E402
 
 TOP_PER_CELL = 5
 # A profiled iteration this many times slower or faster than the same cell's timed p50 explains a different
@@ -188,7 +189,7 @@ def skipped_notes(profiles: pd.DataFrame) -> list[str]:
     notes = []
     bad = profiles[profiles.status != "ok"]
     for (tool, status, reason), group in bad.groupby(["tool", "status", bad.reason.fillna("")]):
-        notes.append(f"{tool} profiles {status} for {len(group)} cell(s): {reason}")
+        notes.append(f"{tool} profiles {status} for {count(len(group), 'cell')}: {reason}")
     return notes
 
 
