@@ -20,6 +20,11 @@ def prepared(tiny_model):
     return tiny_model
 
 
+def console_lines(caplog) -> list[str]:
+    """What a step showed on the console (the `progress` logger), of all it logged."""
+    return [record.getMessage() for record in caplog.records if record.name == "progress"]
+
+
 def test_offline_auto_falls_back_to_the_bundled_sample(prepared):
     root, info = prepared
     assert info["origin"] == "sample" and info["rows"] == 40
@@ -28,10 +33,34 @@ def test_offline_auto_falls_back_to_the_bundled_sample(prepared):
     assert {row["label"] for row in rows} == {0, 1}
 
 
-def test_without_the_datasets_package_auto_falls_back_to_the_sample_saying_why(tmp_path, monkeypatch):
+def test_without_the_datasets_package_auto_falls_back_to_the_sample_saying_why(tmp_path, monkeypatch, caplog):
     monkeypatch.setitem(sys.modules, "datasets", None)  # as on a GPU machine that has no `datasets`
+    caplog.set_level("INFO", logger="progress")
     info = dataset.prepare({**DATASET, "source": "auto"}, tmp_path / "rows.jsonl", tmp_path / "info.json")
     assert info["origin"] == "sample" and "datasets package is not installed" in info["hub_error"]
+    # the console's one line says which source was used, and why (offline here: conftest)
+    assert console_lines(caplog) == [
+        f"dataset: the bundled SST-2-format sample ({info['rows']} sentences), not glue/sst2 validation: the "
+        f"Hugging Face hub is not reachable and the local cache could not give it ({info['hub_error']})"]
+
+
+def test_offline_a_dataset_in_the_local_cache_is_used_and_named(tmp_path, monkeypatch, caplog):
+    monkeypatch.setattr(dataset, "load_from_hub", lambda *_: [{"sentence": "fine", "label": 1}] * 3)
+    caplog.set_level("INFO", logger="progress")
+    info = dataset.prepare({**DATASET, "source": "auto"}, tmp_path / "rows.jsonl", tmp_path / "info.json")
+    assert info["origin"] == "hub" and info["rows"] == 3
+    assert console_lines(caplog) == ["dataset: glue/sst2 validation from the local cache (3 rows; the Hugging Face "
+                                     "hub is not reachable)"]
+
+
+def test_offline_auto_weights_say_that_random_weights_replace_the_model(caplog):
+    """The model job's console line when the local cache lacks the checkpoint (pretrained_model gives up)."""
+    caplog.set_level("INFO", logger="progress")
+    settings = {"id": "bert-base-uncased", "weights": "auto", "num_labels": 2}
+    assert model.pretrained_model(settings, False, hub_ok=False, warnings=[]) is None
+    assert console_lines(caplog) == ["model: bert-base-uncased: the Hugging Face hub is not reachable and the local "
+                                     "cache could not give it; the same architecture with random weights instead "
+                                     "(latencies valid, accuracy meaningless)"]
 
 
 def test_hub_only_source_fails_fast_saying_what_to_do(tmp_path):

@@ -11,6 +11,7 @@ import logging
 from pathlib import Path
 
 from workflow_scripts.hub import go_offline_if_unreachable
+from workflow_scripts.progress import note
 from workflow_scripts.results import atomic_write_text, write_json
 from workflow_scripts.step_io import add_config_arguments, experiment_from_args, run_step, setup_logging
 
@@ -25,8 +26,8 @@ class HubUnavailable(RuntimeError):
 
 
 def load_from_hub(name: str, config: str, split: str) -> list[dict]:
-    """Rows {sentence, label} of the configured dataset from the Hugging Face hub (raises when it is unreachable)."""
-    go_offline_if_unreachable()
+    """Rows {sentence, label} of the configured dataset from the Hugging Face hub, or offline from the local
+    cache (call hub.go_offline_if_unreachable first); HubUnavailable when neither has it."""
     try:
         import datasets  # optional where only the bundled sample is used (e.g. an offline GPU machine)
     except ImportError as error:
@@ -51,10 +52,15 @@ def prepare(settings: dict, out_rows: str, out_info: str) -> dict:
     name, config, split = settings["name"], settings["config"], settings["split"]
     origin, hub_error = None, None
     rows: list[dict] = []
+    wanted = f"{name}/{config} {split}"
     if source in ("auto", "hub"):
+        hub_ok = go_offline_if_unreachable()
         try:
             rows = load_from_hub(name, config, split)
             origin = "hub"
+            if not hub_ok:  # said on the console: the run's planning could only say the hub is out of reach
+                note("dataset", f"{wanted} from the local cache ({len(rows)} rows; the Hugging Face hub is not "
+                                "reachable)")
         except HubUnavailable as error:
             hub_error = str(error)
             if source == "hub":
@@ -67,6 +73,10 @@ def prepare(settings: dict, out_rows: str, out_info: str) -> dict:
         rows, origin = load_sample(), "sample"
     if settings.get("max_samples"):
         rows = rows[: settings["max_samples"]]
+    if hub_error:
+        why = hub_error if hub_ok else (f"the Hugging Face hub is not reachable and the local cache could not give "
+                                        f"it ({hub_error})")
+        note("dataset", f"the bundled SST-2-format sample ({len(rows)} sentences), not {wanted}: {why}")
     if not rows:
         raise SystemExit("the dataset has no rows (check dataset.split and dataset.max_samples)")
     info = {"origin": origin, "name": name, "config": config, "split": split,

@@ -44,21 +44,24 @@ def planned_device(requested: str, scheduler_gives_gpus: bool = False) -> str:
 
 
 def fallback_notes(experiment: dict, requested_device: str, hub_ok: bool) -> list[str]:
-    """One console line per fallback the run will take, known at parse time: CPU instead of a GPU, and with the
-    hub out of reach, the bundled sample and random weights where the local cache lacks the real ones.
+    """One console line per fallback the run will take, known at parse time: CPU instead of a GPU, and the hub
+    out of reach where the dataset or the model may come from it (whether the local cache has them is known
+    only when their jobs run: each says on the console what it used, once).
 
     experiment: the effective config (device resolved); requested_device: config's `device` as given;
     hub_ok: whether the Hugging Face hub answered (workflow_scripts.hub.hub_reachable)."""
     notes = []
     if experiment["device"] == "cpu" and requested_device == "auto":
         notes.append("No CUDA GPU found: running on CPU, with the narrower sweep of cpu_overrides (config.yaml)")
-    if not hub_ok:
-        if experiment["dataset"]["source"] == "auto":
-            notes.append("Hugging Face hub not reachable (or HF_HUB_OFFLINE=1): the dataset comes from the local cache, else from the "
-                         "bundled 200-sentence SST-2-format sample")
-        if experiment["model"]["weights"] == "auto":
-            notes.append("Hugging Face hub not reachable (or HF_HUB_OFFLINE=1): the model comes from the local cache, else the same "
-                         "architecture with random weights (latencies valid, accuracy meaningless)")
+    # the fallback each source takes where the local cache lacks it (dataset.source / model.weights: auto)
+    fallbacks = {name: fallback for name, fallback, auto in (
+        ("dataset", "the bundled sample", experiment["dataset"]["source"] == "auto"),
+        ("model", "random weights", experiment["model"]["weights"] == "auto")) if auto}
+    if not hub_ok and fallbacks:
+        jobs = " and ".join(f"{name} job" for name in fallbacks)
+        notes.append(f"Hugging Face hub not reachable (or HF_HUB_OFFLINE=1): the {jobs} will say on this console "
+                     f"what {'they' if len(fallbacks) > 1 else 'it'} used, the local cache or "
+                     f"{' and '.join(fallbacks.values())}, when {'they run' if len(fallbacks) > 1 else 'it runs'}")
     return notes
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from workflow_scripts.dataset import read_rows
 from workflow_scripts.hub import go_offline_if_unreachable
 from workflow_scripts.model_config import shipped_config, shipped_ids
+from workflow_scripts.progress import note
 from workflow_scripts.results import write_json
 from workflow_scripts.step_io import add_config_arguments, experiment_from_args, run_step, setup_logging
 
@@ -147,7 +148,13 @@ def pretrained_model(settings: dict, trust: bool, hub_ok: bool, warnings: list[s
                 f"(hub reachable: {hub_ok}): {error}\nRun where the hub is reachable, pre-fill the "
                 "cache (HF_HOME), or set model.weights: random (latency only) or auto.") from error
         log.warning("pretrained %s unavailable (%s); building random weights", model_id, error)
+        why = (str(error).splitlines()[0] if hub_ok else
+               "the Hugging Face hub is not reachable and the local cache could not give it")
+        note("model", f"{model_id}: {why}; the same architecture with random weights instead (latencies valid, "
+                      "accuracy meaningless)")
         return None
+    if not hub_ok:  # said on the console: the run's planning could only say the hub is out of reach
+        note("model", f"{model_id} from the local cache (the Hugging Face hub is not reachable)")
     if loading["missing_keys"]:
         warnings.append(f"{model_id} has no trained classification head (newly initialised: "
                         f"{', '.join(sorted(loading['missing_keys'])[:4])}): accuracy is near chance "
