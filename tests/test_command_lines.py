@@ -113,6 +113,33 @@ def test_served_steps_take_the_configs_load_and_repository_settings(monkeypatch)
     assert calls["args"][6] == CONFIG["triton"]["repository"]
 
 
+def test_every_kind_of_exported_model_has_one_option_on_every_step_that_loads_an_engine(monkeypatch, capsys):
+    """--torchscript (the export) and --repository (a Triton model repository) on the cell steps, the load
+    sweep and, with baseline- in front, for the pair's baseline; an engine's file left out is refused by its
+    option's name before any work."""
+    calls = recorded(monkeypatch, benchmark, "run_cell")
+    benchmark.main(["--engine", "triton-python-grpc", "--device", "cpu", "--reference", "r.pt",
+                    "--repository", "repo", *CELL])
+    assert calls["args"][4] == {"triton_python": "repo"}
+    benchmark.main(["--engine", "torchscript", "--device", "cpu", "--reference", "r.pt", "--torchscript", "ts.pt",
+                    *CELL])
+    assert calls["args"][4] == {"torchscript": "ts.pt"}
+    calls = recorded(monkeypatch, pair, "run_pair")
+    pair.main(["--engine", "torchscript", "--torchscript", "ts.pt", "--baseline-engine", "torchscript",
+               "--baseline-precision", "fp32", "--baseline-torchscript", "base.pt", "--device", "cpu", *CELL])
+    assert calls["args"][4] == {"engine": {"torchscript": "ts.pt"}, "baseline": {"torchscript": "base.pt"}}
+    calls = recorded(monkeypatch, load_sweep, "sweep")
+    load_sweep.main(["--engine", "triton-python-grpc", "--device", "cpu", "--model-dir", "m", "--tokens", "t.pt",
+                     "--out-prefix", "level", "--repository", "repo"])
+    assert calls["args"][3] == {"triton_python": "repo"}
+    for step, argv, option in [
+            (benchmark, ["--engine", "triton-python-grpc", "--reference", "r.pt", *CELL], "--repository"),
+            (pair, ["--engine", "eager", "--baseline-engine", "torchscript", *CELL], "--baseline-torchscript")]:
+        with pytest.raises(SystemExit):
+            step.main([*argv, "--device", "cpu"])
+        assert f"name it with {option} PATH" in capsys.readouterr().err
+
+
 def test_the_schema_declares_no_defaults():
     """config.yaml holds every default; checked_config validates without filling any, so a `default:` added
     to the schema would reach neither the Snakefile nor a command line."""

@@ -65,7 +65,7 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     experiment = experiment_from_args(parser, args)
     setup_logging()
-    cell, artifacts = cell_from_args(args, experiment)
+    cell, artifacts = cell_from_args(parser, args, experiment)
     if cell["batch_size"] is None:  # the rule's: correctness.batch_size
         cell["batch_size"] = experiment["correctness"]["batch_size"]
     evaluate(cell, args.model_dir, args.tokens, args.reference, artifacts, engine_settings(args.engine, experiment),

@@ -180,7 +180,7 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     experiment = experiment_from_args(parser, args, {"measurement": args.measurement})
     setup_logging()
-    cell, artifacts = cell_from_args(args, experiment)
+    cell, artifacts = cell_from_args(parser, args, experiment)
     run_cell(cell, args.model_dir, args.tokens, args.reference, artifacts, engine_settings(args.engine, experiment),
              experiment["measurement"], tolerance_from_args(args, experiment), args.out)
 

@@ -24,8 +24,9 @@ from workflow_scripts.progress import log as progress_log, while_slow
 from workflow_scripts.results import SCHEMA_VERSION, write_cell_result
 from workflow_scripts.serving import perf_analyzer
 from workflow_scripts.serving.load_clients import LoadClientDied, closed_loop, planned_processes
-from workflow_scripts.step_io import (add_config_arguments, engine_settings, experiment_from_args, job_engine_settings,
-                                     run_step, setup_logging)
+from workflow_scripts.step_io import (add_artifact_arguments, add_config_arguments, artifacts_from_args,
+                                     engine_settings, experiment_from_args, job_engine_settings, run_step,
+                                     setup_logging)
 from workflow_scripts.tokens import load_tokens
 
 
@@ -163,7 +164,7 @@ def main(argv=None) -> None:
     parser.add_argument("--seq-len", type=int, default=128)
     parser.add_argument("--model-dir", required=True)
     parser.add_argument("--tokens", required=True)
-    parser.add_argument("--repository", help="the served model's repository folder (Triton engines)")
+    add_artifact_arguments(parser)
     parser.add_argument("--concurrency", type=int, nargs="+", help="over triton.load.concurrency")
     parser.add_argument("--seconds", type=float, help="over triton.load.seconds")
     parser.add_argument("--client-processes", help="over triton.load.client_processes (auto or a number)")
@@ -175,14 +176,12 @@ def main(argv=None) -> None:
              "client": args.client}
     experiment = experiment_from_args(parser, args, {"triton.load": [f"{key}={value}" for key, value in given.items()
                                                                      if value is not None]})
-    kinds = spec(args.engine).artifacts
-    if kinds and not args.repository:
-        parser.error(f"{args.engine} needs --repository (its {', '.join(kinds)} model repository)")
+    artifacts = artifacts_from_args(parser, args, args.engine)
     setup_logging()
     load = experiment["triton"]["load"]
     cell = {"engine": args.engine, "precision": args.precision, "seq_len": args.seq_len, "padding": "max_length",
             "device": experiment["device"]}
-    sweep(cell, args.model_dir, args.tokens, {kind: args.repository for kind in kinds},
+    sweep(cell, args.model_dir, args.tokens, artifacts,
           engine_settings(args.engine, experiment), load, [f"{args.out_prefix}_c{n}.json" for n in load["concurrency"]])
 
 

@@ -27,8 +27,9 @@ from workflow_scripts.experiment import pairing
 from workflow_scripts.measure import (pinned_to_one_core, time_first_call, time_window,
                                       warm_up)
 from workflow_scripts.progress import Progress, cell_label, note, while_slow
-from workflow_scripts.step_io import (add_cell_arguments, cell_from_args, engine_settings, experiment_from_args,
-                                     run_step, setup_logging)
+from workflow_scripts.step_io import (add_artifact_arguments, add_cell_arguments, artifacts_from_args,
+                                     cell_from_args, engine_settings, experiment_from_args, run_step,
+                                     setup_logging)
 from workflow_scripts.tokens import batch_rows, load_tokens, make_batch
 from workflow_scripts.wording import count
 
@@ -180,6 +181,7 @@ def main(argv=None) -> None:
     add_cell_arguments(parser)
     parser.add_argument("--baseline-engine", help="over report.baseline.engine")
     parser.add_argument("--baseline-precision", help="over report.baseline.precision")
+    add_artifact_arguments(parser, prefix="baseline-")
     parser.add_argument("--pairing", metavar="KEY=VALUE", nargs="+", default=[],
                         help="over keys of the pairs section, e.g. rounds=10")
     parser.add_argument("--measurement", metavar="KEY=VALUE", nargs="+", default=[],
@@ -188,12 +190,13 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     experiment = experiment_from_args(parser, args, {"pairs": args.pairing, "measurement": args.measurement})
     setup_logging()
-    cell, artifacts = cell_from_args(args, experiment)
+    cell, artifacts = cell_from_args(parser, args, experiment)
     baseline = {"engine": args.baseline_engine or experiment["report"]["baseline"]["engine"],
                 "precision": args.baseline_precision or experiment["report"]["baseline"]["precision"]}
     settings = {"engine": engine_settings(args.engine, experiment),
                 "baseline": engine_settings(baseline["engine"], experiment)}
-    run_pair(cell, baseline, args.model_dir, args.tokens, {"engine": artifacts}, settings,
+    artifacts = {"engine": artifacts, "baseline": artifacts_from_args(parser, args, baseline["engine"], "baseline-")}
+    run_pair(cell, baseline, args.model_dir, args.tokens, artifacts, settings,
              experiment["measurement"], pairing(experiment), args.out)
 
 

@@ -5,7 +5,7 @@ import sys
 from typing import Callable
 
 from workflow_scripts import engines
-from workflow_scripts.engines import spec
+from workflow_scripts.engines import ARTIFACTS, spec
 from workflow_scripts.experiment import ConfigError, step_config, tolerance
 from workflow_scripts.job_log import capture_errors, console, tee_stderr
 from workflow_scripts.placement import place_snakemake_job
@@ -90,15 +90,44 @@ def add_cell_arguments(parser) -> None:
     parser.add_argument("--padding", default="max_length", choices=["max_length", "dynamic"])
     parser.add_argument("--model-dir", required=True)
     parser.add_argument("--tokens", required=True)
-    parser.add_argument("--torchscript", help="exported module, for the torchscript engine")
+    add_artifact_arguments(parser)
     add_config_arguments(parser)
 
 
-def cell_from_args(args, experiment: dict) -> tuple[dict, dict]:
-    """(cell, artifacts) from the options of add_cell_arguments, on the experiment's resolved device."""
+def add_artifact_arguments(parser, prefix: str = "") -> None:
+    """One option per kind of exported model an engine loads (engines.ARTIFACTS: `--torchscript`, `--repository`),
+    named `--<prefix><option>` (the pair's baseline: prefix "baseline-")."""
+    made_by: dict[str, set[str]] = {}
+    for artifact in ARTIFACTS.values():
+        made_by.setdefault(artifact.option, set()).add(f"the {artifact.output} rule {artifact.rule} writes")
+    for option, files in made_by.items():
+        users = [name for name, entry in engines.ENGINES.items()
+                 if any(ARTIFACTS[kind].option == option for kind in entry.artifacts)]
+        parser.add_argument(f"--{prefix}{option}", metavar="PATH",
+                            help=f"{' or '.join(sorted(files))}, for {', '.join(users)}"
+                                 + (" as the baseline" if prefix else ""))
+
+
+def artifacts_from_args(parser, args, engine: str, prefix: str = "") -> dict[str, str]:
+    """The files engine `engine` loads, {kind: path}, from add_artifact_arguments' options; a missing one ends
+    the program through `parser.error`, naming the option and the rule that writes the file."""
+    artifacts = {}
+    for kind in spec(engine).artifacts:
+        artifact = ARTIFACTS[kind]
+        value = getattr(args, f"{prefix}{artifact.option}".replace("-", "_"))
+        if not value:
+            parser.error(f"engine {engine} loads the {artifact.output} rule {artifact.rule} writes: name it with "
+                         f"--{prefix}{artifact.option} PATH")
+        artifacts[kind] = value
+    return artifacts
+
+
+def cell_from_args(parser, args, experiment: dict) -> tuple[dict, dict]:
+    """(cell, artifacts) from the options of add_cell_arguments, on the experiment's resolved device; an
+    artifact the engine needs and the command line does not name ends the program (artifacts_from_args)."""
     cell = {"engine": args.engine, "precision": args.precision, "batch_size": args.batch_size,
             "seq_len": args.seq_len, "padding": args.padding, "device": experiment["device"]}
-    return cell, ({"torchscript": args.torchscript} if args.torchscript else {})
+    return cell, artifacts_from_args(parser, args, args.engine)
 
 
 def add_profiling_arguments(parser) -> None:

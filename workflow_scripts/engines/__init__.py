@@ -15,18 +15,22 @@ from workflow_scripts.engines.settings import (CompileSettings, DynamoServerSett
 
 @dataclass(frozen=True)
 class ArtifactSpec:
-    """A kind of exported model: the rule output that makes it, and wildcards fixed by the kind."""
+    """A kind of exported model: the rule output that makes it, the step command lines' option that names it,
+    and wildcards fixed by the kind."""
 
     rule: str                        # the rule that writes it (rules/export.smk, rules/serving.smk)
     output: str                      # the name of that rule's output
+    option: str                      # e.g. "torchscript": `--torchscript PATH` on a step's command line
     wildcards: tuple[tuple[str, str], ...] = ()  # e.g. (("backend", "python"),): the rest come from the job
 
 
 # Kinds of exported model an engine may load; each is one rule's output, verified before any engine uses it.
+# (torch.compile's caches and the fused encoder's weights are no such kind: both engines build from the model
+# folder, the caches only make that faster.)
 ARTIFACTS: dict[str, ArtifactSpec] = {
-    "torchscript": ArtifactSpec("export_torchscript", "module"),
-    "triton_python": ArtifactSpec("triton_repository", "repository", (("backend", "python"),)),
-    "triton_pytorch": ArtifactSpec("triton_repository", "repository", (("backend", "pytorch"),)),
+    "torchscript": ArtifactSpec("export_torchscript", "module", "torchscript"),
+    "triton_python": ArtifactSpec("triton_repository", "repository", "repository", (("backend", "python"),)),
+    "triton_pytorch": ArtifactSpec("triton_repository", "repository", "repository", (("backend", "pytorch"),)),
 }
 
 

@@ -199,7 +199,7 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     experiment = experiment_from_args(parser, args, profiling_values(args))
     setup_logging()
-    cell, artifacts = cell_from_args(args, experiment)
+    cell, artifacts = cell_from_args(parser, args, experiment)
     nsys = experiment["profiling"]["nsys"]
     profile_cell(cell, args.model_dir, args.tokens, artifacts, engine_settings(args.engine, experiment),
                  {**profiling_settings(experiment, args.padding), "timeout_s": nsys["timeout_s"]},

@@ -132,7 +132,7 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     experiment = experiment_from_args(parser, args, profiling_values(args))
     setup_logging()
-    cell, artifacts = cell_from_args(args, experiment)
+    cell, artifacts = cell_from_args(parser, args, experiment)
     profile_cell(cell, args.model_dir, args.tokens, artifacts, engine_settings(args.engine, experiment),
                  profiling_settings(experiment, args.padding), args.out, args.tables_dir)
 
