@@ -217,11 +217,22 @@ def test_changing_one_engine_setting_reruns_only_that_engine(pipeline_run, tmp_p
     workdir, _ = pipeline_run
     changed = overlay(tmp_path, "engine", {"engine_settings": {"compile-default": {"fullgraph": False}}})
     jobs = scheduled_jobs(snakemake(workdir, changed, args=["-n"]).stdout)
-    # its 2 cells (2 batch sizes) and its whole-split pass, then aggregate and report
+    # its 2 cells (2 batch sizes) and its whole-split pass (this config pairs and profiles no compile-default),
+    # then aggregate and report
     assert jobs == {"benchmark_cell": 2, "accuracy": 1, "aggregate": 1, "report": 1, "all": 1}
     dry = snakemake(workdir, changed, args=["-n"]).stdout
     planned = [line.split("output:")[1] for line in dry.splitlines() if "output: results/bench" in line]
     assert planned and all("compile-default" in line for line in planned)
+
+
+def test_an_engines_settings_rerun_its_profiles_and_load_sweep_too(pipeline_run, tmp_path):
+    """Every job of an engine gets its settings as a param (cells, whole-split pass, profiles, load sweep, and
+    pairs: rules/common.smk pair_engine_settings); here the profiled served engine's, from section triton."""
+    workdir, _ = pipeline_run
+    changed = overlay(tmp_path, "image", {"triton": {"apptainer": {"image": "docker://example.org/tritonserver:2"}}})
+    jobs = scheduled_jobs(snakemake(workdir, changed, args=["-n"]).stdout)
+    assert jobs == {"benchmark_cell": 2, "accuracy": 1, "profile_torch": 1, "profile_nsys": 1, "load_sweep": 1,
+                    "aggregate": 1, "report": 1, "all": 1}
 
 
 def test_changing_measurement_reruns_cells_but_not_model_or_export(pipeline_run, tmp_path):
