@@ -14,6 +14,7 @@ from workflow_scripts.hub import go_offline_if_unreachable
 from workflow_scripts.progress import note
 from workflow_scripts.results import atomic_write_text, write_json
 from workflow_scripts.step_io import add_config_arguments, experiment_from_args, run_step, setup_logging
+from workflow_scripts.wording import count
 
 log = logging.getLogger("dataset")
 SAMPLE_PATH = Path(__file__).resolve().parent / "data" / "sst2_sample.tsv"
@@ -59,8 +60,8 @@ def prepare(settings: dict, out_rows: str, out_info: str) -> dict:
             rows = load_from_hub(name, config, split)
             origin = "hub"
             if not hub_ok:  # said on the console: the run's planning could only say the hub is out of reach
-                note("dataset", f"{wanted} from the local cache ({len(rows)} rows; the Hugging Face hub is not "
-                                "reachable)")
+                note("dataset", f"{wanted} from the local cache ({count(len(rows), 'row')}; the Hugging Face hub "
+                                "is not reachable)")
         except HubUnavailable as error:
             hub_error = str(error)
             if source == "hub":
@@ -76,7 +77,7 @@ def prepare(settings: dict, out_rows: str, out_info: str) -> dict:
     if hub_error:
         why = hub_error if hub_ok else (f"the Hugging Face hub is not reachable and the local cache could not give "
                                         f"it ({hub_error})")
-        note("dataset", f"the bundled SST-2-format sample ({len(rows)} sentences), not {wanted}: {why}")
+        note("dataset", f"the bundled SST-2-format sample ({count(len(rows), 'sentence')}), not {wanted}: {why}")
     if not rows:
         raise SystemExit("the dataset has no rows (check dataset.split and dataset.max_samples)")
     info = {"origin": origin, "name": name, "config": config, "split": split,

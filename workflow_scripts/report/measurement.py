@@ -31,7 +31,7 @@ def distinct(values: pd.Series) -> str:
         return NOT_RECORDED
     if len(counts) == 1:
         return counts.index[0]
-    return ", ".join(f"{value} ({count} cells)" for value, count in counts.items())
+    return ", ".join(f"{value} ({count(number, 'cell')})" for value, number in counts.items())
 
 
 def timing_rule(row) -> str | None:
