@@ -34,3 +34,14 @@ def test_a_cpu_run_shows_no_table_but_the_reason():
     assert blocks[-1][1] == "Not measured: the cell runs on CPU (2 cells)."
     older = energy.blocks(ReportContext(table=table.drop(columns=energy.ENERGY_COLUMNS)))
     assert "hold no energy reading" in older[-1][1]
+
+
+def test_a_cell_timed_by_an_external_load_client_says_so_instead_of_no_host_state():
+    from workflow_scripts.aggregate import energy_columns
+
+    # perf_analyzer times a served cell in its own windows: no host monitor ran (host None)
+    assert energy_columns(None, 500, 1, "perf_analyzer")["energy_reason"] == (
+        "timed by perf_analyzer in its own windows, which no energy reading follows")
+    assert energy_columns(None, 500, 1)["energy_reason"] == "no host state recorded over the timed windows"
+    on_cpu = {"energy": None, "energy_reason": "the cell runs on CPU"}
+    assert energy_columns(on_cpu, 500, 1, "python")["energy_reason"] == "the cell runs on CPU"

@@ -23,12 +23,15 @@ TIMING_RULE = ["warmup_seconds", "stable_windows", "stable_tolerance", "warmup_m
                "min_window_iters", "windows", "repeats"]
 
 
-def energy_columns(host: dict | None, calls: int | None, batch_size: int) -> dict:
+def energy_columns(host: dict | None, calls: int | None, batch_size: int, client: str | None = None) -> dict:
     """The card's energy over a cell's timed windows: energy_j_per_1k_inferences (J per 1,000 samples),
-    average_power_w (W) and energy_reason (why they are empty: a CPU cell, no NVML counter, no host state)."""
+    average_power_w (W) and energy_reason (why they are empty: a CPU cell, no NVML counter, no host state, a
+    cell timed by an external load `client` in its own windows)."""
     energy = (host or {}).get("energy")
     if not energy or not calls:
-        reason = (host or {}).get("energy_reason") or "no host state recorded over the timed windows"
+        reason = (host or {}).get("energy_reason") or (
+            f"timed by {client} in its own windows, which no energy reading follows" if host is None and client
+            else "no host state recorded over the timed windows")
         return {"energy_j_per_1k_inferences": None, "average_power_w": None, "energy_reason": reason}
     return {"energy_j_per_1k_inferences": energy["joules"] / (calls * batch_size) * 1000,
             "average_power_w": energy["average_power_w"], "energy_reason": None}
@@ -79,7 +82,8 @@ def latency_row(result: dict, path: str, roles: dict[str, dict]) -> dict:
         "steal_heavy": host.get("steal_heavy"),
         **host_columns(host),
         **{f"measurement_{key}": (result.get("measurement") or {}).get(key) for key in TIMING_RULE},
-        **energy_columns(result.get("host"), latency.get("iterations"), cell["batch_size"]),
+        **energy_columns(result.get("host"), latency.get("iterations"), cell["batch_size"],
+                         (result.get("load_client") or {}).get("name")),
         "iterations": latency.get("iterations"),
         "pinned_core": latency.get("pinned_core"),
         "tokens_per_batch": result.get("tokens_per_batch"),
