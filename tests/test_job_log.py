@@ -106,3 +106,26 @@ def test_a_jobs_console_shows_progress_and_errors_while_native_output_stays_in_i
         assert line in console and line in written, line
     for line in ("native library noise", "a child process talking", "an ordinary log line", "a library warning"):
         assert line in written and line not in console, line
+
+
+def test_a_finished_job_ends_without_waiting_for_the_interpreters_teardown(tmp_path):
+    # a job that leaves something behind which the interpreter's exit would wait for (here a non-daemon thread
+    # sleeping a minute; in real jobs Inductor's workers and the CUDA context) ends as soon as it returns, with
+    # its log and console lines flushed
+    log = tmp_path / "job.log"
+    script = tmp_path / "step.py"
+    script.write_text(
+        "import logging, threading, time\n"
+        "from types import SimpleNamespace\n"
+        "from workflow_scripts.step_io import run_step\n"
+        f"snakemake = SimpleNamespace(log=[{str(log)!r}], resources=SimpleNamespace(gpu=0))\n"
+        "def job(smk):\n"
+        "    threading.Thread(target=time.sleep, args=(60,)).start()\n"
+        "    logging.getLogger('progress').info('the job is done')\n"
+        "def command_line():\n"
+        "    raise AssertionError('a Snakemake job must not run the command line')\n"
+        "run_step(globals(), job, command_line)\n")
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    run = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=40)
+    assert run.returncode == 0
+    assert "the job is done" in log.read_text() and "the job is done" in run.stderr
