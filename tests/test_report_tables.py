@@ -651,3 +651,44 @@ def test_a_served_cell_without_a_ci_is_ranked_by_its_p50_against_the_leaders_ci(
     close = table.copy()
     close.loc[close.engine == "triton-python-grpc", "p50_ms"] = 0.485
     assert summary(close).loc["fastest at batch 1", "measured"].startswith("no difference resolved")
+
+
+def test_figures_and_tables_read_without_overlapping_labels_scientific_ticks_or_mid_word_headers(monkeypatch):
+    """The CPU trial: the breakdown's six two-line x labels ran into each other, log axes read "4 × 10^0",
+    and the HTML headers of raw column names wrapped mid-word ("b/at/ch/_s/iz/e")."""
+    from workflow_scripts.profiling.kernels import CATEGORIES
+    from workflow_scripts.report import budgets, render
+
+    chosen = pd.DataFrame([{"engine": engine, "precision": "fp32", "batch_size": batch, "seq_len": 128,
+                            "padding": "max_length", "gpu_busy_ms_per_iter": 0.4,
+                            **{f"{name}_ms_per_iter": 0.1 for name in CATEGORIES}}
+                           for engine in ("compile-reduce-overhead", "compile-max-autotune", "torchscript", "eager")
+                           for batch in (1, 8)])
+    fig = why.plot_breakdown(chosen, pd.DataFrame())
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    labels = fig.axes[0].get_yticklabels()
+    assert [label.get_text() for label in labels][:2] == ["compile-reduce-overhead fp32 bs1 seq128 max_length",
+                                                          "compile-reduce-overhead fp32 bs8 seq128 max_length"]
+    boxes = sorted((label.get_window_extent(renderer) for label in labels), key=lambda box: box.y0)
+    assert all(lower.y1 <= upper.y0 for lower, upper in zip(boxes, boxes[1:])), "tick labels overlap"
+
+    table = cells([{"engine": "eager", "precision": "fp32", "batch_size": b, "p50_ms": ms}
+                   for b, ms in ((1, 340.0), (8, 2100.0))])
+    drawn = []
+    for module in (figures, budgets):
+        monkeypatch.setattr(module, "save", lambda fig, path: drawn.append(fig))
+    figures.plot_versus_batch(table, "p50_ms", "p50 ms", "latency.png")
+    points = budgets.candidates(table.assign(p99_ms=table.p50_ms), pd.DataFrame(), "p99", TARGETS["max_repeat_cv"])
+    budgets.plot_frontiers(points, [100], "p99", "pareto.png")
+    for fig in drawn:
+        fig.canvas.draw()
+        for axis in (fig.axes[0].xaxis, fig.axes[0].yaxis):
+            shown = [t.get_text() for t in axis.get_ticklabels(which="both") if t.get_text()]
+            assert shown and not [t for t in shown if "times" in t or "^" in t], shown
+    latency_ticks = [t.get_text() for t in drawn[0].axes[0].yaxis.get_ticklabels(which="both") if t.get_text()]
+    assert {"400", "1,000", "2,000"} <= set(latency_ticks)
+
+    html = render.line_breaks(pd.DataFrame({"batch_size": [1], "samples/s": [2.5]}).to_html(index=False))
+    assert "<th>batch_<wbr>size</th>" in html and "<th>samples/<wbr>s</th>" in html and "<td>2.5</td>" in html
+    assert "anywhere" not in render.STYLE  # what broke headers mid-word

@@ -10,7 +10,7 @@ cell that would have won is named beside the winner instead, never chosen silent
 import pandas as pd
 
 from workflow_scripts.report.context import ReportContext, machine_key
-from workflow_scripts.report.figures import placeholder, plt, save
+from workflow_scripts.report.figures import placeholder, plain_log_axis, plt, save
 from workflow_scripts.report.render import fmt, missing
 from workflow_scripts.results import TIMED_STATUSES
 
@@ -112,6 +112,8 @@ def plot_frontiers(points: pd.DataFrame, budgets_ms: list[float], percentile: st
         ax.axvline(budget, color="grey", linestyle=":", linewidth=0.8)
     ax.set_xscale("log")
     ax.set_yscale("log")
+    plain_log_axis(ax.xaxis)
+    plain_log_axis(ax.yaxis)
     ax.set_xlabel(f"{percentile} latency per batch or request (ms)")
     ax.set_ylabel("throughput (samples/s)")
     ax.grid(True, which="both", alpha=0.3)

@@ -8,7 +8,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
-from matplotlib.ticker import NullLocator  # noqa: E402
+from matplotlib.ticker import LogFormatterSciNotation, NullLocator  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
@@ -23,6 +23,25 @@ def save(fig, path: str) -> None:
     fig.savefig(buffer, format="png", dpi=110)
     plt.close(fig)
     atomic_write_bytes(path, buffer.getvalue())
+
+
+def plain_number(value: float) -> str:
+    """A tick label as a reader writes the number: "0.5", "4", "300", "2,000"."""
+    return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:g}"
+
+
+class PlainLogFormatter(LogFormatterSciNotation):
+    """Labels the ticks matplotlib's log formatter labels, as plain numbers ("4", "300") instead of "4×10^0"."""
+
+    def __call__(self, value, pos=None):
+        return plain_number(value) if super().__call__(value, pos) else ""
+
+
+def plain_log_axis(axis) -> None:
+    """A log-scaled matplotlib axis (ax.xaxis, ax.yaxis) labelled with plain numbers (PlainLogFormatter), decades
+    and, where the axis spans few of them, the ticks in between."""
+    axis.set_major_formatter(PlainLogFormatter())
+    axis.set_minor_formatter(PlainLogFormatter(labelOnlyBase=False))
 
 
 def placeholder(path: str | None, why: str) -> None:
@@ -62,6 +81,7 @@ def plot_versus_batch(table: pd.DataFrame, column: str, ylabel: str, path: str,
     ax.set_xticks(batches, [str(b) for b in batches])
     ax.xaxis.set_minor_locator(NullLocator())
     ax.set_yscale("log")
+    plain_log_axis(ax.yaxis)
     ax.set_xlabel("batch size")
     ax.set_ylabel(ylabel)
     ax.grid(True, which="both", alpha=0.3)

@@ -19,10 +19,9 @@ MISSING = "—"
 NUMBER_FORMATS = {"ms": "{:.3f}", "x": "{:.2f}×", "pct": "{:.1%}", "rate": "{:,.1f}", "s": "{:.1f}",
                   "sci": "{:.2e}", "ratio": "{:.3f}"}
 STYLE = ("body{font-family:sans-serif;max-width:1200px;margin:2em auto;padding:0 1em}"
-         # headers (long column names) wrap anywhere and numbers stay whole, so that no table is wider than the
-         # page and no number is cut in two
-         "table{border-collapse:collapse;font-size:12px;max-width:100%}"
-         "td,th{border:1px solid #ccc;padding:2px 4px}th{overflow-wrap:anywhere}"
+         # cells wrap only between words and after '_', '/' or '::' (line_breaks), a header never mid-word
+         "table{border-collapse:collapse;font-size:11px;max-width:100%}"
+         "td,th{border:1px solid #ccc;padding:2px 4px}"
          "code{background:#f3f3f3;padding:0 2px}nav{columns:2;font-size:14px}"
          ".warn{background:#fff3cd;border-left:5px solid #d39e00;padding:6px;font-weight:bold}"
          "img{max-width:100%}")
@@ -80,9 +79,28 @@ def _warnings(kind, warnings, figure_dir):
             "".join(f'<p class="warn">⚠ {_inline(w)}</p>' for w in warnings))
 
 
+def _breakable(cell: str) -> str:
+    """A cell's HTML with <wbr> after each '_', '/' and '::' and every 12 characters of a run of 25 or more
+    letters and digits, in its text (never inside a tag such as </code>)."""
+    def text(part: str) -> str:
+        part = re.sub(r"(_|/|::)", r"\1<wbr>", part)
+        return re.sub(r"[A-Za-z0-9]{25,}", lambda run: "<wbr>".join(
+            run[0][i:i + 12] for i in range(0, len(run[0]), 12)), part)
+
+    return re.sub(r"(<[^>]*>)|([^<]+)", lambda part: part[1] or text(part[2]), cell)
+
+
+def line_breaks(table_html: str) -> str:
+    """The table's cells with line-break opportunities (_breakable): raw column names (batch_size, samples/s)
+    and identifiers (kernel names, a compiled graph's hash) wrap at their parts, a header never mid-word, and
+    not at all where there is room. Numbers have none of these, so none is cut in two."""
+    return re.sub(r"<(t[hd])>(.*?)</\1>", lambda cell: f"<{cell[1]}>{_breakable(cell[2])}</{cell[1]}>", table_html,
+                  flags=re.S)
+
+
 def _table(kind, frame, figure_dir):
-    return markdown_table(frame), re.sub(r"`([^`<]*)`", r"<code>\1</code>",
-                                         shown(frame).to_html(index=False, na_rep=MISSING, border=0))
+    return markdown_table(frame), line_breaks(re.sub(r"`([^`<]*)`", r"<code>\1</code>",
+                                                       shown(frame).to_html(index=False, na_rep=MISSING, border=0)))
 
 
 def _figure(kind, name, caption, figure_dir):

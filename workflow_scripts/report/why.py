@@ -8,7 +8,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from workflow_scripts.profiling.kernels import CATEGORIES  # noqa: E402
-from workflow_scripts.report.context import ReportContext  # noqa: E402
+from workflow_scripts.report.context import ReportContext, cell_name  # noqa: E402
 from workflow_scripts.report.figures import placeholder, save  # noqa: E402
 from workflow_scripts.report.render import MISSING, fmt  # noqa: E402
 from workflow_scripts.results import CELL_KEYS as CELL  # noqa: E402
@@ -79,24 +79,28 @@ def top_table(chosen: pd.DataFrame, tops: pd.DataFrame, kind: str) -> pd.DataFra
 
 
 def plot_breakdown(chosen: pd.DataFrame, tops: pd.DataFrame):
-    """Stacked bars per engine x precision x batch: GPU time by kernel category, or on CPU the top operators."""
-    fig, ax = plt.subplots(figsize=(max(8, 0.6 * len(chosen) + 3), 5))
-    labels = [f"{r.engine}\n{r.precision} bs{r.batch_size}\nseq{r.seq_len} {r.padding}" for r in chosen.itertuples()]
+    """Stacked horizontal bars, one per engine x precision x batch (named in full on one line: upright labels
+    under vertical bars overlapped from five cells on): GPU time by kernel category, or on CPU the top
+    operators."""
+    fig, ax = plt.subplots(figsize=(10, max(2.5, 0.4 * len(chosen) + 1.5)))
+    labels = [cell_name(r) for r in chosen.itertuples()]
     if has_gpu_work(chosen):
         parts = {name: chosen[f"{name}_ms_per_iter"].fillna(0).to_numpy() for name in CATEGORIES
                  if f"{name}_ms_per_iter" in chosen}
-        ylabel = "GPU time per iteration (ms)"
+        xlabel = "GPU time per iteration (ms)"
     else:
         parts = cpu_op_parts(chosen, tops)
-        ylabel = "self CPU time per iteration (ms, under the profiler)"
-    bottom = [0.0] * len(chosen)
+        xlabel = "self CPU time per iteration (ms, under the profiler)"
+    left = [0.0] * len(chosen)
     for name, values in parts.items():
-        ax.bar(labels, values, bottom=bottom, label=legend_name(name))
-        bottom = [b + v for b, v in zip(bottom, values)]
+        ax.barh(range(len(labels)), values, left=left, label=legend_name(name))
+        left = [b + v for b, v in zip(left, values)]
+    ax.set_yticks(range(len(labels)), labels)
+    ax.invert_yaxis()  # the table's order, top to bottom
     # beside the plot, not over a bar
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
-    ax.set_ylabel(ylabel)
-    ax.tick_params(axis="x", labelsize=7)
+    ax.set_xlabel(xlabel)
+    ax.tick_params(axis="y", labelsize=8)
     return fig
 
 
