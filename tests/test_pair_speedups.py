@@ -92,3 +92,8 @@ def test_a_load_above_the_cores_allowed_is_warned_with_its_numbers():
     assert notes == ["LOAD: the 1-min load average exceeded the CPU cores the job was allowed (other work wanted "
                      "those cores while timing): eager fp32 bs8 seq128 max_length (load 4.58 on 2 cores)"]
     assert pair_speedups.measurement_warnings(table.drop(columns="cpu_affinity"), None) == []  # older results
+    from workflow_scripts.report import measurement
+
+    facts = measurement.facts(table.assign(time_utc=None)).set_index("what")["this run"]
+    assert facts["load average (1 min, before and after each cell)"] == (
+        "1.92–9.00; above the cores allowed in 1 cell(s) (named under LOAD above)")

@@ -5,6 +5,7 @@ the cells' results (aggregate columns), never the README's description of what s
 
 import pandas as pd
 
+from workflow_scripts import pair_speedups
 from workflow_scripts.report.context import ReportContext, machine_key
 from workflow_scripts.wording import count, plural
 
@@ -95,6 +96,7 @@ def facts(table: pd.DataFrame) -> pd.DataFrame:
     stamps = pd.to_datetime(column("time_utc"), utc=True, errors="coerce").dropna()
     gpu = table.device.eq("cuda").any()
     pinned = pd.to_numeric(column("pinned_core"), errors="coerce").dropna()
+    crowded = pair_speedups.overloaded(table)
     rows = [
         ("timing rule", distinct(rules)),
         ("timed calls per cell", span(calls, "{:.0f}") + few if calls.notna().any() else NOT_RECORDED),
@@ -115,7 +117,8 @@ def facts(table: pd.DataFrame) -> pd.DataFrame:
                                  if len(pinned) else "timing thread not pinned")),
         ("CPU steal time (share of CPU time, per cell)", span(column("cpu_steal_share"), "{:.1%}")),
         ("load average (1 min, before and after each cell)",
-         span(pd.concat([column("load_average_start"), column("load_average_end")]), "{:.2f}")),
+         span(pd.concat([column("load_average_start"), column("load_average_end")]), "{:.2f}")
+         + (f"; above the cores allowed in {len(crowded)} cell(s) (named under LOAD above)" if len(crowded) else "")),
         ("software", f"torch {distinct(column('torch'))}, transformers {distinct(column('transformers'))}"),
     ]
     return pd.DataFrame(rows, columns=["what", "this run"])

@@ -66,5 +66,6 @@ def blocks(ctx: ReportContext) -> list[tuple]:
               f"Latency is the synchronised host wall time per batch. Speedups against "
               f"{baseline['engine']} {baseline['precision']} at the same batch size: side by side (both engines "
               "in one process, short windows alternated; the median of the paired window ratios with its 95% "
-              "interval) where the run made that pair, with the ratio of the two cells' p50s beside it."),
+              "interval) where the run made that pair, with the ratio of the two cells' p50s beside it "
+              "(\"unresolved\" where either cell is unstable)."),
     ]
