@@ -150,6 +150,7 @@ def plot_speedup(table: pd.DataFrame, baseline: dict, path: str) -> None:
                     transform=ax.get_xaxis_transform())
     # labels on two lines, upright: rotated full names were cut off and crowded the bars out
     ax.set_xticks(range(len(labels)), [name.replace(" ", "\n", 1) for name in labels])
+    ax.set_xlim(-0.6, len(labels) - 0.4)
     ax.tick_params(axis="x", labelsize=8)
     ax.axhline(1.0, color="black", linewidth=0.8)
     tallest = pd.concat([bars.speedup, bars.high]).max()
