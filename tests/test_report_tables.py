@@ -691,4 +691,6 @@ def test_figures_and_tables_read_without_overlapping_labels_scientific_ticks_or_
 
     html = render.line_breaks(pd.DataFrame({"batch_size": [1], "samples/s": [2.5]}).to_html(index=False))
     assert "<th>batch_<wbr>size</th>" in html and "<th>samples/<wbr>s</th>" in html and "<td>2.5</td>" in html
+    assert render.line_breaks("<th>client+network ms</th><td>+1.250</td><td><code>a_b</code></td>") == (
+        "<th>client+<wbr>network ms</th><td>+1.250</td><td><code>a_<wbr>b</code></td>")  # numbers and tags whole
     assert "anywhere" not in render.STYLE  # what broke headers mid-word

@@ -19,7 +19,7 @@ MISSING = "—"
 NUMBER_FORMATS = {"ms": "{:.3f}", "x": "{:.2f}×", "pct": "{:.1%}", "rate": "{:,.1f}", "s": "{:.1f}",
                   "sci": "{:.2e}", "ratio": "{:.3f}"}
 STYLE = ("body{font-family:sans-serif;max-width:1200px;margin:2em auto;padding:0 1em}"
-         # cells wrap only between words and after '_', '/' or '::' (line_breaks), a header never mid-word
+         # cells wrap only between words and after '_', '/', '+' or '::' (line_breaks), a header never mid-word
          "table{border-collapse:collapse;font-size:11px;max-width:100%}"
          "td,th{border:1px solid #ccc;padding:2px 4px}"
          "code{background:#f3f3f3;padding:0 2px}nav{columns:2;font-size:14px}"
@@ -80,10 +80,10 @@ def _warnings(kind, warnings, figure_dir):
 
 
 def _breakable(cell: str) -> str:
-    """A cell's HTML with <wbr> after each '_', '/' and '::' and every 12 characters of a run of 25 or more
+    """A cell's HTML with <wbr> after each '_', '/', '+' and '::' and every 12 characters of a run of 25 or more
     letters and digits, in its text (never inside a tag such as </code>)."""
     def text(part: str) -> str:
-        part = re.sub(r"(_|/|::)", r"\1<wbr>", part)
+        part = re.sub(r"(_|/|\+(?=[A-Za-z])|::)", r"\1<wbr>", part)  # "+1.250" stays whole
         return re.sub(r"[A-Za-z0-9]{25,}", lambda run: "<wbr>".join(
             run[0][i:i + 12] for i in range(0, len(run[0]), 12)), part)
 
