@@ -10,7 +10,7 @@ cell that would have won is named beside the winner instead, never chosen silent
 import pandas as pd
 
 from workflow_scripts.report.context import ReportContext, machine_key
-from workflow_scripts.report.figures import placeholder, plain_log_axis, plt, save
+from workflow_scripts.report.figures import legend_outside, placeholder, plain_log_axis, plt, save
 from workflow_scripts.report.render import fmt, missing
 from workflow_scripts.results import TIMED_STATUSES
 
@@ -98,7 +98,7 @@ def recommend(points: pd.DataFrame, budgets_ms: list[float]) -> pd.DataFrame:
 def plot_frontiers(points: pd.DataFrame, budgets_ms: list[float], percentile: str, path: str) -> None:
     """Every candidate (trusted filled, untrusted hollow), each precision's frontier of trusted candidates as
     a line, the budgets as vertical lines; log-log."""
-    fig, ax = plt.subplots(figsize=(8, 5))
+    fig, ax = plt.subplots(figsize=(9.5, 5))
     for number, (precision, group) in enumerate(points.groupby("precision")):
         color = f"C{number}"
         trusted = group[group.trusted]
@@ -118,7 +118,7 @@ def plot_frontiers(points: pd.DataFrame, budgets_ms: list[float], percentile: st
     ax.set_ylabel("throughput (samples/s)")
     ax.grid(True, which="both", alpha=0.3)
     if len(points):
-        ax.legend(fontsize=7)
+        legend_outside(fig, ax)
     save(fig, path)
 
 

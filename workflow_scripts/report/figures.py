@@ -20,7 +20,7 @@ def save(fig, path: str) -> None:
     """Write the figure as PNG (110 dpi) atomically and close it."""
     fig.tight_layout()
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110)
+    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")  # a legend outside the axes included
     plt.close(fig)
     atomic_write_bytes(path, buffer.getvalue())
 
@@ -67,7 +67,7 @@ def plot_versus_batch(table: pd.DataFrame, column: str, ylabel: str, path: str,
                       interval: tuple[str, str] | None = None) -> None:
     """One line per series of `column` against batch size, log-log; interval: the columns of its 95% CI's
     low and high ends, drawn as error bars. Ticks only at the measured batch sizes."""
-    fig, ax = plt.subplots(figsize=(8, 5))
+    fig, ax = plt.subplots(figsize=(11, 5))
     for label, group in _series(table):
         if interval and interval[0] in group:
             low, high = group[column] - group[interval[0]], group[interval[1]] - group[column]
@@ -85,8 +85,14 @@ def plot_versus_batch(table: pd.DataFrame, column: str, ylabel: str, path: str,
     ax.set_xlabel("batch size")
     ax.set_ylabel(ylabel)
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=7)
+    legend_outside(fig, ax)
     save(fig, path)
+
+
+def legend_outside(fig, ax) -> None:
+    """The legend to the right of the axes, where it cannot cover a line or a marker (save keeps it in the
+    picture)."""
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
 
 
 # How the speedup figure draws each kind of bar: one statistic per bar style, said in the caption
