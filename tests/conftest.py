@@ -96,21 +96,87 @@ def overlay(tmp_path: Path, name: str, values: dict) -> Path:
     return path
 
 
-@pytest.fixture(scope="session")
-def pipeline_run(tmp_path_factory):
-    """One complete run of the small test config on CPU, shared by the end-to-end tests, as on a node with two
-    GPUs: `--resources gpu=2` makes two stand-in cards, so model jobs run two at a time, one per card."""
-    workdir = tmp_path_factory.mktemp("pipeline")
-    proc = snakemake(workdir, args=["--resources", "gpu=2"])
-    return workdir, proc
-
-
 TINY = {"num_hidden_layers": 2, "hidden_size": 64, "num_attention_heads": 2, "intermediate_size": 128,
         "vocab_size": 2000}
 # A complete measurement section for steps called directly: a few short windows, no real warm-up.
 FAST_MEASUREMENT = {"warmup_seconds": 0.0, "stable_windows": 1, "stable_tolerance": 1.0, "warmup_max_seconds": 0.5,
                     "window_seconds": 0.0, "min_window_iters": 3, "windows": 2, "repeats": 2,
                     "max_distinct_batches": 3, "bootstrap_resamples": 100, "regime_min_gap": 0.1, "pin_cpu": False}
+
+# Shaped like real credentials and in the environment of both shared pipelines, so that a leak of either would
+# be found wherever it lands (tests/test_faults.py scans every file they write).
+FAKE_SECRETS = {"HF_TOKEN": "hf_inferbenchFakeToken7Q2xV9pL4mZ8kR3wN6",
+                "AWS_SECRET_ACCESS_KEY": "inferbenchFakeSecret/K7mP2xQ9vL4nR8wZ3tY6bH1cJ5"}
+# The fault tests' minimal pipeline (tests/test_faults.py): one engine of each kind the faults need (eager;
+# torchscript, for its export; a served one), fp32, batch 1, short measurements, the least profiling (one torch
+# profile of eager), no pairs (test_pipeline.py covers them). dataset.source auto: the hub is unreachable in the
+# tests, so it runs on the bundled sample, which the report must say first.
+MINIMAL = {
+    "dataset": {"source": "auto"},
+    "sweep": {"engines": ["eager", "torchscript", "triton-python-grpc"], "precisions": ["fp32"], "batch_sizes": [1]},
+    "measurement": {**FAST_MEASUREMENT, "max_distinct_batches": 2},
+    "triton": {"load": {"concurrency": [1], "seconds": 0.3, "warmup_seconds": 0.1}},
+    "profiling": {"engines": ["eager"], "precisions": ["fp32"], "batch_sizes": "ends", "torch_profiler": True,
+                  "nsys": {"enabled": False}},
+    "pairs": {"engines": []},
+}
+
+
+def snakemake_command(workdir: Path, overlays=(), args=(), cores: int = 2) -> list[str]:
+    """The command that runs the project's Snakefile in `workdir` with config.yaml, the test config and
+    overlays; `args` (targets too) come before `--configfile`, which takes every word after it."""
+    return [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(workdir),
+            "--cores", str(cores), *args, "--configfile", str(REPO / "config.yaml"), str(TEST_CONFIG),
+            *map(str, overlays)]
+
+
+def served_cells(sweep: dict) -> list[str]:
+    """The result files of a sweep's cells whose engine is served, padding max_length and seq_len 32 (as in
+    every sweep the tests run), for `--prioritize`."""
+    from workflow_scripts import engines
+
+    return [f"results/bench/{engine}/{precision}/bs{batch}_seq32_max_length.json" for engine in sweep["engines"]
+            if engines.spec(engine).served for precision in sweep["precisions"] for batch in sweep["batch_sizes"]]
+
+
+@pytest.fixture(scope="session")
+def pipeline_runs(tmp_path_factory) -> dict:
+    """The two pipelines the end-to-end tests share, run at the same time in two working directories, both with
+    FAKE_SECRETS in their environment: "full", the test config on CPU as on a node with two GPUs
+    (`--resources gpu=2` makes two stand-in cards, so model jobs run two at a time, one per card), and
+    "minimal", the fault tests' MINIMAL overlay on one core. Each is mostly interpreter start and imports, one
+    job per core, so side by side they take less than one after the other; and tests/test_faults.py checks that
+    two pipelines at once do not collide (their servers, run first in each, up at the same time). Each run:
+    {"workdir", "overlays", "returncode", "stdout", "stderr"}."""
+    root = tmp_path_factory.mktemp("pipelines")
+    minimal = overlay(root, "minimal", MINIMAL)
+    full_sweep = yaml.safe_load(TEST_CONFIG.read_text())["sweep"]
+    # each serves first (its served cells right after what they need), so that servers of both are up at once
+    plans = {"full": ([], ["--resources", "gpu=2", "--prioritize", *served_cells(full_sweep)], 2),
+             "minimal": ([minimal], ["--prioritize", *served_cells(MINIMAL["sweep"])], 1)}
+    runs = {}
+    for name, (overlays, args, cores) in plans.items():
+        workdir = root / name
+        workdir.mkdir()
+        # output to files: a full pipe would stall one pipeline while the other is waited for
+        with open(root / f"{name}.out", "w") as out, open(root / f"{name}.err", "w") as err:
+            process = subprocess.Popen(snakemake_command(workdir, overlays, args, cores), stdout=out, stderr=err,
+                                       env={**os.environ, **FAKE_SECRETS})
+        runs[name] = {"workdir": workdir, "overlays": overlays, "process": process}
+    for name, run in runs.items():
+        run["returncode"] = run.pop("process").wait(timeout=1800)
+        run["stdout"], run["stderr"] = (root / f"{name}.out").read_text(), (root / f"{name}.err").read_text()
+    return runs
+
+
+@pytest.fixture(scope="session")
+def pipeline_run(pipeline_runs):
+    """The full pipeline of `pipeline_runs`: its working directory and its finished `snakemake` process."""
+    run = pipeline_runs["full"]
+    if run["returncode"] != 0:
+        raise AssertionError(f"snakemake failed ({run['returncode']}):\n{run['stdout'][-4000:]}\n"
+                             f"{run['stderr'][-6000:]}")
+    return run["workdir"], subprocess.CompletedProcess([], run["returncode"], run["stdout"], run["stderr"])
 DATASET = {"name": "glue", "config": "sst2", "split": "validation", "max_samples": 40, "source": "auto"}
 
 

@@ -1,9 +1,10 @@
 """Faults and bad input, provoked for real: each failure is clear, contained and resumable.
 
-docs/faults.md lists every case with its outcome and the test that proves it. The end-to-end cases share
-two minimal pipelines (one in-process engine or two, one served engine, fp32, batch 1, the tiny model of
-tests/config.test.yaml) that run at the same time in two working directories, with fake secrets in their
-environment.
+docs/faults.md lists every case with its outcome and the test that proves it. The end-to-end cases share one
+minimal pipeline (conftest's MINIMAL: eager, torchscript and one served engine, fp32, batch 1, the tiny model of
+tests/config.test.yaml) that runs at the same time as the full test pipeline, in another working directory,
+with fake secrets in both environments (conftest's `pipeline_runs`). The cases that change its results run in
+this file's order, each leaving it complete for the next (the last ones leave its served cells failed).
 """
 import json
 import os
@@ -22,39 +23,15 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import FAST_MEASUREMENT, REPO, TEST_CONFIG, overlay, processes_with, scheduled_jobs
+from conftest import (FAKE_SECRETS, MINIMAL, REPO, overlay, processes_with, scheduled_jobs,
+                      snakemake_command)
 from test_results import minimal_result
 from workflow_scripts import benchmark, checksums, environment, export, results
 
 pytestmark = pytest.mark.slow
 
-# Shaped like real credentials, so that a leak of either would be found wherever it lands.
-FAKE_SECRETS = {"HF_TOKEN": "hf_inferbenchFakeToken7Q2xV9pL4mZ8kR3wN6",
-                "AWS_SECRET_ACCESS_KEY": "inferbenchFakeSecret/K7mP2xQ9vL4nR8wZ3tY6bH1cJ5"}
-MINIMAL = {
-    "sweep": {"precisions": ["fp32"], "batch_sizes": [1]},
-    "measurement": {**FAST_MEASUREMENT, "max_distinct_batches": 2},
-    "triton": {"load": {"concurrency": [1], "seconds": 0.3, "warmup_seconds": 0.1}},
-}
-PIPELINE_ENGINES = {"a": ["eager", "triton-python-grpc"], "b": ["eager", "torchscript", "triton-python-grpc"]}
-# pipeline a may use the hub's SST-2 but cannot reach it (offline): it runs on the bundled sample
-PIPELINE_SETTINGS = {"a": {"dataset": {"source": "auto"}}, "b": {}}
+ENGINES = MINIMAL["sweep"]["engines"]
 CELL = "results/bench/{engine}/fp32/bs1_seq32_max_length.json"
-
-
-def minimal_overlay(directory: Path, name: str, engines: list[str], **sections) -> Path:
-    values = {**MINIMAL, "sweep": {**MINIMAL["sweep"], "engines": engines}, **sections}
-    # profiling is not what these cases are about: the least of it, one torch profile of eager
-    values["profiling"] = {"engines": ["eager"], "precisions": ["fp32"], "batch_sizes": "ends",
-                           "torch_profiler": True, "nsys": {"enabled": False}}
-    return overlay(directory, name, values)
-
-
-def snakemake_command(workdir: Path, overlays, args=(), cores: int = 2) -> list[str]:
-    # --configfile last: it takes every word after it, targets included
-    return [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(workdir),
-            "--cores", str(cores), *args, "--configfile", str(REPO / "config.yaml"), str(TEST_CONFIG),
-            *map(str, overlays)]
 
 
 def pipeline_environment() -> dict:
@@ -85,69 +62,69 @@ def wait_until(condition, timeout_s: float, interval_s: float = 0.2):
     return condition()
 
 
-# ---------------------------------------------------------------- two pipelines on one node at once
 @pytest.fixture(scope="module")
-def pipelines(tmp_path_factory):
-    """Both minimal pipelines, started together, each with its own working directory and served engine."""
-    root = tmp_path_factory.mktemp("faults")
-    runs = {}
-    for name, engines in PIPELINE_ENGINES.items():
-        workdir = root / name
-        workdir.mkdir()
-        settings = minimal_overlay(root, f"overlay_{name}", engines, **PIPELINE_SETTINGS[name])
-        # one core each: two pipelines share this machine's cores, as two users' runs would. Output goes to
-        # files: a full pipe would stall one pipeline while the other is waited for.
-        with open(root / f"{name}.out", "w") as out, open(root / f"{name}.err", "w") as err:
-            process = subprocess.Popen(snakemake_command(workdir, [settings], cores=1), stdout=out, stderr=err,
-                                       env=pipeline_environment())
-        runs[name] = {"workdir": workdir, "overlay": settings, "process": process}
-    for name, run in runs.items():
-        run["returncode"] = run["process"].wait(timeout=900)
-        run["stdout"], run["stderr"] = (root / f"{name}.out").read_text(), (root / f"{name}.err").read_text()
-    return runs
+def minimal_run(pipeline_runs) -> dict:
+    """The minimal pipeline: {"workdir", "overlays" (MINIMAL's file, to pass to every later run), "returncode",
+    "stdout", "stderr"}."""
+    return pipeline_runs["minimal"]
+
+
+# ---------------------------------------------------------------- two pipelines on one node at once
+# serving/server.py's lines: a server's start (its command line) and stop, and a Dynamo worker's command line
+SERVER_LINES = {"tritonserver": ("starting tritonserver:", "tritonserver stopped"),
+                "dynamo": ("starting dynamo frontend:", "dynamo frontend stopped")}
 
 
 def server_lifetimes(workdir: Path) -> list[dict]:
-    """Every tritonserver a pipeline's jobs started: when it started and stopped, and its ports."""
+    """Every server a pipeline's jobs started (a tritonserver, or a Dynamo frontend with its worker): when it
+    started and stopped, its ports, and the files it served (Triton's repository, the Dynamo worker's model)."""
     def stamp(line):
         return datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f")
 
     servers = []
     for log in sorted((workdir / "results" / "logs").rglob("*.log")):
         lines = log.read_text(errors="replace").splitlines()
-        starts = [line for line in lines if "starting tritonserver:" in line]  # serving/server.py's start line
-        stops = [line for line in lines if "tritonserver stopped" in line]
-        for start, stop in zip(starts, stops):
-            ports = {int(port) for port in re.findall(r"--(?:http|grpc|metrics)-port=(\d+)", start)}
-            repository = re.search(r"--model-repository=(\S+)", start).group(1)
-            servers.append({"log": log, "start": stamp(start), "stop": stamp(stop), "ports": ports,
-                            "repository": repository})
+        workers = [line for line in lines if "starting dynamo worker:" in line]
+        for kind, (start_mark, stop_mark) in SERVER_LINES.items():
+            starts = [line for line in lines if start_mark in line]
+            stops = [line for line in lines if stop_mark in line]
+            for index, (start, stop) in enumerate(zip(starts, stops)):
+                ports = {int(port) for port in re.findall(r"--(?:http|grpc|metrics|grpc-metrics)-port[= ](\d+)", start)}
+                files = (re.search(r"--model-repository=(\S+)", start) if kind == "tritonserver" else
+                         re.search(r"--model-dir (\S+)", workers[index])).group(1)
+                servers.append({"log": log, "kind": kind, "start": stamp(start), "stop": stamp(stop), "ports": ports,
+                                "files": files})
     return servers
 
 
-def test_two_pipelines_on_one_node_at_once_do_not_collide(pipelines):
-    for name, run in pipelines.items():
+def test_two_pipelines_on_one_node_at_once_do_not_collide(pipeline_runs):
+    for name, run in pipeline_runs.items():
         assert run["returncode"] == 0, f"pipeline {name}:\n{run['stdout'][-3000:]}\n{run['stderr'][-5000:]}"
         table = pd.read_csv(run["workdir"] / "results" / "aggregate" / "cells.csv")
-        assert sorted(table.engine) == sorted(PIPELINE_ENGINES[name])
         assert (table.status == "ok").all(), table[["engine", "status", "reason"]]
         serving = pd.read_csv(run["workdir"] / "results" / "aggregate" / "serving.csv")
-        assert (serving.status == "ok").all() and len(serving) == 1
-    servers = {name: server_lifetimes(run["workdir"]) for name, run in pipelines.items()}
-    for name, run in pipelines.items():
-        # bench cell, whole-split pass and load sweep of the served engine: three servers, each on its own files
-        assert len(servers[name]) == 3
-        assert all(s["repository"].startswith(str(run["workdir"])) for s in servers[name])
+        assert len(serving) and (serving.status == "ok").all()
+    assert sorted(pd.read_csv(pipeline_runs["minimal"]["workdir"] / "results" / "aggregate" / "cells.csv").engine
+                  ) == sorted(ENGINES)
+    servers = {name: server_lifetimes(run["workdir"]) for name, run in pipeline_runs.items()}
+    # a server for each served engine's cells (one batch size in the minimal pipeline, two in the full one),
+    # whole-split pass and load sweep: Triton's three in the minimal one, Triton's and Dynamo's four each in
+    # the full one. Each server on its own pipeline's files
+    assert [s["kind"] for s in servers["minimal"]] == ["tritonserver"] * 3
+    assert sorted(s["kind"] for s in servers["full"]) == ["dynamo"] * 4 + ["tritonserver"] * 4
+    for name, run in pipeline_runs.items():
+        assert all(s["files"].startswith(str(run["workdir"])) and len(s["ports"]) == (3 if s["kind"] ==
+                   "tritonserver" else 2) for s in servers[name]), servers[name]
     # servers of the two pipelines that were up at the same time listened on different ports
-    overlapping = [(a, b) for a in servers["a"] for b in servers["b"]
+    overlapping = [(a, b) for a in servers["minimal"] for b in servers["full"]
                    if a["start"] < b["stop"] and b["start"] < a["stop"]]
     assert overlapping, "the two pipelines' servers never ran at the same time: nothing could collide"
     assert all(not (a["ports"] & b["ports"]) for a, b in overlapping)
-    assert not processes_with("tritonserver --model-repository=" + str(pipelines["a"]["workdir"].parent))
+    assert not processes_with("tritonserver --model-repository=" + str(pipeline_runs["minimal"]["workdir"].parent))
 
 
-def test_unreachable_hub_with_source_auto_falls_back_and_the_report_says_so_first(pipelines):
-    run = pipelines["a"]
+def test_unreachable_hub_with_source_auto_falls_back_and_the_report_says_so_first(minimal_run):
+    run = minimal_run
     assert run["returncode"] == 0
     info = json.loads((run["workdir"] / "results" / "data" / "dataset_info.json").read_text())
     assert info["origin"] == "sample" and info["hub_error"]
@@ -158,9 +135,9 @@ def test_unreachable_hub_with_source_auto_falls_back_and_the_report_says_so_firs
     assert "MODEL: Random weights" in report[:report.index("## Headline")]
 
 
-def test_no_secret_from_the_environment_reaches_any_result_report_or_log(pipelines):
+def test_no_secret_from_the_environment_reaches_any_result_report_or_log(pipeline_runs):
     scanned = []
-    for run in pipelines.values():
+    for run in pipeline_runs.values():
         for path in sorted(run["workdir"].rglob("*")):
             if path.is_file():
                 content = path.read_bytes()
@@ -213,14 +190,14 @@ def python_running(pids, script_suffix: str) -> list[int]:
     return found
 
 
-def test_a_job_killed_mid_measurement_leaves_no_result_and_the_next_run_redoes_exactly_it(pipelines, tmp_path):
-    run = pipelines["a"]
+def test_a_job_killed_mid_measurement_leaves_no_result_and_the_next_run_redoes_exactly_it(minimal_run, tmp_path):
+    run = minimal_run
     workdir, cell = run["workdir"], CELL.format(engine="eager")
     assert run["returncode"] == 0
     # this one cell again with a measurement long enough to be killed in the middle of it
     slow = overlay(tmp_path, "slow", {"measurement": {**MINIMAL["measurement"], "windows": 1200,
                                                       "window_seconds": 0.05}})
-    snakemake = subprocess.Popen(snakemake_command(workdir, [run["overlay"], slow], args=[cell, "--forcerun", cell]),
+    snakemake = subprocess.Popen(snakemake_command(workdir, [*run["overlays"], slow], args=[cell, "--forcerun", cell]),
                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                  env=pipeline_environment())
     job = wait_until(lambda: python_running(descendants(snakemake.pid), "benchmark.py"), timeout_s=120)
@@ -234,20 +211,20 @@ def test_a_job_killed_mid_measurement_leaves_no_result_and_the_next_run_redoes_e
     assert "Error in rule benchmark_cell" in stdout + stderr
     assert not (workdir / cell).exists()
     assert not list((workdir / "results").rglob("*.tmp"))
-    dry_run = run_snakemake(workdir, [run["overlay"]], args=["-n"]).stdout
+    dry_run = run_snakemake(workdir, run["overlays"], args=["-n"]).stdout
     assert scheduled_jobs(dry_run) == {"benchmark_cell": 1, "aggregate": 1, "report": 1, "all": 1}
     assert cell in planned_outputs(dry_run)
 
 
-def test_after_snakemake_itself_is_killed_unlock_then_the_same_command_resumes(pipelines, tmp_path):
+def test_after_snakemake_itself_is_killed_unlock_then_the_same_command_resumes(minimal_run, tmp_path):
     """SIGKILL to Snakemake and its job (a lost login session, a time limit on the whole run) leaves the
     working directory locked: the documented resume is `--unlock`, then the same command again."""
-    run = pipelines["a"]
+    run = minimal_run
     workdir, cell = run["workdir"], CELL.format(engine="eager")
     assert run["returncode"] == 0
     slow = overlay(tmp_path, "slow", {"measurement": {**MINIMAL["measurement"], "windows": 1200,
                                                       "window_seconds": 0.05}})
-    snakemake = subprocess.Popen(snakemake_command(workdir, [run["overlay"], slow], args=[cell, "--forcerun", cell]),
+    snakemake = subprocess.Popen(snakemake_command(workdir, [*run["overlays"], slow], args=[cell, "--forcerun", cell]),
                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=pipeline_environment(),
                                  start_new_session=True)
     job = wait_until(lambda: python_running(descendants(snakemake.pid), "benchmark.py"), timeout_s=120)
@@ -256,24 +233,24 @@ def test_after_snakemake_itself_is_killed_unlock_then_the_same_command_resumes(p
     snakemake.wait(timeout=30)
     assert not (workdir / cell).exists()  # Snakemake removes a job's old outputs before it starts
     # the pipeline's own command again: refused while the dead run's lock stays, then resumed
-    locked = run_snakemake(workdir, [run["overlay"]], check=False)
+    locked = run_snakemake(workdir, run["overlays"], check=False)
     assert locked.returncode != 0 and "LockException" in locked.stdout + locked.stderr
-    run_snakemake(workdir, [run["overlay"]], args=["--unlock"])
-    run_snakemake(workdir, [run["overlay"]])
+    run_snakemake(workdir, run["overlays"], args=["--unlock"])
+    run_snakemake(workdir, run["overlays"])
     assert json.loads((workdir / cell).read_text())["status"] == "ok"
-    assert scheduled_jobs(run_snakemake(workdir, [run["overlay"]], args=["-n"]).stdout) == {}
+    assert scheduled_jobs(run_snakemake(workdir, run["overlays"], args=["-n"]).stdout) == {}
 
 
 # ---------------------------------------------------------------- strict=true and a mismatching engine
-def test_strict_run_passes_when_every_cell_is_trustworthy(pipelines):
-    run = pipelines["a"]
-    proc = run_snakemake(run["workdir"], [run["overlay"]], args=["--config", "strict=true"])
+def test_strict_run_passes_when_every_cell_is_trustworthy(minimal_run):
+    run = minimal_run
+    proc = run_snakemake(run["workdir"], run["overlays"], args=["--config", "strict=true"])
     assert proc.returncode == 0
     assert "trustworthy" in (run["workdir"] / "results" / "report" / "strict_check.passed").read_text()
 
 
-def test_strict_run_with_a_mismatching_engine_exits_non_zero_after_writing_the_report(pipelines, tmp_path):
-    run = pipelines["a"]
+def test_strict_run_with_a_mismatching_engine_exits_non_zero_after_writing_the_report(minimal_run, tmp_path):
+    run = minimal_run
     report = run["workdir"] / "results" / "report" / "report.md"
     # bf16 for real, held to a tolerance no bf16 model meets: its cells are mismatch
     tight = overlay(tmp_path, "tight", {
@@ -281,7 +258,7 @@ def test_strict_run_with_a_mismatching_engine_exits_non_zero_after_writing_the_r
         "correctness": {"tolerance": {"bf16": {"max_abs_diff": 1.0e-6, "min_agreement": 0.95}}},
     })
     started = time.time()
-    proc = run_snakemake(run["workdir"], [run["overlay"], tight], args=["--config", "strict=true"], check=False)
+    proc = run_snakemake(run["workdir"], [*run["overlays"], tight], args=["--config", "strict=true"], check=False)
     output = proc.stdout + proc.stderr
     assert proc.returncode != 0
     assert "strict: eager/bf16/bs1/seq32/max_length is mismatch" in output
@@ -298,16 +275,16 @@ def test_strict_run_with_a_mismatching_engine_exits_non_zero_after_writing_the_r
 
 
 # ---------------------------------------------------------------- a corrupted export
-def test_a_corrupted_export_is_named_when_planning_without_a_write_and_exported_again(pipelines):
-    run = pipelines["b"]
+def test_a_corrupted_export_is_named_when_planning_without_a_write_and_exported_again(minimal_run):
+    run = minimal_run
     workdir = run["workdir"]
     assert run["returncode"] == 0
     module = workdir / "results" / "export" / "torchscript" / "fp32" / "seq32.pt"
-    before = {engine: (workdir / CELL.format(engine=engine)).stat().st_mtime_ns for engine in PIPELINE_ENGINES["b"]}
+    before = {engine: (workdir / CELL.format(engine=engine)).stat().st_mtime_ns for engine in ENGINES}
     module.write_bytes(module.read_bytes()[: module.stat().st_size // 2])  # truncated, as by a full disk
     files = sorted(path for path in (workdir / "results").rglob("*") if path.is_file())
     stamps = [path.stat().st_mtime_ns for path in files]
-    dry_run = run_snakemake(workdir, [run["overlay"]], args=["-n"])
+    dry_run = run_snakemake(workdir, run["overlays"], args=["-n"])
     warning = "Corrupted export: results/export/torchscript/fp32/seq32.pt is corrupted"
     assert warning in dry_run.stdout + dry_run.stderr
     assert "add --forcerun results/export/torchscript/fp32/seq32.pt" in dry_run.stdout + dry_run.stderr
@@ -315,20 +292,20 @@ def test_a_corrupted_export_is_named_when_planning_without_a_write_and_exported_
     assert [path.stat().st_mtime_ns for path in files] == stamps
     # as the warning says: the export, and only what uses it
     force = ["--forcerun", "results/export/torchscript/fp32/seq32.pt"]
-    dry_run = run_snakemake(workdir, [run["overlay"]], args=["-n", *force])
+    dry_run = run_snakemake(workdir, run["overlays"], args=["-n", *force])
     assert scheduled_jobs(dry_run.stdout) == {"export_torchscript": 1, "benchmark_cell": 1, "accuracy": 1,
                                               "aggregate": 1, "report": 1, "all": 1}
     assert CELL.format(engine="torchscript") in planned_outputs(dry_run.stdout)
-    run_snakemake(workdir, [run["overlay"]], args=force)
+    run_snakemake(workdir, run["overlays"], args=force)
     table = pd.read_csv(workdir / "results" / "aggregate" / "cells.csv")
     assert (table.status == "ok").all(), table[["engine", "status", "reason"]]
-    after = {engine: (workdir / CELL.format(engine=engine)).stat().st_mtime_ns for engine in PIPELINE_ENGINES["b"]}
+    after = {engine: (workdir / CELL.format(engine=engine)).stat().st_mtime_ns for engine in ENGINES}
     assert [engine for engine in before if after[engine] != before[engine]] == ["torchscript"]
-    assert scheduled_jobs(run_snakemake(workdir, [run["overlay"]], args=["-n"]).stdout) == {}
+    assert scheduled_jobs(run_snakemake(workdir, run["overlays"], args=["-n"]).stdout) == {}
 
 
-def test_a_corruption_that_keeps_size_and_time_is_refused_before_use_and_then_exported_again(pipelines):
-    run = pipelines["b"]
+def test_a_corruption_that_keeps_size_and_time_is_refused_before_use_and_then_exported_again(minimal_run):
+    run = minimal_run
     workdir = run["workdir"]
     assert run["returncode"] == 0
     module = workdir / "results" / "export" / "torchscript" / "fp32" / "seq32.pt"
@@ -343,7 +320,7 @@ def test_a_corruption_that_keeps_size_and_time_is_refused_before_use_and_then_ex
         with pytest.raises(RuntimeError, match="is corrupted .* the next snakemake run exports it again"):
             export.load_verified_torchscript(module, "cpu")
         # refused before use and marked outdated: the next run exports it again, then reruns what used it
-        dry_run = run_snakemake(workdir, [run["overlay"]], args=["-n"]).stdout
+        dry_run = run_snakemake(workdir, run["overlays"], args=["-n"]).stdout
         assert scheduled_jobs(dry_run) == {"export_torchscript": 1, "benchmark_cell": 1, "accuracy": 1,
                                            "aggregate": 1, "report": 1, "all": 1}
     finally:
@@ -352,15 +329,15 @@ def test_a_corruption_that_keeps_size_and_time_is_refused_before_use_and_then_ex
 
 
 # ---------------------------------------------------------------- the report with failed cells
-def test_report_still_builds_and_lists_failed_cells(pipelines, tmp_path):
-    run = pipelines["b"]
+def test_report_still_builds_and_lists_failed_cells(minimal_run, tmp_path):
+    run = minimal_run
     # a served model that cannot be READY in time: its cells and its load sweep fail for real
     impatient = overlay(tmp_path, "impatient", {"triton": {"startup_timeout_s": 1}})
     # a timeout cannot change a result, so changing it reruns nothing (README): the served jobs are forced
     served_jobs = [CELL.format(engine="triton-python-grpc"), "results/accuracy/triton-python-grpc/fp32/seq32_max_length.json",
                    "results/serving/triton-python-grpc/fp32/seq32_c1.json"]
     assert all((run["workdir"] / path).exists() for path in served_jobs)
-    proc = run_snakemake(run["workdir"], [run["overlay"], impatient], args=["--forcerun", *served_jobs])
+    proc = run_snakemake(run["workdir"], [*run["overlays"], impatient], args=["--forcerun", *served_jobs])
     assert proc.returncode == 0
     table = pd.read_csv(run["workdir"] / "results" / "aggregate" / "cells.csv")
     served = table[table.engine == "triton-python-grpc"]
@@ -374,8 +351,8 @@ def test_report_still_builds_and_lists_failed_cells(pipelines, tmp_path):
 
 
 # ---------------------------------------------------------------- a Triton server that dies mid-run
-def test_a_server_killed_mid_run_fails_the_cell_leaves_no_process_and_a_retry_succeeds(pipelines, tmp_path):
-    run = pipelines["a"]
+def test_a_server_killed_mid_run_fails_the_cell_leaves_no_process_and_a_retry_succeeds(minimal_run, tmp_path):
+    run = minimal_run
     assert run["returncode"] == 0
     results_dir = run["workdir"] / "results"
     repository = results_dir / "triton" / "python" / "fp32" / "seq32"
@@ -450,8 +427,8 @@ MEMORY_CAPPED_CELLS = textwrap.dedent("""
 """)
 
 
-def test_out_of_memory_under_a_memory_cap_is_an_oom_cell_and_the_next_cell_runs(pipelines, tmp_path):
-    run = pipelines["a"]
+def test_out_of_memory_under_a_memory_cap_is_an_oom_cell_and_the_next_cell_runs(minimal_run, tmp_path):
+    run = minimal_run
     assert run["returncode"] == 0
     proc = subprocess.run([sys.executable, "-c", MEMORY_CAPPED_CELLS, str(run["workdir"] / "results"), str(tmp_path),
                            json.dumps(MINIMAL["measurement"])], capture_output=True, text=True, cwd=REPO)
