@@ -8,6 +8,7 @@ installs slurm-wlm, munge, slurmdbd and mariadb-server with apt-get (they stay i
 /etc/slurm/{slurm,gres,slurmdbd}.conf (the previous ones are restored afterwards) and runs munged, MariaDB,
 slurmdbd, slurmctld and slurmd on 127.0.0.1 for the duration of this module.
 """
+import json
 import os
 import re
 import shutil
@@ -38,7 +39,8 @@ def cluster(tmp_path_factory):
     # not under pytest's private (0700) temp dir: the daemons run as other users (munge, mysql)
     state = tempfile.mkdtemp(prefix="inferbench-slurm-", dir="/tmp")
     os.chmod(state, 0o755)
-    env = {**os.environ, "SLURM_TEST_DIR": state}
+    # two fake GPUs: the node's two cores each run a GPU job, instead of one job at a time on one core
+    env = {**os.environ, "SLURM_TEST_DIR": state, "SLURM_TEST_GPUS": "2"}
     try:
         subprocess.run(["bash", str(SLURM / "start_cluster.sh")], check=True, env=env, timeout=600)
         yield state
@@ -48,12 +50,13 @@ def cluster(tmp_path_factory):
 
 
 def slurm_snakemake(workdir, *overlays, args=()):
+    """`args` (targets too) come before `--configfile`, which takes every word after it."""
     env = {**os.environ, "PATH": path_with_stand_ins(),
            "APPTAINER_STANDIN_LOG": str(workdir / "apptainer_calls.jsonl")}
     command = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(workdir),
-               "--profile", str(REPO / "slurm_profile"), "--workflow-profile", str(SLURM / "profile"),
+               "--profile", str(REPO / "slurm_profile"), "--workflow-profile", str(SLURM / "profile"), *args,
                "--configfile", str(REPO / "config.yaml"), str(TEST_CONFIG), str(SLURM / "config.slurm.yaml"),
-               *map(str, overlays), *args]
+               *map(str, overlays)]
     proc = subprocess.run(command, capture_output=True, text=True, env=env, timeout=1500)
     assert proc.returncode == 0, f"{proc.stdout[-5000:]}\n{proc.stderr[-8000:]}"
     return proc
@@ -116,16 +119,19 @@ def test_report_matches_a_local_run(first_run, pipeline_run):
     assert cells.slurm_job_id.notna().all()
 
 
-def test_adding_a_batch_size_submits_only_the_new_cells(first_run, tmp_path):
+def test_adding_a_batch_size_plans_only_the_new_cells_and_submits_them(first_run, tmp_path):
+    """Planned: the new cells, then aggregate and report (what the first run did stays done). Submitted: one
+    new cell, as a job of its own (the first run already proved aggregate and report as Slurm jobs)."""
     workdir, _, before = first_run
     more = overlay(tmp_path, "more", {"sweep": {"batch_sizes": [1, 2]}})
     planned = scheduled_jobs(slurm_snakemake(workdir, more, args=["-n"]).stdout)
     assert planned == {"benchmark_cell": 2, "aggregate": 1, "report": 1, "all": 1}
-    slurm_snakemake(workdir, more)
+    new_cell = "results/bench/eager/fp32/bs2_seq32_max_length.json"
+    slurm_snakemake(workdir, more, args=[new_cell])
     after = accounted_jobs()
     new = after[~after.job_id.isin(before.job_id)]
-    assert sorted(new.rule) == ["aggregate", "benchmark_cell", "benchmark_cell", "report"]
-    assert (new.state == "COMPLETED").all()
+    assert list(new.rule) == ["benchmark_cell"] and (new.state == "COMPLETED").all(), new
+    assert json.loads((workdir / new_cell).read_text())["status"] == "ok"
 
 
 def test_the_profile_on_a_machine_without_slurm_names_everything_missing_before_any_job(tmp_path):

@@ -197,10 +197,12 @@ DEFMEM=$(( MEM_MB / NCPU ))
 GRES_LINE=""; NODE_GRES=""
 if [ "$NGPU" -gt 0 ]; then
     NODE_GRES="Gres=gpu:$GPU_TYPE:$NGPU"
-    # File=/dev/null: a fake device, so the GPU is schedulable but nothing real
-    # (more than one fake GPU: a plain count, no device files).
-    if [ "$NGPU" -eq 1 ]; then GRES_LINE="NodeName=localhost Name=gpu Type=$GPU_TYPE Count=1 File=/dev/null"
-    else GRES_LINE="NodeName=localhost Name=gpu Type=$GPU_TYPE Count=$NGPU"; fi
+    # File=/dev/null etc.: fake devices, one per GPU, so the GPUs are schedulable but nothing real (a
+    # plain count without files is reported by slurmd as 0 GPUs, and the node is drained as invalid)
+    FAKE_DEVICES=(/dev/null /dev/zero /dev/full /dev/urandom)
+    [ "$NGPU" -le ${#FAKE_DEVICES[@]} ] || die "SLURM_TEST_GPUS=$NGPU: at most ${#FAKE_DEVICES[@]} fake GPUs"
+    GRES_LINE=$(for dev in "${FAKE_DEVICES[@]:0:$NGPU}"; do
+        echo "NodeName=localhost Name=gpu Type=$GPU_TYPE File=$dev"; done)
 fi
 
 cat > "$ETC/slurm.conf" <<EOF
