@@ -177,6 +177,8 @@ def pipeline_run(pipeline_runs):
         raise AssertionError(f"snakemake failed ({run['returncode']}):\n{run['stdout'][-4000:]}\n"
                              f"{run['stderr'][-6000:]}")
     return run["workdir"], subprocess.CompletedProcess([], run["returncode"], run["stdout"], run["stderr"])
+
+
 DATASET = {"name": "glue", "config": "sst2", "split": "validation", "max_samples": 40, "source": "auto"}
 
 
