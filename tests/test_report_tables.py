@@ -297,10 +297,26 @@ def test_a_profile_far_from_its_timing_is_flagged():
 
 
 def test_throughput_comes_from_the_p50_like_latency():
-    """A slow outlier lifts the mean, not the p50: the table's samples/s follow the p50 the report ranks by."""
-    table = cells([{"engine": "eager", "precision": "fp32", "batch_size": 8, "p50_ms": 100.0}])
-    table = table.assign(mean_ms=400.0, throughput_samples_per_s=20.0)  # batch / mean
+    """A slow outlier lifts the mean, not the p50: every table's samples/s (cells.csv's column, which the
+    All cells, budget and energy tables and the load sweep's share all read) follow the p50 the report ranks
+    by; a load level keeps the requests/s it measured."""
+    from workflow_scripts import aggregate
+
+    cell = {"engine": "eager", "precision": "fp32", "batch_size": 8, "seq_len": 128, "padding": "max_length",
+            "device": "cuda"}
+    result = {"cell": cell, "status": "ok", "reason": None, "throughput_samples_per_s": 20.0,  # batch / mean
+              "latency": {"wall_ms": {"p50": 100.0, "mean": 400.0}},
+              "environment": {"gpu_name": "NVIDIA H200", "cpu": "Xeon", "hostname": "node", "torch": "2.11",
+                              "git_commit": "abc", "time_utc": "2026-11-30T04:20:00", "slurm_job_id": None},
+              "model": {"model_id": "bert-base-uncased", "weights": "random"}}
+    roles = {"eager": {"served": False, "twin": None}}
+    row = aggregate.cell_row(result, "x.json", roles)
+    assert row["throughput_samples_per_s"] == 80.0
+    table = cells([{"engine": "eager", "precision": "fp32", "batch_size": 8, "p50_ms": 100.0,
+                    "throughput_samples_per_s": row["throughput_samples_per_s"]}])
     assert cells_section.full_table(table)["samples/s"].tolist() == ["80.0"]
+    level = {**result, "cell": {**cell, "batch_size": 1, "concurrency": 64}, "throughput_samples_per_s": 4945.0}
+    assert aggregate.latency_row(level, "y.json", roles)["throughput_samples_per_s"] == 4945.0
 
 
 def test_html_shows_code_not_backticks_and_opens_with_contents(tmp_path):

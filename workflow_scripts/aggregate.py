@@ -132,6 +132,16 @@ def server_columns(result: dict) -> dict:
             **{f"split_{key}_ms": ms for key, ms in split.items()}}
 
 
+def cell_row(result: dict, path: str, roles: dict[str, dict]) -> dict:
+    """One timed cell as a row (latency_row) whose throughput_samples_per_s is batch size / p50: the report's
+    one throughput, from the statistic its latencies rank by (the result file's own is batch size / mean; a
+    load level's is the requests completed per second, kept as measured)."""
+    row = latency_row(result, path, roles)
+    if row["p50_ms"]:
+        row["throughput_samples_per_s"] = row["batch_size"] * 1000.0 / row["p50_ms"]
+    return row
+
+
 def load_row(result: dict, path: str, roles: dict[str, dict]) -> dict:
     """One load level as a row: a latency row plus concurrency, client processes and server statistics."""
     row = latency_row(result, path, roles)
@@ -190,7 +200,7 @@ def aggregate(result_paths: list[str], roles: dict[str, dict]) -> tuple[pd.DataF
     for path in result_paths:
         result = read_json(path)
         if result["kind"] == "latency":
-            latency.append({**latency_row(result, path, roles), **server_columns(result)})
+            latency.append({**cell_row(result, path, roles), **server_columns(result)})
         elif result["kind"] == "accuracy":
             accuracy.append(accuracy_row(result))
         elif result["kind"] == "profile":

@@ -48,8 +48,6 @@ def full_table(table: pd.DataFrame) -> pd.DataFrame:
     """The COLUMNS the table has, formatted, with readable names for throughput, CV, speedups and first call;
     tokens per batch only where dynamic padding is in the sweep, the side-by-side speedup only where the run
     made pairs."""
-    # throughput from the same statistic as the latency the report ranks by (p50), not the mean
-    table = table.assign(throughput_samples_per_s=table.batch_size / table.p50_ms * 1000)
     shown = [c for c in COLUMNS if c in table and (c != "tokens_per_batch" or shows_tokens_per_batch(table))]
     out = table[shown].copy()
     out = out.drop(columns=[c for c in out if c not in CELL_KEYS and out[c].isna().all()])  # GPU columns on CPU
