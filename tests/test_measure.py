@@ -184,3 +184,23 @@ def test_counts_read_in_the_singular_for_one_on_the_console_and_in_the_report(ca
     now[0] = 3.0
     progress.finish("p50 812.402 ms")
     assert caplog.messages == ["bench eager fp32 bs8 seq128 max_length: p50 812.402 ms (1 window in 3 s)"]
+
+
+def test_a_load_level_that_completes_no_request_says_so_not_zero_of_zero_failed(monkeypatch):
+    from workflow_scripts import load_sweep
+
+    class SlowServer:  # a model slower than the window: the server took one request, none came back in time
+        def begin_window(self):
+            pass
+
+        def end_window(self):
+            return {"requests": 1, "executions": 1}
+
+        def request_target(self):
+            return "localhost:1"
+
+    monkeypatch.setattr(load_sweep, "closed_loop", lambda *args: ([], 0))
+    level = load_sweep._python_level(SlowServer(), None, None, 1, {"seconds": 2, "warmup_seconds": 0.5}, "out.json")
+    assert level["status"] == "failed"
+    assert level["reason"] == ("no request completed within the 2 s window (the server counted 1): raise "
+                               "triton.load.seconds")

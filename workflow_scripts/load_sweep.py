@@ -115,8 +115,14 @@ def _python_level(engine, input_ids, attention_mask, concurrency: int, load_sett
     level["server"] = engine.end_window()  # the server's own breakdown of the level
     if lost:
         level["status"], level["reason"] = "failed", lost
-    elif errors or not latencies:
+    elif errors:
         level["status"], level["reason"] = "failed", f"{errors} of {errors + len(latencies)} requests failed"
+    elif not latencies:  # the requests outlasted the window (a slow model on CPU): say so, not "0 of 0 failed"
+        executed = (level["server"] or {}).get("requests")
+        level["status"], level["reason"] = "failed", (
+            f"no request completed within the {load_settings['seconds']} s window"
+            + (f" (the server counted {executed})" if executed is not None else "")
+            + ": raise triton.load.seconds")
     else:
         summary = stats.summarize(latencies, 1, 1000)
         level["latency"] = {"wall_ms": summary, "gpu_ms": None, "repeat_p50_ms": [summary["p50"]],
