@@ -384,6 +384,13 @@ def test_numbers_read_one_way_in_every_table():
     shown = serving.shown_numbers(serving.concurrency_table(level, table)).iloc[0]
     assert (shown["p50 ms"], shown["requests/s"], shown["in-process samples/s at that batch"],
             shown["share of in-process"], shown["mean server batch"]) == ("56.000", "1,000.0", "1,333.3", "75.0%", "1.0")
+    assert "reason" not in serving.concurrency_table(level, table)  # every level ok: no reason column
+    ok_level = level.iloc[0].to_dict()
+    failed = pd.DataFrame([ok_level, {**ok_level, "concurrency": 4, "status": "failed", "p50_ms": float("nan"),
+                                      "p99_ms": float("nan"), "throughput_samples_per_s": float("nan"),
+                                      "reason": "no request completed within the 2 s window"}])
+    shown = serving.concurrency_table(failed, table)
+    assert shown.reason.tolist() == ["—", "no request completed within the 2 s window"]
 
 
 def test_measurement_context_states_this_runs_rule_and_host_state_from_the_results():

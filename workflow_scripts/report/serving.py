@@ -129,6 +129,10 @@ def concurrency_table(serving: pd.DataFrame, table: pd.DataFrame) -> pd.DataFram
                                              else MISSING),
                      "mean server batch": getattr(level, "server_mean_batch_per_execution", float("nan"))})
     out = pd.DataFrame(rows)
+    if len(out) and (out.status != "ok").any():  # why a level produced no numbers, beside its status
+        out.insert(out.columns.get_loc("status") + 1, "reason",
+                   [reason if isinstance(reason, str) and reason else MISSING
+                    for reason in serving.get("reason", pd.Series(index=serving.index, dtype=object))])
     if len(out):
         out = pd.concat([out, latency_split(serving.reset_index(drop=True))], axis=1)
     return out.round(3)
