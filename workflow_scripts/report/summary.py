@@ -90,7 +90,9 @@ def main_finding(ctx: ReportContext) -> str:
             best, best_speedup = row, speedup
     baseline = f"{ctx.baseline['engine']} {ctx.baseline['precision']}"
     if best is None:
-        return f"Main finding: no cell is resolved faster than {baseline} (every faster p50's 95% CI overlaps it)."
+        return (f"Main finding: no cell is resolved faster than {baseline}: for every faster cell, its p50 95% CI "
+                "overlaps the baseline's, its side-by-side interval holds 1, or it or the baseline is unstable "
+                "(see the headline for which).")
     how = (f"side by side, 95% interval {best.pair_ci_low:.2f}–{best.pair_ci_high:.2f}" if _paired(best) else
            f"p50 {best.p50_ms:.3f} ms, 95% CI {best.p50_ci_low_ms:.3f}–{best.p50_ci_high_ms:.3f}")
     unstable = getattr(best, "pair_unstable", "") if _paired(best) else ""
