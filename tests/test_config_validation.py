@@ -273,3 +273,24 @@ def test_a_run_elsewhere_without_config_yaml_says_to_name_it(tmp_path):
     assert line.endswith(f"missing: config.yaml, which sets them, was not read (Snakemake looks for it in the run's "
                          f"working directory, {tmp_path}). From another folder (--directory, -s) name it first: "
                          f"--configfile {REPO / 'config.yaml'} my_overrides.yaml")
+
+
+def test_a_configfile_that_is_missing_or_no_yaml_mapping_is_named_before_snakemake_starts(tmp_path):
+    """`bash run.sh --configfile nothere.yaml` gave Snakemake's bare 25-line FileNotFoundError traceback, and
+    broken YAML "Config file is not valid JSON or YAML" without the file's name."""
+    from workflow_scripts import command_line
+
+    broken, listed, good = tmp_path / "broken.yaml", tmp_path / "list.yaml", tmp_path / "good.yaml"
+    broken.write_text("sweep: {batch_sizes: [1, 8\n")
+    listed.write_text("- eager\n")
+    good.write_text("sweep: {batch_sizes: [1]}\n")
+    found = command_line.problems(["--configfile", "config.yaml", str(tmp_path / "nothere.yaml"), str(broken),
+                                   str(listed), str(good), "-n"])
+    assert found[0] == f"--configfile {tmp_path / 'nothere.yaml'}: no such file"
+    assert found[1].startswith(f"--configfile {broken}: not readable as YAML: ")
+    assert found[2] == f"--configfile {listed}: not a mapping of config keys (it holds a list)"
+    assert len(found) == 3  # config.yaml (run from the repository) and good.yaml pass; -n is no file
+    assert command_line.problems([f"--configfile={good}"]) == []
+    run = subprocess.run(["bash", str(REPO / "run.sh"), "--configfile", "nothere.yaml", "-n"], cwd=REPO,
+                         capture_output=True, text=True)
+    assert run.returncode == 2 and run.stderr.strip() == "inferbench: --configfile nothere.yaml: no such file"
