@@ -55,7 +55,8 @@ if workflow.is_main_process:
     from workflow_scripts.hub import hub_reachable
 
     # named once on the console at the start, not only in the job logs and the report
-    for _note in fallback_notes(EXPERIMENT, config["device"], hub_reachable()):
+    for _note in fallback_notes(EXPERIMENT, config["device"], hub_reachable(),
+                                cpu_overrides(config, DEFAULT_CONFIG)[0]):
         logger.warning(_note)
 
 DEVICE = EXPERIMENT["device"]

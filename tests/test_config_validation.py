@@ -87,6 +87,12 @@ def test_fallback_notes_name_only_what_applies():
     assert fallback_notes(only_model, "cpu", hub_ok=False) == [
         "Hugging Face hub not reachable (or HF_HUB_OFFLINE=1): the model job will say on this console what it "
         "used, the local cache or random weights, when it runs"]
+    # the keys cpu_overrides replaces are named, so that an edit of them in config.yaml is not lost unseen
+    applied = {"sweep": {"engines": ["eager"], "batch_sizes": [1, 8]}, "pairs": {"rounds": 4}}
+    assert fallback_notes(experiment, "auto", hub_ok=True, cpu_applied=applied) == [
+        "No CUDA GPU found: running on CPU, with the narrower sweep of cpu_overrides (config.yaml), which replaces "
+        "sweep.engines, sweep.batch_sizes, pairs.rounds: to change these on CPU, edit cpu_overrides or give them "
+        "with --config or --configfile"]
     # CPU asked for, the hub answering, or the sources fixed in the config: no fallback to name
     assert fallback_notes(experiment, "cpu", hub_ok=True) == []
     fixed = {"device": "cuda", "dataset": {"source": "sample"}, "model": {"weights": "random"}}

@@ -43,16 +43,21 @@ def planned_device(requested: str, scheduler_gives_gpus: bool = False) -> str:
     return requested
 
 
-def fallback_notes(experiment: dict, requested_device: str, hub_ok: bool) -> list[str]:
+def fallback_notes(experiment: dict, requested_device: str, hub_ok: bool, cpu_applied: dict | None = None) -> list[str]:
     """One console line per fallback the run will take, known at parse time: CPU instead of a GPU, and the hub
     out of reach where the dataset or the model may come from it (whether the local cache has them is known
     only when their jobs run: each says on the console what it used, once).
 
     experiment: the effective config (device resolved); requested_device: config's `device` as given;
-    hub_ok: whether the Hugging Face hub answered (workflow_scripts.hub.hub_reachable)."""
+    hub_ok: whether the Hugging Face hub answered (workflow_scripts.hub.hub_reachable); cpu_applied: the
+    cpu_overrides applied ({section: {key: value}}, cpu_overrides()[0]), named so that an edit of those keys
+    in config.yaml is not replaced unseen."""
     notes = []
     if experiment["device"] == "cpu" and requested_device == "auto":
-        notes.append("No CUDA GPU found: running on CPU, with the narrower sweep of cpu_overrides (config.yaml)")
+        replaced = [f"{section}.{key}" for section, values in (cpu_applied or {}).items() for key in values]
+        notes.append("No CUDA GPU found: running on CPU, with the narrower sweep of cpu_overrides (config.yaml)"
+                     + (f", which replaces {', '.join(replaced)}: to change these on CPU, edit cpu_overrides or "
+                        "give them with --config or --configfile" if replaced else ""))
     # the fallback each source takes where the local cache lacks it (dataset.source / model.weights: auto)
     fallbacks = {name: fallback for name, fallback, auto in (
         ("dataset", "the bundled sample", experiment["dataset"]["source"] == "auto"),
