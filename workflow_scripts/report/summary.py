@@ -270,5 +270,7 @@ def blocks(ctx: ReportContext) -> list[tuple]:
             ("p", main_finding(ctx) if len(ctx.timed_here) else "No cell was timed on this machine."),
             ("p", f"This run's answers on {ctx.machine}, each against report.targets (ratios only between cells "
                   "of the same machine; latency is the p50 per batch; a cell is named faster only when its 95% CI "
-                  "lies apart from the others', or against the baseline when its side-by-side interval excludes 1)."),
+                  "lies apart from the others', or against the baseline when its side-by-side interval excludes 1). "
+                  "Each served engine's rows give its least overhead and its best share of in-process throughput "
+                  "over the run's precisions, each naming its precision; the Serving section has them all."),
             ("table", summary_table(ctx))]
