@@ -250,6 +250,17 @@ def test_both_paddings_stay_apart_in_every_figure_table_warning_and_sentence(tmp
     lines = why.why_paragraphs(why.chosen_profiles(profiles), BASELINE)
     assert sorted(line.split(", torchscript")[0] for line in lines) == [
         "At batch 1 (fp32, seq 128, dynamic padding)", "At batch 1 (fp32, seq 128, max_length padding)"]
+    # a profile far from its timed cell (2 ms per iteration profiled, 0.5 ms timed): its sentence says so
+    timed = pd.DataFrame([{"engine": engine, "precision": "fp32", "batch_size": 1, "seq_len": 128,
+                           "padding": padding, "p50_ms": p50}
+                          for engine, padding, p50 in (("eager", "max_length", 2.0), ("torchscript", "max_length", 0.5),
+                                                       ("eager", "dynamic", 0.6), ("torchscript", "dynamic", 0.6))])
+    lines = {("dynamic" if "dynamic padding" in line else "max_length"): line
+             for line in why.why_paragraphs(why.chosen_profiles(profiles), BASELINE, timed)}
+    assert lines["max_length"].endswith("Read these times with care: the profile of torchscript fp32 bs1 seq128 "
+                                        "max_length differs from its timed cell by more than 1.5× (PROFILE ≠ "
+                                        "TIMING); its counts still hold.")
+    assert "with care" not in lines["dynamic"]
 
 
 def test_the_fastest_speedup_comes_from_its_pair_and_an_unstable_one_says_so():

@@ -156,9 +156,12 @@ def _n(value) -> str:
     return "?" if pd.isna(value) else f"{value:,.0f}" if value >= 10 or value == int(value) else f"{value:.1f}"
 
 
-def why_paragraphs(chosen: pd.DataFrame, baseline: dict) -> list[str]:
+def why_paragraphs(chosen: pd.DataFrame, baseline: dict, table: pd.DataFrame | None = None) -> list[str]:
     """why() for every profiled cell not of the baseline engine, against the baseline engine's profile of
-    the same batch, sequence length and padding (same precision if profiled, else the baseline's)."""
+    the same batch, sequence length and padding (same precision if profiled, else the baseline's). With the
+    timed cells (`table`), a sentence whose profiles differ from their timed cells (profile_gaps) says that
+    its times do not stand for the timed cells (its counts still do)."""
+    gapped = {line.split(": ")[1] for line in profile_gaps(chosen, table)} if table is not None else set()
     lines = []
     for row in chosen.itertuples():
         if row.engine == baseline["engine"]:
@@ -168,8 +171,19 @@ def why_paragraphs(chosen: pd.DataFrame, baseline: dict) -> list[str]:
         match = same[same.precision == row.precision]
         base = (match if len(match) else same[same.precision == baseline["precision"]])
         if len(base):
-            lines.append(why(row, next(base.itertuples())))
+            base_row = next(base.itertuples())
+            line = why(row, base_row)
+            off = [name for name in (_name(row), _name(base_row)) if name in gapped]
+            if off:
+                line += (f" Read these times with care: the profile of {' and of '.join(off)} differs from its "
+                         "timed cell by more than " f"{PROFILE_GAP_RATIO}× (PROFILE ≠ TIMING); its counts still hold.")
+            lines.append(line)
     return lines
+
+
+def _name(row) -> str:
+    """A profiled cell as profile_gaps names it."""
+    return f"{row.engine} {row.precision} bs{row.batch_size} seq{row.seq_len} {row.padding}"
 
 
 def profile_gaps(chosen: pd.DataFrame, table: pd.DataFrame, ratio: float = PROFILE_GAP_RATIO) -> list[str]:
@@ -182,7 +196,7 @@ def profile_gaps(chosen: pd.DataFrame, table: pd.DataFrame, ratio: float = PROFI
     timed = table[table.p50_ms.notna()][CELL + ["p50_ms"]].drop_duplicates(CELL)
     both = chosen[chosen.wall_ms_per_iter.notna()].merge(timed, on=CELL)
     gap = both.wall_ms_per_iter / both.p50_ms
-    return [f"PROFILE ≠ TIMING: {r.engine} {r.precision} bs{r.batch_size} seq{r.seq_len} {r.padding}: "
+    return [f"PROFILE ≠ TIMING: {_name(r)}: "
             f"{r.wall_ms_per_iter:.3f} ms per iteration under the {r.tool} profiler vs a timed p50 of "
             f"{r.p50_ms:.3f} ms ({g:.2f}×); read its breakdown with care"
             for r, g in zip(both.itertuples(), gap) if g > ratio or g < 1 / ratio]
@@ -232,7 +246,7 @@ def blocks(ctx: ReportContext) -> list[tuple]:
                        else "self CPU time per request of the leading operators (under the profiler)"))
     blocks += [("h3", "Top kernels" if gpu else "Top operators"),
                ("table", top_table(chosen, tops, "kernel" if gpu else "op"))]
-    lines = why_paragraphs(chosen, baseline)
+    lines = why_paragraphs(chosen, baseline, ctx.table)
     if lines:
         blocks += [("h3", f"Why, against {baseline['engine']}")] + [("p", line) for line in lines]
     return blocks
