@@ -88,3 +88,10 @@ onsuccess:
     # The main command's closing line: where to look (where this run made or kept the report)
     if os.path.exists(rules.report.output.html):
         logger.info(f"inferbench: the report is {os.path.abspath(rules.report.output.html)}")
+
+
+onerror:
+    # A failed or interrupted run: what to do next, once, after Snakemake's own error lines
+    logger.error("inferbench: the run did not finish; the failed jobs and their logs (results/logs/) are named "
+                 "above. Finished results are kept: after a fix, or after an interruption, the same command runs "
+                 "only what is missing.")

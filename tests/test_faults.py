@@ -263,6 +263,7 @@ def test_strict_run_with_a_mismatching_engine_exits_non_zero_after_writing_the_r
     assert proc.returncode != 0
     assert "strict: eager/bf16/bs1/seq32/max_length is mismatch" in output
     assert "Error in rule strict_check" in output
+    assert "inferbench: the run did not finish" in output  # the closing line of a failed run: what to do next
     assert not (run["workdir"] / "results" / "report" / "strict_check.passed").exists()
     # the report was written by this run, before the strict check failed it, and warns at the top
     assert report.stat().st_mtime >= started
