@@ -47,16 +47,15 @@ except ConfigError as error:
     raise WorkflowError(f"Invalid config: {error}")
 if workflow.is_main_process and config["device"] == "auto" and _executor_gives_gpus():
     logger.info("Device cuda: the model jobs ask their executor for a GPU each (set-resources gpu)")
+_cpu_applied, _kept = cpu_overrides(config, DEFAULT_CONFIG)
 if EXPERIMENT["device"] == "cpu" and workflow.is_main_process:
-    _kept = cpu_overrides(config, DEFAULT_CONFIG)[1]
     if _kept:
         logger.info(f"Device cpu: cpu_overrides leaves {', '.join(_kept)} as your config sets them")
 if workflow.is_main_process:
     from workflow_scripts.hub import hub_reachable
 
     # named once on the console at the start, not only in the job logs and the report
-    for _note in fallback_notes(EXPERIMENT, config["device"], hub_reachable(),
-                                cpu_overrides(config, DEFAULT_CONFIG)[0]):
+    for _note in fallback_notes(EXPERIMENT, config["device"], hub_reachable(), _cpu_applied):
         logger.warning(_note)
 
 DEVICE = EXPERIMENT["device"]
